@@ -1,0 +1,13 @@
+"""Exceptions whose messages tell the user what to do."""
+
+
+class PairLensError(Exception):
+    """Base class: the message is a complete, user-facing sentence with a remedy."""
+
+
+class InputError(PairLensError, ValueError):
+    """Bad text, layer, steps, rule, mode, similarity or data file."""
+
+
+class ModelError(PairLensError):
+    """A model that is unknown, not installed, corrupt or unsupported."""

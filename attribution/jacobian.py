@@ -1,0 +1,125 @@
+"""Integrated Jacobians of the embedding with respect to the hidden states at one layer.
+
+For one text, with h, r of shape (S, H) (hidden states of the text and of the reference at the
+input of layer L) and f the pooled embedding computed from there on (`embedding_tail`):
+
+    E[d, i] = sum_k (h - r)[i, k] * integral_0^1 d f_d / d h[i, k] (r + a (h - r)) da.
+
+Column E[:, i] at one node a is a Jacobian-vector product of f with the tangent (h - r) kept
+on row i only, so forward mode needs S JVPs per node (batched with vmap, primal shared);
+reverse mode needs D vector-Jacobian products and is used where S > D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.func import jvp, vjp, vmap
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
+
+Tail = Callable[[torch.Tensor], torch.Tensor]
+
+
+def embedding_tail(model: LoadedModel, layer: int) -> Tail:
+    """f from layer L on: hidden states (B, S, H) at the input of layer L -> embeddings (B, D).
+
+    Pure: no hooks, no state on the shared modules, so threads may call it at once.
+    """
+    layers = list(model.layers)[layer:]
+
+    def tail(x: torch.Tensor) -> torch.Tensor:
+        extra = model.layer_kwargs(x.shape[0], x.shape[1]) if layers else {}
+        for module in layers:
+            out = module(x, None, **extra)
+            x = out[0] if isinstance(out, tuple) else out
+        return model.pool(x)
+
+    return tail
+
+
+def sequence_bytes(model: LoadedModel, seq_len: int) -> int:
+    """Rough peak working memory of one sequence through one layer, primal and tangent (bytes)."""
+    cfg = model.encoder.config
+    hidden, inter, heads = model.hidden_size, int(getattr(cfg, "intermediate_size", 4 * model.hidden_size)), int(cfg.num_attention_heads)
+    floats = seq_len * (10 * hidden + 3 * inter) + 4 * heads * seq_len * seq_len
+    return 2 * 4 * floats
+
+
+def node_contributions(
+    tail: Tail,
+    h: torch.Tensor,
+    r: torch.Tensor,
+    nodes: np.ndarray,
+    *,
+    direction: str,
+    budget_bytes: int,
+    bytes_per_sequence: int,
+) -> torch.Tensor:
+    """J_f(r + a_n (h - r)) applied to (h - r) row by row, shape (N, D, S), one slice per node.
+
+    Weighting these slices with quadrature weights and summing over n gives E.
+    """
+    delta = h - r
+    alphas = torch.as_tensor(nodes, dtype=h.dtype)
+    if direction == "forward":
+        return _forward(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
+    return _reverse(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
+
+
+def _forward(
+    tail: Tail, r: torch.Tensor, delta: torch.Tensor, alphas: torch.Tensor, budget: int, per_seq: int
+) -> torch.Tensor:
+    seq_len = delta.shape[0]
+    # A chunk holds n_nodes primal sequences and n_nodes * n_tokens tangent sequences.
+    capacity = max(1, budget // max(1, per_seq))
+    n_tokens = max(1, min(seq_len, capacity))
+    n_nodes = max(1, min(len(alphas), capacity // n_tokens))
+    blocks = []
+    with torch.no_grad():
+        for n0 in range(0, len(alphas), n_nodes):
+            a = alphas[n0 : n0 + n_nodes]
+            points = r + a[:, None, None] * delta  # (n, S, H)
+            columns = []
+            for t0 in range(0, seq_len, n_tokens):
+                idx = torch.arange(t0, min(seq_len, t0 + n_tokens))
+                tangents = torch.zeros(len(idx), len(a), *delta.shape, dtype=delta.dtype)
+                tangents[torch.arange(len(idx)), :, idx] = delta[idx][:, None, :]
+                out = vmap(lambda t, p=points: jvp(tail, (p,), (t,))[1])(tangents)  # (t, n, D)
+                columns.append(out.permute(1, 2, 0))  # (n, D, t)
+            blocks.append(torch.cat(columns, dim=2))
+    return torch.cat(blocks, dim=0)
+
+
+def _reverse(
+    tail: Tail, r: torch.Tensor, delta: torch.Tensor, alphas: torch.Tensor, budget: int, per_seq: int
+) -> torch.Tensor:
+    blocks = []
+    # Reverse mode keeps every layer's activations of the primal batch; cotangents batch over D.
+    n_nodes = max(1, min(len(alphas), budget // max(1, 4 * per_seq)))
+    with torch.enable_grad():
+        for n0 in range(0, len(alphas), n_nodes):
+            a = alphas[n0 : n0 + n_nodes]
+            points = r + a[:, None, None] * delta
+            out, pullback = vjp(tail, points)  # out (n, D)
+            dim = out.shape[1]
+            n_dims = max(1, min(dim, budget // max(1, per_seq * len(a))))
+            rows = []
+            for d0 in range(0, dim, n_dims):
+                d_idx = torch.arange(d0, min(dim, d0 + n_dims))
+                cot = torch.zeros(len(d_idx), *out.shape, dtype=out.dtype)
+                cot[torch.arange(len(d_idx)), :, d_idx] = 1.0
+                grads = vmap(pullback)(cot)[0]  # (d, n, S, H)
+                rows.append((grads * delta).sum(-1).permute(1, 0, 2).detach())  # (n, d, S)
+            blocks.append(torch.cat(rows, dim=1))
+    return torch.cat(blocks, dim=0)
+
+
+def integrated_jacobian(node_slices: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
+    """E = sum_n w_n * slice_n: (N, D, S) and (N,) -> (D, S)."""
+    w = torch.as_tensor(weights, dtype=node_slices.dtype)
+    return torch.einsum("n,nds->ds", w, node_slices)

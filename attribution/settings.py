@@ -1,0 +1,71 @@
+"""All configuration in one place: defaults and the operator's environment variables.
+
+| variable                     | default            | meaning                                         |
+|------------------------------|--------------------|-------------------------------------------------|
+| PAIRLENS_HOME                | ~/.cache/pairlens  | cache: assembled models, fine-tuned models      |
+| PAIRLENS_MAX_TOKENS          | 256                | tokens per text (longer texts are truncated)    |
+| PAIRLENS_MAX_STEPS           | 1024               | largest number of quadrature nodes              |
+| PAIRLENS_MEMORY_BUDGET_MB    | 2048               | engine working memory per chunk of JVPs         |
+| PAIRLENS_RESULT_CACHE        | 64                 | results kept by the page's cache                |
+| PAIRLENS_MAX_TEXT_CHARS      | 20000              | characters accepted per text                    |
+| PAIRLENS_ALLOW_CUSTOM_MODELS | 0                  | page accepts typed local paths / hub ids if 1   |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_TOLERANCE = 1e-3
+DEFAULT_RULE = "gauss-legendre"
+RULES = ("gauss-legendre", "midpoint", "riemann-right")
+MODES = ("approximate", "exact")
+SIMILARITIES = ("cos", "dot")
+# steps="auto" tries these node counts in turn (nested rules reuse earlier nodes).
+AUTO_START_STEPS = 4
+EXAMPLE_PAIR = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number; set it to one between {low} and {high}.") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is out of range; set it to a number between {low} and {high}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    max_tokens: int
+    max_steps: int
+    memory_budget_mb: int
+    result_cache: int
+    max_text_chars: int
+    allow_custom_models: bool
+
+    @property
+    def models_dir(self) -> Path:
+        """Fine-tuned (exact) models live here and are listed by the registry."""
+        return self.home / "models"
+
+
+def get_settings() -> Settings:
+    """Read the environment now (cheap; call where needed so tests can set variables)."""
+    home = Path(os.environ.get("PAIRLENS_HOME") or Path.home() / ".cache" / "pairlens").expanduser()
+    return Settings(
+        home=home,
+        max_tokens=_env_int("PAIRLENS_MAX_TOKENS", 256, 4, 8192),
+        max_steps=_env_int("PAIRLENS_MAX_STEPS", 1024, 1, 1024),
+        memory_budget_mb=_env_int("PAIRLENS_MEMORY_BUDGET_MB", 2048, 64, 1 << 20),
+        result_cache=_env_int("PAIRLENS_RESULT_CACHE", 64, 1, 100_000),
+        max_text_chars=_env_int("PAIRLENS_MAX_TEXT_CHARS", 20_000, 1, 10_000_000),
+        allow_custom_models=os.environ.get("PAIRLENS_ALLOW_CUSTOM_MODELS", "0").strip().lower() in ("1", "true", "yes"),
+    )
