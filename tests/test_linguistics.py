@@ -34,11 +34,11 @@ def _minilm_dir() -> str:
 def _mpnet_dir() -> str:
     from attribution import packages
 
-    model_path = getattr(packages, "model_path", None)
-    if model_path is None:
-        pytest.skip("attribution.packages.model_path is not there yet")
+    locate = getattr(packages, "model_path", None)
     try:
-        return str(model_path("all-mpnet-base-v2"))
+        if locate is not None:
+            return str(locate("all-mpnet-base-v2"))
+        return str(packages.mpnet_path())
     except ModelError as exc:
         pytest.skip(f"all-mpnet-base-v2 is not installed: {exc}")
 

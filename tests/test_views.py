@@ -251,3 +251,27 @@ def test_coverage_agrees_with_top_pairs(tokenizer: Any) -> None:
         assert cumulative[level.pairs - 1] >= level.level - 1e-12
         assert all(c < level.level for c in cumulative[: level.pairs - 1])
         assert level.fraction == level.pairs / result.matrix.size
+
+
+# ----------------------------------------------------------------------------- on a real result
+
+
+def test_views_of_a_real_explain_result(minilm: Any) -> None:
+    from attribution import explain
+    from attribution.linguistics import cli_fields
+
+    result = explain(minilm, "I don't like e-mails.", "We cannot stay, it costs 1,000.50!", steps=4)
+    assert result.pos_note is None and result.pos_a is not None and result.pos_b is not None
+    assert result.pos_a[:6] == ["SPECIAL", "PRON", "AUX", "PART", "PART", "VERB"]
+    assert result.words_b is not None and "1,000.50" in result.words_b
+    words = result.to_words()
+    assert words.tokens_a == ["I", "do", "n't", "like", "e", "-", "mails", "."]
+    assert words.special_share is not None
+    assert words.matrix.sum() + words.special_share * words.attribution_sum == pytest.approx(
+        result.attribution_sum, rel=1e-9
+    )
+    assert result.pos_summary().total == pytest.approx(result.attribution_sum, rel=1e-9)
+    top = words.top_pairs(3)
+    assert abs(top[0].value) == np.abs(words.matrix).max() and top[0].token_a in words.tokens_a
+    fields = cli_fields(result, pos=True, words=True, top=3)
+    assert fields["tokens_a"] == words.tokens_a and [p["value"] for p in fields["top_pairs"]] == [p.value for p in top]
