@@ -51,7 +51,11 @@ def embedding_tail(model: LoadedModel, layer: int) -> Tail:
 def sequence_bytes(model: LoadedModel, seq_len: int) -> int:
     """Rough peak working memory of one sequence through one layer, primal and tangent (bytes)."""
     cfg = model.encoder.config
-    hidden, inter, heads = model.hidden_size, int(getattr(cfg, "intermediate_size", 4 * model.hidden_size)), int(cfg.num_attention_heads)
+    hidden, inter, heads = (
+        model.hidden_size,
+        int(getattr(cfg, "intermediate_size", 4 * model.hidden_size)),
+        int(cfg.num_attention_heads),
+    )
     floats = seq_len * (10 * hidden + 3 * inter) + 4 * heads * seq_len * seq_len
     return 2 * 4 * floats
 
@@ -112,7 +116,7 @@ def _reverse(
         for n0 in range(0, len(alphas), n_nodes):
             a = alphas[n0 : n0 + n_nodes]
             points = r + a[:, None, None] * delta
-            out, pullback = vjp(tail, points)  # out (n, D)
+            out, pullback = vjp(tail, points)[:2]  # out (n, D)
             dim = out.shape[1]
             n_dims = max(1, min(dim, budget // max(1, per_seq * len(a))))
             rows = []

@@ -182,7 +182,9 @@ def resolve_source(name_or_path: str) -> tuple[str, str]:
     """(display name, folder or hub id) for a model name, folder path or hub id."""
     text = str(name_or_path).strip()
     if not text:
-        raise ModelError("No model given: use a built-in name (" + ", ".join(BUILTIN_MODELS) + "), a folder or a hub id.")
+        raise ModelError(
+            "No model given: use a built-in name (" + ", ".join(BUILTIN_MODELS) + "), a folder or a hub id."
+        )
     builtin = _ALIASES.get(text.lower())
     if builtin is not None:
         return builtin, str(BUILTIN_MODELS[builtin].locate())
@@ -233,7 +235,11 @@ def _read_marker(folder: Path) -> dict[str, Any]:
 
 
 def _load_uncached(display: str, source: str) -> LoadedModel:
+    import transformers
     from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()  # no weight-loading progress bars on stderr
+    transformers.logging.disable_progress_bar()
 
     is_hub = not Path(source).exists()
     try:
@@ -242,9 +248,9 @@ def _load_uncached(display: str, source: str) -> LoadedModel:
             device="cpu",
             trust_remote_code=False,
             model_kwargs={"attn_implementation": "eager"},
-            local_files_only=False if is_hub else True,
+            local_files_only=not is_hub,
         )
-    except Exception as exc:  # noqa: BLE001 - every loading failure becomes one clear message
+    except Exception as exc:  # every loading failure becomes one clear message
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         if is_hub:
             raise ModelError(
@@ -283,7 +289,9 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
         elif kind == "Normalize":
             normalized = True
         else:
-            raise ModelError(f"'{display}' has a {kind} module after pooling ({kinds}); PairLens supports Dense and Normalize.")
+            raise ModelError(
+                f"'{display}' has a {kind} module after pooling ({kinds}); PairLens supports Dense and Normalize."
+            )
     encoder = modules[0].auto_model
     architecture = str(getattr(encoder.config, "model_type", "?"))
     if architecture not in ARCHITECTURES:
@@ -336,7 +344,7 @@ def _self_check(model: LoadedModel, st: Any) -> None:
     text = "PairLens checks that it embeds like sentence-transformers."
     with torch.inference_mode():
         ours = model.embed([text])[0]
-        features = st.tokenize([text])
+        features = st.preprocess([text])
         out = st[0](features)
         for module in list(st)[1:]:
             if type(module).__name__ == "Normalize":

@@ -131,7 +131,9 @@ class Attribution:
             if key in kwargs:
                 kwargs[key] = [tuple(span) for span in kwargs[key]]
         if "error_by_steps" in kwargs:
-            kwargs["error_by_steps"] = [(int(n), math.nan if e is None else float(e)) for n, e in kwargs["error_by_steps"]]
+            kwargs["error_by_steps"] = [
+                (int(n), math.nan if e is None else float(e)) for n, e in kwargs["error_by_steps"]
+            ]
         for key, value in list(kwargs.items()):
             if value is None and key in _FLOAT_FIELDS:
                 kwargs[key] = math.nan

@@ -54,7 +54,9 @@ def encode_text(model: LoadedModel, text: str, label: str = "") -> TokenizedText
     )
     ids: list[int] = list(enc["input_ids"])
     special = [bool(s) for s in enc["special_tokens_mask"]]
-    offsets = [(int(s), int(e)) if not sp else (0, 0) for (s, e), sp in zip(enc["offset_mapping"], special, strict=True)]
+    offsets = [
+        (int(s), int(e)) if not sp else (0, 0) for (s, e), sp in zip(enc["offset_mapping"], special, strict=True)
+    ]
     full_length = len(tok(text, truncation=False, add_special_tokens=True)["input_ids"])
     truncated = full_length > len(ids)
     if truncated and label:

@@ -41,7 +41,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> d
     from tiny_models import build_tiny_model
 
     base = tmp_path_factory.mktemp("tiny")
-    folders = {arch: build_tiny_model(base / arch, arch, minilm_dir) for arch in ("bert", "roberta", "xlm-roberta", "mpnet")}
+    folders = {
+        arch: build_tiny_model(base / arch, arch, minilm_dir) for arch in ("bert", "roberta", "xlm-roberta", "mpnet")
+    }
     folders["bert-cls-dot"] = build_tiny_model(
         base / "bert-cls-dot", "bert", minilm_dir, pooling="cls", normalize=False, similarity="dot", dense=True
     )

@@ -48,7 +48,9 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-5) ->
     assert np.abs(actual - expected).max() <= rel * scale, np.abs(actual - expected).max() / scale
 
 
-@pytest.mark.parametrize(("layer", "rule", "steps"), [(0, "midpoint", 2), (3, "gauss-legendre", 4), (5, "riemann-right", 5)])
+@pytest.mark.parametrize(
+    ("layer", "rule", "steps"), [(0, "midpoint", 2), (3, "gauss-legendre", 4), (5, "riemann-right", 5)]
+)
 def test_matches_per_dimension_oracle(minilm, layer: int, rule: str, steps: int) -> None:
     a, b = ("A man plays.", "Music.") if layer == 0 else (A, B)  # 384 backward passes per text: keep it short
     res = explain(minilm, a, b, layer=layer, steps=steps, rule=rule, pos=False)
@@ -172,7 +174,9 @@ def test_concurrent_calls_equal_sequential(minilm) -> None:  # type: ignore[no-u
 
 def test_no_hooks_or_state_left_after_an_error(minilm) -> None:  # type: ignore[no-untyped-def]
     def hook_count() -> int:
-        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in minilm.encoder.modules())
+        return sum(
+            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in minilm.encoder.modules()
+        )
 
     before = hook_count()
     with pytest.raises(InputError):
@@ -222,8 +226,11 @@ def test_cls_pooling_dense_and_dot_product(tiny_models) -> None:  # type: ignore
     res = explain(model, A, B, layer=0, steps=4, pos=False)
     assert res.similarity == "dot"
     assert res.score == pytest.approx(float(model.embed([A])[0] @ model.embed([B])[0]), rel=1e-5)
-    assert_close(res.matrix, oracle_matrix(model, A, B, 0, res.rule, 4) * float(
-        np.linalg.norm(model.embed([A])[0]) * np.linalg.norm(model.embed([B])[0])))
+    assert_close(
+        res.matrix,
+        oracle_matrix(model, A, B, 0, res.rule, 4)
+        * float(np.linalg.norm(model.embed([A])[0]) * np.linalg.norm(model.embed([B])[0])),
+    )
 
 
 def test_unsupported_pooling_is_rejected(tiny_models) -> None:  # type: ignore[no-untyped-def]

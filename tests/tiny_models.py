@@ -25,8 +25,15 @@ def _bpe_tokenizer(folder: Path):  # type: ignore[no-untyped-def]
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(CORPUS * 5, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     bpe.post_processor = RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
-    specials = dict(bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", pad_token="<pad>",
-                    unk_token="<unk>", mask_token="<mask>")
+    specials = dict(
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
     return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, **specials)
 
 
@@ -42,8 +49,16 @@ def _wordpiece_tokenizer(minilm_dir: Path, mpnet_specials: bool):  # type: ignor
     backend = bert.backend_tokenizer
     backend.add_special_tokens(["<s>", "</s>", "<pad>"])
     backend.post_processor = BertProcessing(("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>")))
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", cls_token="<s>",
-                                   sep_token="</s>", pad_token="<pad>", unk_token="[UNK]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="[UNK]",
+        mask_token="[MASK]",
+    )
 
 
 def build_tiny_model(
