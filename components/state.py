@@ -1,0 +1,307 @@
+"""Every input of the page as one `PageState`, to and from the URL query string and session state.
+
+Query string (repeated keys for lists): a, b, model (1-3), layer (one per model: a whole
+number or "default"), steps ("auto" or N), rule, mode ("default", "approximate", "exact"),
+level ("token", "word"), special, pos, shared (1/0), top (0-50), diff ("1,2": which two
+models, 1-based, the difference map compares). Invalid values are clamped or ignored, and
+each such change is reported as a notice for the page to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from attribution.models import ModelInfo
+from attribution.settings import DEFAULT_MODEL, DEFAULT_RULE, EXAMPLE_PAIR, RULES, get_settings
+
+MAX_MODELS = 3
+MAX_TOP = 50
+DEFAULT_TOP = 5
+MODE_OPTIONS = ("default", "approximate", "exact")
+LEVEL_OPTIONS = ("token", "word")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+LAYER_KEY_PREFIX = "layer::"
+
+
+def layer_key(model: str) -> str:
+    """Session-state key of a model's layer widget."""
+    return LAYER_KEY_PREFIX + model
+
+
+@dataclass
+class PageState:
+    """All inputs: what is computed (texts, models, layers, steps, rule, mode) and how it is shown."""
+
+    text_a: str = EXAMPLE_PAIR[0]
+    text_b: str = EXAMPLE_PAIR[1]
+    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
+    layers: dict[str, int | None] = field(default_factory=dict)  # None or absent: engine default
+    steps: str = "auto"
+    rule: str = DEFAULT_RULE
+    mode: str = "default"
+    level: str = "token"
+    special: bool = True
+    pos: bool = False
+    shared: bool = True
+    top: int = DEFAULT_TOP
+    diff: tuple[int, int] = (0, 1)  # indices into models
+
+    def layer_of(self, model: str) -> int | None:
+        return self.layers.get(model)
+
+    def steps_value(self) -> int | str:
+        """What explain() takes: "auto" or an int."""
+        return "auto" if self.steps == "auto" else int(self.steps)
+
+    def mode_value(self) -> str | None:
+        """What explain() takes: None for the model's default mode."""
+        return None if self.mode == "default" else self.mode
+
+    def diff_pair(self) -> tuple[int, int] | None:
+        """The two model indices the difference map compares, or None with fewer than 2 models."""
+        if len(self.models) < 2:
+            return None
+        i, j = self.diff
+        if i == j or not (0 <= i < len(self.models) and 0 <= j < len(self.models)):
+            return (0, 1)
+        return (i, j)
+
+
+def diff_options(n_models: int) -> list[tuple[int, int]]:
+    """Every ordered choice of two different models (first minus second)."""
+    return [(i, j) for i in range(n_models) for j in range(n_models) if i != j]
+
+
+def _last(params: Mapping[str, Sequence[str]], key: str) -> str | None:
+    values = params.get(key)
+    if values is None:
+        return None
+    if isinstance(values, str):
+        return values
+    return values[-1] if values else None
+
+
+def _all(params: Mapping[str, Sequence[str]], key: str) -> list[str]:
+    values = params.get(key)
+    if values is None:
+        return []
+    if isinstance(values, str):
+        return [values]
+    return list(values)
+
+
+def _bool(raw: str | None, name: str, default: bool, notices: list[str]) -> bool:
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    notices.append(f"{name}={raw!r} is not 1 or 0; using {int(default)}.")
+    return default
+
+
+def parse_steps(raw: str, notices: list[str], where: str = "steps") -> str:
+    """'auto' or a whole number clamped to 1..PAIRLENS_MAX_STEPS; a notice for anything changed."""
+    max_steps = get_settings().max_steps
+    text = str(raw).strip().lower()
+    if text in ("", "auto"):
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        notices.append(f"{where}={raw!r} is not 'auto' or a whole number; using auto.")
+        return "auto"
+    if not 1 <= value <= max_steps:
+        clamped = min(max(value, 1), max_steps)
+        notices.append(f"{where}={value} is outside 1–{max_steps}; using {clamped}.")
+        return str(clamped)
+    return str(value)
+
+
+def parse_query(
+    params: Mapping[str, Sequence[str]],
+    models: Sequence[ModelInfo],
+    *,
+    allow_custom: bool = False,
+) -> tuple[PageState, list[str]]:
+    """A PageState from URL parameters (list per key) and notices for every value not taken as is."""
+    notices: list[str] = []
+    state = PageState()
+    max_chars = get_settings().max_text_chars
+    for key, attr in (("a", "text_a"), ("b", "text_b")):
+        raw = _last(params, key)
+        if raw is None:
+            continue
+        if len(raw) > max_chars:
+            notices.append(
+                f"Text {key.upper()} from the link had {len(raw):,} characters; cut to the limit of {max_chars:,}."
+            )
+            raw = raw[:max_chars]
+        setattr(state, attr, raw)
+
+    by_name = {m.name: m for m in models}
+    by_lower = {m.name.lower(): m for m in models}
+    requested = _all(params, "model")
+    raw_layers = _all(params, "layer")
+    chosen: list[str] = []
+    layers: dict[str, int | None] = {}
+    for k, name in enumerate(requested):
+        info = by_name.get(name) or by_lower.get(name.strip().lower())
+        if info is None and not allow_custom:
+            notices.append(f"Model '{name}' is not available here; ignored.")
+            continue
+        if info is not None and not info.installed:
+            notices.append(f"Model '{info.name}' is not installed ({info.install_hint}); ignored.")
+            continue
+        resolved = info.name if info is not None else name.strip()
+        if resolved in chosen:
+            continue
+        if len(chosen) == MAX_MODELS:
+            notices.append(f"At most {MAX_MODELS} models side by side; '{resolved}' ignored.")
+            continue
+        chosen.append(resolved)
+        if k < len(raw_layers):
+            layers[resolved] = _parse_layer(raw_layers[k], resolved, notices)
+    if requested and not chosen:
+        notices.append(f"No usable model in the link; showing {DEFAULT_MODEL}.")
+    if chosen:
+        state.models = chosen
+    state.layers = layers
+
+    if (raw := _last(params, "steps")) is not None:
+        state.steps = parse_steps(raw, notices)
+    if (raw := _last(params, "rule")) is not None:
+        if raw in RULES:
+            state.rule = raw
+        else:
+            notices.append(f"rule={raw!r} is not one of {', '.join(RULES)}; using {DEFAULT_RULE}.")
+    if (raw := _last(params, "mode")) is not None:
+        if raw in MODE_OPTIONS:
+            state.mode = raw
+        else:
+            notices.append(f"mode={raw!r} is not approximate, exact or default; using the model's default.")
+    if (raw := _last(params, "level")) is not None:
+        if raw in LEVEL_OPTIONS:
+            state.level = raw
+        else:
+            notices.append(f"level={raw!r} is not token or word; using token.")
+    state.special = _bool(_last(params, "special"), "special", state.special, notices)
+    state.pos = _bool(_last(params, "pos"), "pos", state.pos, notices)
+    state.shared = _bool(_last(params, "shared"), "shared", state.shared, notices)
+    if (raw := _last(params, "top")) is not None:
+        state.top = _parse_top(raw, notices)
+    if (raw := _last(params, "diff")) is not None:
+        state.diff = _parse_diff(raw, len(state.models), notices)
+    return state, notices
+
+
+def _parse_layer(raw: str, model: str, notices: list[str]) -> int | None:
+    text = raw.strip().lower()
+    if text in ("", "default", "auto"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        notices.append(f"layer={raw!r} for {model} is not a whole number; using the default layer.")
+        return None
+    if value < 0:
+        notices.append(f"layer={value} for {model} is negative; using 0.")
+        return 0
+    return value
+
+
+def clamp_layer(value: int | None, num_layers: int, model: str) -> tuple[int | None, str | None]:
+    """A requested layer limited to 0..num_layers, with a notice when it had to change."""
+    if value is None or 0 <= value <= num_layers:
+        return value, None
+    clamped = min(max(value, 0), num_layers)
+    return clamped, f"Layer {value} does not exist in {model} (0–{num_layers}); using {clamped}."
+
+
+def _parse_top(raw: str, notices: list[str]) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        notices.append(f"top={raw!r} is not a whole number; using {DEFAULT_TOP}.")
+        return DEFAULT_TOP
+    if not 0 <= value <= MAX_TOP:
+        clamped = min(max(value, 0), MAX_TOP)
+        notices.append(f"top={value} is outside 0–{MAX_TOP}; using {clamped}.")
+        return clamped
+    return value
+
+
+def _parse_diff(raw: str, n_models: int, notices: list[str]) -> tuple[int, int]:
+    try:
+        first, second = (int(part) - 1 for part in raw.split(","))
+    except ValueError:
+        notices.append(f"diff={raw!r} is not two model numbers such as 1,2; comparing the first two models.")
+        return (0, 1)
+    if n_models >= 2 and (first == second or not (0 <= first < n_models and 0 <= second < n_models)):
+        notices.append(f"diff={raw!r} does not name two of the {n_models} models; comparing the first two.")
+        return (0, 1)
+    return (first, second)
+
+
+def to_query(state: PageState) -> dict[str, str | list[str]]:
+    """The URL parameters that restore `state` (see the module docstring)."""
+    out: dict[str, str | list[str]] = {
+        "a": state.text_a,
+        "b": state.text_b,
+        "model": list(state.models),
+        "layer": ["default" if state.layer_of(m) is None else str(state.layer_of(m)) for m in state.models],
+        "steps": state.steps,
+        "rule": state.rule,
+        "mode": state.mode,
+        "level": state.level,
+        "special": "1" if state.special else "0",
+        "pos": "1" if state.pos else "0",
+        "shared": "1" if state.shared else "0",
+        "top": str(state.top),
+    }
+    pair = state.diff_pair()
+    if pair is not None:
+        out["diff"] = f"{pair[0] + 1},{pair[1] + 1}"
+    return out
+
+
+# Session-state keys of the widgets (layers: layer_key(model)).
+SESSION_KEYS = (
+    "text_a",
+    "text_b",
+    "models",
+    "steps",
+    "rule",
+    "mode",
+    "level",
+    "special",
+    "pos",
+    "shared",
+    "top",
+    "diff",
+)
+
+
+def to_session(state: PageState) -> dict[str, Any]:
+    """Widget values for session state."""
+    out: dict[str, Any] = {key: getattr(state, key) for key in SESSION_KEYS}
+    out["models"] = list(state.models)
+    for model, layer in state.layers.items():
+        out[layer_key(model)] = layer
+    return out
+
+
+def from_session(session: Mapping[str, Any]) -> PageState:
+    """The PageState the widgets currently hold (missing keys: defaults)."""
+    default = PageState()
+    values: dict[str, Any] = {key: session[key] for key in SESSION_KEYS if key in session}
+    state = replace(default, **values)
+    state.models = list(state.models) or list(default.models)
+    state.layers = {m: session.get(layer_key(m)) for m in state.models}
+    state.diff = tuple(state.diff) if state.diff else (0, 1)  # type: ignore[assignment]
+    return state
