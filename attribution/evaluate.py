@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = read_pairs(args.data)
         report = evaluate(args.model, pairs, mode=args.mode, batch_size=args.batch_size)
     except PairLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"pairlens: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -629,7 +629,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=getattr(args, "overwrite", False),
         )
     except PairLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"pairlens: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

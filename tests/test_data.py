@@ -169,7 +169,7 @@ def test_evaluate_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytes
         assert evaluate_cli.main(argv) == 2
         captured = capsys.readouterr()
         assert captured.out == ""
-        assert captured.err.startswith("error: ")
+        assert captured.err.startswith("pairlens: error: ")
         assert captured.err.count("\n") == 1
         assert "Traceback" not in captured.err
 

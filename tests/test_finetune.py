@@ -209,7 +209,7 @@ def test_finetune_cli_bad_input_is_one_line_exit_2(
     for argv in cases:
         assert ft.main(argv) == 2
         captured = capsys.readouterr()
-        assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+        assert captured.err.startswith("pairlens: error: ") and captured.err.count("\n") == 1, captured.err
         assert "Traceback" not in captured.err
     assert not any((tmp_path / f"o{k}").exists() for k in range(1, 6))
 
