@@ -297,7 +297,7 @@ def resolve_out(out: str | Path) -> Path:
     text = str(out).strip()
     if not text:
         raise InputError("--out is empty: give a folder for the fine-tuned model.")
-    if os.sep not in text and "/" not in text and text not in (".", ".."):
+    if os.sep not in text and "/" not in text and text not in (".", "..") and not text.startswith("~"):
         return get_settings().models_dir / text
     return Path(text).expanduser().resolve()
 

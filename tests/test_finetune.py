@@ -161,6 +161,7 @@ def test_bare_out_name_goes_to_the_models_folder(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PAIRLENS_HOME", str(tmp_path))
     assert ft.resolve_out("my-exact") == tmp_path / "models" / "my-exact"
     assert ft.resolve_out(str(tmp_path / "x")) == tmp_path / "x"
+    assert ft.resolve_out("./here") == Path.cwd() / "here"
 
 
 def test_interrupted_run_resumes_from_last_epoch(
