@@ -1,0 +1,332 @@
+"""The page through Streamlit's AppTest: rendering, caching, URL state and error handling.
+
+Real-model tests use the packaged all-MiniLM-L6-v2 and count engine calls by wrapping
+`attribution.engine.explain`. The others swap in toy models (no weights) through the
+backend's functions, so several models, failures and layers are quick to exercise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from attribution import engine
+from attribution.errors import ModelError
+from attribution.linguistics import annotate
+from attribution.models import ModelInfo
+from attribution.result import Attribution
+from attribution.settings import EXAMPLE_PAIR
+from components import backend
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 300
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> None:
+    """Results cached by an earlier test would hide engine calls."""
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Every call that reaches the engine (the real one runs underneath)."""
+    calls: list[tuple[str, str, str, dict[str, Any]]] = []
+    real = engine.explain
+
+    def counted(model: Any, text_a: str, text_b: str, **kwargs: Any) -> Attribution:
+        calls.append((getattr(model, "name", str(model)), text_a, text_b, kwargs))
+        return real(model, text_a, text_b, **kwargs)
+
+    monkeypatch.setattr(engine, "explain", counted)
+    return calls
+
+
+@dataclass(frozen=True)
+class ToyModel:
+    """What the page reads of a loaded model."""
+
+    name: str
+    num_layers: int = 4
+
+    @property
+    def default_layer(self) -> int:
+        return self.num_layers - 1
+
+
+TOY_INFOS = [
+    ModelInfo("toy-one", "builtin", True, "", "toy model one"),
+    ModelInfo("toy-two", "builtin", True, "", "toy model two"),
+    ModelInfo("toy-broken", "builtin", True, "", "refuses every pair"),
+    ModelInfo("toy-crash", "builtin", True, "", "raises an unexpected error"),
+    ModelInfo("toy-absent", "builtin", False, "pip install toy-absent", "not installed"),
+]
+
+
+def toy_explain(model: ToyModel, text_a: str, text_b: str, **kwargs: Any) -> Attribution:
+    """A deterministic, annotated token-level result: whitespace tokens between [CLS] and [SEP]."""
+    if model.name == "toy-broken":
+        raise ModelError("toy-broken cannot explain anything: install a real model.")
+    if model.name == "toy-crash":
+        raise RuntimeError("boom")
+
+    def tokens(text: str) -> tuple[list[str], list[tuple[int, int]], list[bool]]:
+        spans, position = [], 0
+        for word in text.split():
+            start = text.index(word, position)
+            spans.append((start, start + len(word)))
+            position = start + len(word)
+        return (
+            ["[CLS]", *(text[s:e] for s, e in spans), "[SEP]"],
+            [(0, 0), *spans, (0, 0)],
+            [True] + [False] * len(spans) + [True],
+        )
+
+    tok_a, off_a, sp_a = tokens(text_a)
+    tok_b, off_b, sp_b = tokens(text_b)
+    seed = sum(map(ord, model.name + text_a + text_b)) + int(kwargs.get("layer") or 0)
+    matrix = np.random.default_rng(seed).normal(0.02, 0.05, size=(len(tok_a), len(tok_b)))
+    total = float(matrix.sum())
+    layer = kwargs.get("layer")
+    result = Attribution(
+        matrix=matrix,
+        tokens_a=tok_a,
+        tokens_b=tok_b,
+        text_a=text_a,
+        text_b=text_b,
+        score=0.6,
+        target=total,
+        attribution_sum=total,
+        integration_error=0.0,
+        relative_error=0.0,
+        reference_terms=0.6 - total,
+        layer=model.default_layer if layer is None else layer,
+        num_layers=model.num_layers,
+        steps=8,
+        rule=kwargs.get("rule") or "gauss-legendre",
+        mode=kwargs.get("mode") or "approximate",
+        similarity="cos",
+        model_name=model.name,
+        seconds=0.01,
+        tolerance=1e-3,
+        special_a=sp_a,
+        special_b=sp_b,
+        offsets_a=off_a,
+        offsets_b=off_b,
+    )
+    return annotate(result)
+
+
+@pytest.fixture
+def toys(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Toy models instead of real ones; returns the list of engine calls."""
+    calls: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    def explain(model: ToyModel, text_a: str, text_b: str, **kwargs: Any) -> Attribution:
+        calls.append((model.name, text_a, text_b, kwargs))
+        return toy_explain(model, text_a, text_b, **kwargs)
+
+    monkeypatch.setattr(backend, "available_models", lambda: list(TOY_INFOS))
+    monkeypatch.setattr(backend, "get_model", ToyModel)
+    monkeypatch.setattr(engine, "explain", explain)
+    return calls
+
+
+def new_app(**params: str | list[str]) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at
+
+
+def charts(at: AppTest) -> list[dict[str, Any]]:
+    """The plotly figures on the page, as dicts."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def submit(at: AppTest) -> AppTest:
+    buttons = [b for b in at.button if b.label == "Explain"]
+    assert buttons, "the form's Explain button is missing"
+    return buttons[0].click().run()
+
+
+def messages(elements: Any) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, messages(at.exception)
+
+
+# ----------------------------------------------------------------------------- real model
+
+
+def test_default_view_explains_the_example_pair_with_minilm(engine_calls: list) -> None:
+    at = new_app().run()
+    assert_clean(at)
+    figures = charts(at)
+    assert len(figures) == 1
+    heatmap = figures[0]["data"][0]
+    assert heatmap["type"] == "heatmap"
+    assert "[CLS]" in figures[0]["layout"]["yaxis"]["ticktext"]
+    assert "contribution to similarity" in json.dumps(heatmap["colorbar"])
+    assert [c[0] for c in engine_calls] == ["all-MiniLM-L6-v2"]
+    assert engine_calls[0][1:3] == EXAMPLE_PAIR
+    assert at.text_area(key="text_a").value == EXAMPLE_PAIR[0]
+    assert "cosine similarity" in messages(at.markdown)
+    assert "the top 5 pairs carry" in messages(at.markdown)
+    assert at.query_params["model"] == "all-MiniLM-L6-v2"
+
+
+def test_view_changes_rerender_without_recomputing_and_new_input_recomputes(engine_calls: list) -> None:
+    at = new_app().run()
+    assert len(engine_calls) == 1
+    shapes_before = len(charts(at)[0]["layout"]["shapes"])
+
+    at.slider(key="top").set_value(12).run()
+    assert len(charts(at)[0]["layout"]["shapes"]) == 12 != shapes_before
+    at.toggle(key="pos").set_value(True).run()
+    assert any(trace.get("name") == "NOUN" for trace in charts(at)[0]["data"])
+    at.toggle(key="special").set_value(False).run()
+    assert "[CLS]" not in charts(at)[0]["layout"]["yaxis"]["ticktext"]
+    at.segmented_control(key="level").set_value("word").run()
+    assert "word level" in charts(at)[0]["layout"]["title"]["text"]
+    assert_clean(at)
+    assert len(engine_calls) == 1, "view controls must not reach the engine"
+
+    at.text_area(key="text_b").input("A guitarist plays a concert.")
+    assert len(engine_calls) == 1, "typing alone must not compute"
+    submit(at)
+    assert_clean(at)
+    assert len(engine_calls) == 2
+    assert engine_calls[-1][2] == "A guitarist plays a concert."
+    assert at.query_params["b"] == "A guitarist plays a concert."
+
+
+# ----------------------------------------------------------------------------- toy models
+
+
+def test_url_parameters_restore_the_whole_view(toys: list) -> None:
+    at = new_app(
+        a="dogs run fast",
+        b="puppies play",
+        model=["toy-two", "toy-one"],
+        layer=["1", "default"],
+        steps="16",
+        rule="midpoint",
+        mode="exact",
+        level="word",
+        special="0",
+        pos="1",
+        shared="0",
+        top="3",
+        diff="2,1",
+    ).run()
+    assert_clean(at)
+    assert not at.warning, messages(at.warning)
+    assert at.text_area(key="text_a").value == "dogs run fast"
+    assert at.multiselect(key="models").value == ["toy-two", "toy-one"]
+    assert at.selectbox(key="layer::toy-two").value == 1
+    assert at.selectbox(key="steps").value == "16" and at.selectbox(key="mode").value == "exact"
+    assert at.slider(key="top").value == 3
+    assert at.toggle(key="pos").value and not at.toggle(key="special").value and not at.toggle(key="shared").value
+    assert at.segmented_control(key="level").value == "word"
+    assert sorted((c[0], c[3]["layer"], c[3]["steps"], c[3]["rule"], c[3]["mode"]) for c in toys) == [
+        ("toy-one", None, 16, "midpoint", "exact"),
+        ("toy-two", 1, 16, "midpoint", "exact"),
+    ]
+    figures = charts(at)
+    assert len(figures) == 3  # two heatmaps and the difference map
+    assert figures[0]["layout"]["yaxis"]["ticktext"][0].startswith("dogs")
+    # diff=2,1: the second model listed minus the first (the default would be toy-two − toy-one)
+    assert "<b>toy-one</b> − <b>toy-two</b>" in figures[2]["layout"]["title"]["text"]
+    assert at.query_params["layer"] == ["1", "default"]
+
+
+def test_shared_colour_scale_spans_all_models(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model=["toy-one", "toy-two"]).run()
+    first, second = (fig["data"][0] for fig in charts(at)[:2])
+    assert first["zmax"] == second["zmax"] and first["zmin"] == -first["zmax"]
+    at.toggle(key="shared").set_value(False).run()
+    first, second = (fig["data"][0] for fig in charts(at)[:2])
+    assert first["zmax"] != second["zmax"]
+    assert len(toys) == 2
+
+
+def test_invalid_url_values_are_adjusted_with_a_visible_notice(toys: list) -> None:
+    at = new_app(model=["nope", "toy-absent", "toy-one"], top="999", steps="many", level="letters").run()
+    assert_clean(at)
+    notice = messages(at.warning)
+    for needle in ("'nope'", "pip install toy-absent", "top=999", "steps='many'", "level='letters'"):
+        assert needle in notice
+    assert at.slider(key="top").value <= 50
+    assert len(charts(at)) == 1
+
+
+def test_empty_text_prompts_and_computes_nothing(toys: list) -> None:
+    at = new_app(a="   ").run()
+    assert_clean(at)
+    assert "Text A is empty" in messages(at.info)
+    assert charts(at) == [] and toys == []
+    at.text_area(key="text_a").input("dogs run")
+    at.text_area(key="text_b").input("")
+    submit(at)
+    assert "Text B is empty" in messages(at.info)
+    assert charts(at) == [] and toys == []
+
+
+def test_a_failing_model_shows_an_error_while_the_others_render(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model=["toy-one", "toy-broken", "toy-crash"]).run()
+    assert_clean(at)
+    errors = messages(at.error)
+    assert "toy-broken cannot explain anything" in errors
+    assert "toy-crash failed unexpectedly (RuntimeError)" in errors
+    assert "Traceback" not in errors and "boom" not in errors
+    assert len(charts(at)) == 1
+    assert "needs both models" in messages(at.info)
+
+
+def test_uninstalled_models_are_listed_with_how_to_install(toys: list) -> None:
+    at = new_app(model="toy-one").run()
+    assert "pip install toy-absent" in messages(at.caption)
+    assert "toy-absent" not in at.multiselect(key="models").options
+
+
+def test_changing_one_models_layer_recomputes_only_that_model(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model=["toy-one", "toy-two"]).run()
+    assert len(toys) == 2
+    at.selectbox(key="layer::toy-two").set_value(0).run()
+    assert_clean(at)
+    assert [(c[0], c[3]["layer"]) for c in toys[2:]] == [("toy-two", 0)]
+    assert "layer 0 of 4" in charts(at)[1]["layout"]["title"]["text"]
+
+
+def test_out_of_range_layer_is_clamped_with_a_notice(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model="toy-one", layer="40").run()
+    assert_clean(at)
+    assert "Layer 40 does not exist in toy-one (0–4); using 4." in messages(at.warning)
+    assert toys[-1][3]["layer"] == 4
+
+
+def test_example_picker_fills_both_texts_and_explains(toys: list) -> None:
+    examples = backend.load_examples()
+    assert len(examples) >= 8 and len({e["category"] for e in examples}) >= 6
+    at = new_app(model="toy-one").run()
+    at.selectbox(key="example").set_value(3).run()
+    assert_clean(at)
+    assert at.text_area(key="text_a").value == examples[3]["a"]
+    assert toys[-1][1:3] == (examples[3]["a"], examples[3]["b"])
+
+
+def test_share_link_reopens_the_view(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies <b>play</b>", model="toy-one", top="4").run()
+    link = messages(at.code)
+    assert "a=dogs+run" in link and "top=4" in link and "model=toy-one" in link
+    assert "puppies+%3Cb%3Eplay%3C%2Fb%3E" in link
