@@ -1,0 +1,764 @@
+"""Corpus analysis: attributions for every pair of a file, resumable, then a streamed summary.
+
+    python -m attribution analyze --model NAME|PATH --data FILE --out DIR [--limit N]
+        [--layer L] [--steps auto|N] [--rule R] [--mode M] [--convergence-pairs 10] [--no-png]
+
+Files in DIR:
+
+- run.json            the run's settings (checked on every re-run) and the last invocation.
+- attributions.jsonl  one line per finished pair, appended and fsynced as it finishes:
+                      {"row", "key", "gold", "result": Attribution.to_dict()} or, for a pair
+                      the engine refused, {"row", "key", "gold", "error"}.
+- convergence.jsonl   one line per (pair, layer): relative error against N for each rule.
+- pairs.csv           per-pair numbers (score, gold, error, shares, coverage) and texts.
+- summary.json        corpus statistics (attribution.corpus_summary) and what was plotted.
+- report.html         all plots, interactive (plotly.js inlined once, works offline).
+- plots/*.png         the same plots as images, when kaleido finds a Chrome/Chromium.
+
+A pair is identified by its row (line number) and a hash of its two texts; re-running the
+same command skips finished pairs, and refuses (exit 2) when the settings differ from
+run.json. A line cut short by an interruption (no final newline) is dropped on resume.
+Results are never held together: the summary streams over attributions.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from .corpus_summary import LEVELS, ConvergenceAccumulator, CorpusAccumulator, PairStats
+from .data import FORMAT_NAMES, Pair, PairFile, read_pairs
+from .errors import InputError
+from .models import LoadedModel, load_model
+from .quadrature import quadrature_nodes
+from .result import Attribution
+from .settings import DEFAULT_MODEL, DEFAULT_TOLERANCE, MODES, RULES, get_settings
+
+RESULTS = "attributions.jsonl"
+CONVERGENCE = "convergence.jsonl"
+RUN = "run.json"
+SUMMARY = "summary.json"
+PAIRS = "pairs.csv"
+REPORT = "report.html"
+PLOTS = "plots"
+RUN_SCHEMA = 1
+CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64)
+STS_GOLD_SCALE = 5.0
+ROOT = Path(__file__).resolve().parents[1]
+
+ProgressFn = Callable[[int, int, str], None]  # (done, total, phase) with phase "pairs" | "convergence"
+
+
+def pair_key(pair: Pair) -> str:
+    """ "<row>:<first 16 hex of sha256(text_a \\x1f text_b)>": stable across runs of the same file."""
+    digest = hashlib.sha256(f"{pair.text_a}\x1f{pair.text_b}".encode()).hexdigest()[:16]
+    return f"{pair.row}:{digest}"
+
+
+def convergence_layers(num_layers: int) -> list[int]:
+    """{0, middle, last}: inputs of the first, middle and last encoder layer (deduplicated)."""
+    return sorted({0, num_layers // 2, max(num_layers - 1, 0)})
+
+
+# ----------------------------------------------------------------------------- JSONL files
+
+
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line and force it to disk (a crash later cannot lose it)."""
+    data = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    with path.open("ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def repair_tail(path: Path) -> bool:
+    """Drop a last line without its newline (a write cut short); True when something was dropped."""
+    if not path.exists():
+        return False
+    size = path.stat().st_size
+    if size == 0:
+        return False
+    with path.open("rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return False
+        # Walk back in blocks to the last newline; keep everything up to and including it.
+        position, block = size, 1 << 16
+        keep = 0
+        while position > 0:
+            start = max(0, position - block)
+            handle.seek(start)
+            chunk = handle.read(position - start)
+            found = chunk.rfind(b"\n")
+            if found >= 0:
+                keep = start + found + 1
+                break
+            position = start
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def read_lines(path: Path) -> Iterator[dict[str, Any] | None]:
+    """Each complete line's JSON object, or None for a line that is not one (streamed)."""
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                return  # an unfinished last line is not a record
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                yield None
+                continue
+            yield obj if isinstance(obj, dict) else None
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What fixes the numbers of a run: a re-run into the same folder must match exactly."""
+
+    model: str
+    data: str  # resolved path of the data file
+    layer: int
+    steps: int | str  # "auto" or N
+    rule: str
+    mode: str
+    similarity: str
+    tolerance: float
+    convergence_steps: list[int]
+    convergence_layers: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "layer": self.layer,
+            "steps": self.steps,
+            "rule": self.rule,
+            "mode": self.mode,
+            "similarity": self.similarity,
+            "tolerance": self.tolerance,
+            "convergence_steps": list(self.convergence_steps),
+            "convergence_layers": list(self.convergence_layers),
+        }
+
+
+def check_settings(out: Path, settings: RunSettings) -> None:
+    """Raise InputError when out/run.json holds other settings than these."""
+    path = out / RUN
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"'{path}' is not a PairLens run file: choose a new --out folder.") from None
+    wanted = settings.to_dict()
+    differences = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in wanted.items() if saved.get(key) != value]
+    if differences:
+        raise InputError(
+            f"'{out}' holds a run with other settings ({'; '.join(differences)}): "
+            "use a new --out folder, or the settings of that run to resume it."
+        )
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None, tuples lists, NumPy scalars Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class RunReport:
+    """What one `analyze` call did."""
+
+    out: Path
+    pairs: int  # pairs selected (after --limit)
+    computed: int  # pairs computed by this call
+    skipped: int  # pairs found finished in attributions.jsonl
+    failed: int  # pairs the engine refused (InputError), recorded and not retried
+    dropped_tail: bool  # a cut-short last line was removed on resume
+    seconds: float  # the attribution pass of this call
+    convergence_seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def analyze(
+    model: LoadedModel | str,
+    data: str | Path | PairFile,
+    out: str | Path,
+    *,
+    limit: int | None = None,
+    layer: int | None = None,
+    steps: int | str = "auto",
+    rule: str | None = None,
+    mode: str | None = None,
+    similarity: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    convergence_pairs: int = 10,
+    convergence_steps: Sequence[int] = CONVERGENCE_STEPS,
+    gold_scale: float | None = None,
+    png: bool = True,
+    progress: bool = True,
+    on_progress: ProgressFn | None = None,
+) -> RunReport:
+    """Attribute every pair of `data` (first `limit`) into `out`, resuming; then summarize and plot.
+
+    gold_scale: gold / gold_scale is compared with the score for the accuracy split (default 5
+    for STS-B, else the largest |gold|). progress: a tqdm bar on stderr. on_progress: called
+    after each pair with (done, total, phase).
+    """
+    from . import engine
+
+    pair_file = data if isinstance(data, PairFile) else read_pairs(data)
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1 (got {limit}).")
+    if convergence_pairs < 0:
+        raise InputError(f"--convergence-pairs must be 0 or more (got {convergence_pairs}).")
+    conv_steps = sorted({int(n) for n in convergence_steps})
+    max_steps = get_settings().max_steps
+    if not conv_steps or conv_steps[0] < 1 or conv_steps[-1] > max_steps:
+        raise InputError(f"--convergence-steps must be whole numbers from 1 to {max_steps} (got {convergence_steps}).")
+    out_dir = Path(out).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out '{out}' is a file: give a folder (it is created if missing).")
+    pairs = pair_file.pairs[:limit] if limit is not None else pair_file.pairs
+
+    loaded = load_model(model) if isinstance(model, str) else model
+    layer_, fixed, rule_, mode_, similarity_ = engine.resolve_options(
+        loaded, layer, steps, rule, mode, similarity, tolerance
+    )
+    settings = RunSettings(
+        model=loaded.name,
+        data=str(Path(pair_file.path).expanduser().resolve()),
+        layer=layer_,
+        steps="auto" if fixed is None else fixed,
+        rule=rule_,
+        mode=mode_,
+        similarity=similarity_,
+        tolerance=float(tolerance),
+        convergence_steps=conv_steps,
+        convergence_layers=convergence_layers(loaded.num_layers),
+    )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create --out folder '{out}' ({exc.strerror or exc}).") from None
+    check_settings(out_dir, settings)
+    if gold_scale is None:
+        gold_scale = _default_gold_scale(pair_file)
+    write_json(
+        out_dir / RUN,
+        {
+            "schema": RUN_SCHEMA,
+            "settings": settings.to_dict(),
+            "data_format": FORMAT_NAMES[pair_file.format],
+            "pairs_in_file": len(pair_file.pairs),
+            "malformed_rows": pair_file.malformed,
+            "limit": limit,
+            "pairs": len(pairs),
+            "convergence_pairs": convergence_pairs,
+            "gold_scale": gold_scale,
+            "torch_threads": torch.get_num_threads(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+
+    results_path = out_dir / RESULTS
+    dropped = repair_tail(results_path)
+    done = {obj["key"] for obj in read_lines(results_path) if obj is not None and "key" in obj}
+    wanted = [(p, pair_key(p)) for p in pairs]
+    todo = [(p, k) for p, k in wanted if k not in done]
+    skipped = len(wanted) - len(todo)
+
+    started = time.perf_counter()
+    computed = failed = 0
+    bar = _bar(len(wanted), skipped, "attributions", progress)
+    try:
+        for pair, key in todo:
+            record: dict[str, Any] = {"row": pair.row, "key": key, "gold": pair.gold}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # kept in result.warnings
+                    result = engine.explain(
+                        loaded,
+                        pair.text_a,
+                        pair.text_b,
+                        layer=layer_,
+                        steps=settings.steps,
+                        rule=rule_,
+                        mode=mode_,
+                        similarity=similarity_,
+                        tolerance=tolerance,
+                        pos=True,
+                    )
+                record["result"] = result.to_dict()
+                computed += 1
+            except InputError as exc:
+                record["error"] = str(exc)
+                failed += 1
+            append_line(results_path, record)
+            if bar is not None:
+                bar.update(1)
+            if on_progress is not None:
+                on_progress(skipped + computed + failed, len(wanted), "pairs")
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - started
+
+    conv_started = time.perf_counter()
+    subset = wanted[: min(convergence_pairs, len(wanted))]
+    run_convergence(loaded, subset, out_dir / CONVERGENCE, settings, progress, on_progress)
+    conv_seconds = time.perf_counter() - conv_started
+
+    keys = {k for _, k in wanted}
+    summary = summarize(out_dir, keys, gold_scale, {k for _, k in subset})
+    summary["run"] = {
+        **settings.to_dict(),
+        "data_format": FORMAT_NAMES[pair_file.format],
+        "pairs_selected": len(wanted),
+        "computed_this_call": computed,
+        "skipped_finished": skipped,
+        "attribution_seconds_this_call": seconds,
+        "convergence_seconds_this_call": conv_seconds,
+        "torch_threads": torch.get_num_threads(),
+    }
+    summary["plots"] = write_plots(summary, out_dir, png=png)
+    write_json(out_dir / SUMMARY, _clean(summary))
+    return RunReport(out_dir, len(wanted), computed, skipped, failed, dropped, seconds, conv_seconds, summary)
+
+
+def _default_gold_scale(pair_file: PairFile) -> float | None:
+    golds = [abs(p.gold) for p in pair_file.pairs if p.gold is not None]
+    if not golds:
+        return None
+    if pair_file.format == "stsb":
+        return STS_GOLD_SCALE
+    return max(golds) or None
+
+
+def _bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr (pairs done, rate, time left), or None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="pair", file=sys.stderr, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- convergence
+
+
+def convergence_errors(
+    model: LoadedModel,
+    text_a: str,
+    text_b: str,
+    layer: int,
+    rules: Sequence[str],
+    steps: Sequence[int],
+    mode: str,
+    similarity: str,
+) -> dict[str, list[tuple[int, float]]]:
+    """{rule: [(N, relative integration error)]} at one layer, as explain(steps=N, rule=rule) gives.
+
+    Node evaluations are shared between rules and N (riemann-right's nodes for N nest under
+    doubling and contain midpoint's for N/2), so the pass costs about as many nodes as
+    gauss-legendre plus riemann-right at the largest N, not the sum over every (rule, N).
+    """
+    from . import engine
+
+    path_a = engine.prepare_path(model, text_a, layer, "A")
+    path_b = engine.prepare_path(model, text_b, layer, "B")
+    delta_a, delta_b = path_a.f - path_a.f_ref, path_b.f - path_b.f_ref
+    emb_a, emb_b = (delta_a, delta_b) if mode == "exact" else (path_a.f, path_b.f)
+    norm = float(emb_a.norm() * emb_b.norm()) if similarity == "cos" else 1.0
+    if norm == 0.0:
+        raise InputError("An embedding is zero, so cosine similarity is undefined.")
+    target = float(delta_a @ delta_b) / norm
+    evaluate = engine._Evaluator(model, layer, get_settings().memory_budget_mb * 2**20, "auto")
+    out: dict[str, list[tuple[int, float]]] = {}
+    for rule in rules:
+        errors = []
+        for n in steps:
+            nodes, weights = quadrature_nodes(rule, n)
+            e_a = path_a.integrated(nodes, weights, evaluate)
+            e_b = path_b.integrated(nodes, weights, evaluate)
+            total = float(((e_a.T @ e_b) / norm).double().sum())
+            error = total - target
+            relative = abs(error) / abs(target) if target != 0 else (0.0 if error == 0 else math.inf)
+            errors.append((int(n), relative))
+        out[rule] = errors
+    return out
+
+
+def run_convergence(
+    model: LoadedModel,
+    subset: Sequence[tuple[Pair, str]],
+    path: Path,
+    settings: RunSettings,
+    progress: bool,
+    on_progress: ProgressFn | None,
+) -> None:
+    """Append one line per (pair, layer) of the subset that convergence.jsonl lacks."""
+    repair_tail(path)
+    done = {(obj["key"], obj["layer"]) for obj in read_lines(path) if obj is not None and "key" in obj}
+    jobs = [(p, k, layer) for p, k in subset for layer in settings.convergence_layers]
+    todo = [(p, k, layer) for p, k, layer in jobs if (k, layer) not in done]
+    if not jobs:
+        return
+    bar = _bar(len(jobs), len(jobs) - len(todo), "convergence", progress) if todo else None
+    finished = len(jobs) - len(todo)
+    try:
+        for pair, key, layer in todo:
+            record: dict[str, Any] = {"row": pair.row, "key": key, "layer": layer}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    curves = convergence_errors(
+                        model,
+                        pair.text_a,
+                        pair.text_b,
+                        layer,
+                        RULES,
+                        settings.convergence_steps,
+                        settings.mode,
+                        settings.similarity,
+                    )
+                record["errors"] = {
+                    rule: [[n, e if math.isfinite(e) else None] for n, e in c] for rule, c in curves.items()
+                }
+            except InputError as exc:
+                record["error"] = str(exc)
+            append_line(path, record)
+            finished += 1
+            if bar is not None:
+                bar.update(1)
+            if on_progress is not None:
+                on_progress(finished, len(jobs), "convergence")
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+PAIR_COLUMNS = (
+    "row", "key", "gold", "score", "target", "attribution_sum", "relative_error", "prediction_error", "steps",
+    "converged", "seconds", "cells", "tokens", "top1_share", "top5_share", "top10_share",
+    *(f"{name}_{round(100 * q)}" for q in LEVELS
+      for name in ("cells", "cells_fraction", "tokens_share", "content_tokens_share")),
+    "text_a", "text_b", "error",
+)  # fmt: skip
+
+
+def summarize(
+    out: Path, keys: set[str] | None, gold_scale: float | None, convergence_keys: set[str] | None = None
+) -> dict[str, Any]:
+    """Stream attributions.jsonl (and convergence.jsonl) into summary numbers; write pairs.csv.
+
+    keys: only records with these keys count (None: all). The first record of a key wins.
+    """
+    acc = CorpusAccumulator(gold_scale=gold_scale)
+    seen: set[str] = set()
+    bad_lines = stale = 0
+    tmp = out / (PAIRS + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PAIR_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for obj in read_lines(out / RESULTS):
+            if obj is None or not isinstance(obj.get("key"), str):
+                bad_lines += 1
+                continue
+            key = obj["key"]
+            if keys is not None and key not in keys:
+                stale += 1
+                continue
+            if key in seen:
+                continue
+            seen.add(key)
+            gold = obj.get("gold")
+            row = int(obj.get("row", 0))
+            if "result" not in obj:
+                message = str(obj.get("error", "no result"))
+                acc.add_failure(row, message)
+                writer.writerow({"row": row, "key": key, "gold": gold, "error": message})
+                continue
+            try:
+                result = Attribution.from_dict(obj["result"])
+            except (KeyError, TypeError, ValueError):
+                bad_lines += 1
+                seen.discard(key)
+                continue
+            stats = acc.add(result, row, key, gold)
+            writer.writerow(_pair_row(acc, stats, result))
+    os.replace(tmp, out / PAIRS)
+    summary = acc.summary()
+    summary["bad_lines"] = bad_lines
+    summary["records_outside_selection"] = stale
+    summary["convergence"] = summarize_convergence(out / CONVERGENCE, convergence_keys)
+    return summary
+
+
+def _pair_row(acc: CorpusAccumulator, stats: PairStats, result: Attribution) -> dict[str, Any]:
+    row = stats.to_row()
+    row["prediction_error"] = acc.prediction_error(stats)
+    row["text_a"] = result.text_a
+    row["text_b"] = result.text_b
+    return {k: ("" if v is None else v) for k, v in row.items()}
+
+
+def summarize_convergence(path: Path, keys: set[str] | None) -> dict[str, Any]:
+    """Median relative error against N per (layer, rule) over the convergence records."""
+    acc = ConvergenceAccumulator()
+    pairs: set[str] = set()
+    failed = 0
+    for obj in read_lines(path):
+        if obj is None or (keys is not None and obj.get("key") not in keys):
+            continue
+        if "errors" not in obj:
+            failed += 1
+            continue
+        pairs.add(str(obj["key"]))
+        for rule, curve in obj["errors"].items():
+            acc.add(int(obj["layer"]), rule, [(int(n), math.inf if e is None else float(e)) for n, e in curve])
+    acc.pairs = len(pairs)
+    return {**acc.summary(), "failed": failed}
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def figures_module() -> ModuleType | None:
+    """components.corpus_figures (from the working tree when `components` is not importable)."""
+    try:
+        return importlib.import_module("components.corpus_figures")
+    except ImportError:
+        pass
+    source = ROOT / "components" / "corpus_figures.py"
+    if not source.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("pairlens_corpus_figures", source)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_pair_table(out: Path) -> dict[str, list[Any]]:
+    """The columns of pairs.csv the plots need, as floats (NaN where empty)."""
+    columns: dict[str, list[Any]] = {"row": [], "gold": [], "score": [], "attribution_sum": [], "relative_error": []}
+    path = out / PAIRS
+    if not path.exists():
+        return columns
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("error"):
+                continue
+            for name in columns:
+                raw = row.get(name, "")
+                columns[name].append(float(raw) if raw not in ("", None) else math.nan)
+    return columns
+
+
+def write_plots(summary: dict[str, Any], out: Path, *, png: bool) -> dict[str, Any]:
+    """report.html with every figure; plots/NAME.png when kaleido can render. Returns what was written."""
+    figures_mod = figures_module()
+    if figures_mod is None:
+        return {"html": None, "png": [], "note": "components/corpus_figures.py not found: no plots written."}
+    figures = figures_mod.corpus_figures(_clean(summary), read_pair_table(out))
+    (out / REPORT).write_text(figures_mod.report_html(figures, title=f"PairLens corpus: {out.name}"), encoding="utf-8")
+    written: list[str] = []
+    note: str | None = None
+    if not png:
+        note = "PNG export skipped (--no-png)."
+    else:
+        folder = out / PLOTS
+        folder.mkdir(exist_ok=True)
+        try:
+            import plotly.io as pio
+
+            names = list(figures)
+            paths = [folder / f"{name}.png" for name in names]
+            pio.write_images(
+                [figures[n] for n in names],
+                paths,
+                width=[int(figures[n].layout.width or 900) for n in names],
+                height=[int(figures[n].layout.height or 500) for n in names],
+                scale=2,
+            )
+            written = [f"{PLOTS}/{p.name}" for p in paths if p.exists()]
+        except Exception as exc:  # kaleido missing, no Chrome, or a renderer failure: HTML still works
+            note = f"PNG export skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    return {"html": REPORT, "png": written, "note": note, "figures": list(figures)}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _steps_list(value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers such as 1,2,4,8, not {value!r}"
+        ) from None
+    if not out:
+        raise argparse.ArgumentTypeError("expected at least one number of steps")
+    return out
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `analyze` on an argparse subparsers object; `run(args)` executes it."""
+    from .cli import _steps
+
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "analyze",
+        help="attribute every pair of a file, resumably, and summarize the corpus",
+        description="Attributions for every pair of a data file into --out (resumable), then summary.json and plots.",
+    )
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"built-in name, folder or hub id (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument("--data", required=True, help="pairs file: STS Benchmark, CSV/TSV with header, or JSONL")
+    parser.add_argument("--out", required=True, help="result folder (created; re-run the same command to resume)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of the file")
+    parser.add_argument("--layer", type=int, default=None, help="attribute at the input of this layer (default: last)")
+    parser.add_argument("--steps", type=_steps, default="auto", help="quadrature nodes N, or 'auto' (default)")
+    parser.add_argument("--rule", choices=RULES, default=None, help="quadrature rule (default: gauss-legendre)")
+    parser.add_argument("--mode", choices=MODES, default=None, help="default: exact for exact models, else approximate")
+    parser.add_argument("--similarity", choices=("cos", "dot"), default=None, help="default: the model's own")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative error for --steps auto")
+    parser.add_argument(
+        "--convergence-pairs", type=int, default=10, help="pairs for the fixed-steps convergence pass (default 10)"
+    )
+    parser.add_argument(
+        "--convergence-steps",
+        type=_steps_list,
+        default=list(CONVERGENCE_STEPS),
+        help="N values of the convergence pass (default 1,2,4,8,16,32,64)",
+    )
+    parser.add_argument("--gold-scale", type=float, default=None, help="gold / scale ~ score (default 5 for STS-B)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: fastest on a shared machine)"
+    )
+    parser.add_argument("--no-png", action="store_true", help="skip PNG export (HTML report only)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # cli.main imports attribution.<command>: dispatch to this module, not to "attribution.analyze".
+    parser.set_defaults(command="corpus", func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry: 0 on success; InputError/PairLensError propagate (cli.main: exit 2, one line)."""
+    if args.threads < 1:
+        raise InputError(f"--threads must be at least 1 (got {args.threads}).")
+    if args.gold_scale is not None and not (math.isfinite(args.gold_scale) and args.gold_scale > 0):
+        raise InputError(f"--gold-scale must be a positive number (got {args.gold_scale}).")
+    pair_file = read_pairs(args.data)  # a bad file fails before the model loads
+    torch.set_num_threads(args.threads)
+    report = analyze(
+        args.model,
+        pair_file,
+        args.out,
+        limit=args.limit,
+        layer=args.layer,
+        steps=args.steps,
+        rule=args.rule,
+        mode=args.mode,
+        similarity=args.similarity,
+        tolerance=args.tolerance,
+        convergence_pairs=args.convergence_pairs,
+        convergence_steps=args.convergence_steps,
+        gold_scale=args.gold_scale,
+        png=not args.no_png,
+        progress=not args.no_progress,
+    )
+    print(report_text(report, pair_file))
+    return 0
+
+
+def report_text(report: RunReport, pair_file: PairFile) -> str:
+    """A few readable lines: what was done and the headline numbers."""
+    s = report.summary
+    lines = [
+        f"data        {pair_file.summary()}",
+        f"pairs       {report.pairs} selected: {report.computed} computed, {report.skipped} already done, "
+        f"{s.get('failed', 0)} refused" + (" (dropped a cut-short last line)" if report.dropped_tail else ""),
+        f"time        {report.seconds:.1f} s attributions, {report.convergence_seconds:.1f} s convergence",
+    ]
+    top = s.get("top_k_share", {})
+    if top.get("mean") and top["mean"][0] is not None:
+        lines.append(
+            f"top pairs   mean share of the sum: top-1 {top['mean'][0]:.2f}, top-5 {top['mean'][4]:.2f}, "
+            f"top-10 {top['mean'][9]:.2f}"
+        )
+    corr = s.get("correlation") or {}
+    if corr.get("gold") and corr.get("score_vs_gold"):
+        sp = corr["score_vs_gold"].get("spearman")
+        if sp is not None:
+            lines.append(f"gold        Spearman(score, gold) {sp:.3f} over {corr['n']} pairs")
+    plots = s.get("plots", {})
+    lines.append(f"written     {report.out / SUMMARY}, {report.out / PAIRS}, {report.out / REPORT}")
+    if plots.get("note"):
+        lines.append(f"note        {plots['note']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m attribution.corpus ...` (same as `python -m attribution analyze ...`)."""
+    from .cli import main as cli_main
+
+    return cli_main(["analyze", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Pure helpers of the Corpus page (pages/2_Corpus.py): run folders, the pair table, explainer links.
+
+Run folders live under one root, `$PAIRLENS_HOME/runs`; the page lists and reads only inside
+it (a typed name that resolves elsewhere, by `..` or a symlink, is refused).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from attribution.corpus import PAIRS, RUN, SUMMARY
+from attribution.errors import InputError
+from attribution.settings import get_settings
+
+MAX_PAGE_PAIRS = 50  # a run started from the page
+PAGE_PATH = "Corpus"  # URL path of this page (pages/2_Corpus.py)
+SORT_COLUMNS = {
+    "score": "score",
+    "gold": "gold",
+    "prediction error |score - gold/scale|": "prediction_error",
+    "integration error (relative)": "relative_error",
+    "top-1 share": "top1_share",
+    "token pairs for 80 %": "cells_fraction_80",
+    "line in the file": "row",
+}
+TABLE_COLUMNS = [
+    "row", "gold", "score", "prediction_error", "attribution_sum", "relative_error", "steps", "top1_share",
+    "top5_share", "cells_fraction_80", "tokens_share_80", "text_a", "text_b", "error",
+]  # fmt: skip
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def runs_root() -> Path:
+    """The folder whose sub-folders the page may list, read and create: $PAIRLENS_HOME/runs."""
+    return get_settings().home / "runs"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One result folder as listed by the page."""
+
+    name: str
+    path: Path
+    model: str
+    pairs: int | None
+    has_summary: bool
+    modified: float  # seconds since the epoch
+
+    @property
+    def label(self) -> str:
+        state = f"{self.pairs} pairs" if self.pairs is not None else "no summary yet"
+        return f"{self.name} — {self.model}, {state}"
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    """Sub-folders of root with a run.json, newest first (a missing root lists nothing)."""
+    if not root.is_dir():
+        return []
+    runs = []
+    for child in root.iterdir():
+        run_file = child / RUN
+        if not child.is_dir() or not run_file.is_file():
+            continue
+        try:
+            run = json.loads(run_file.read_text(encoding="utf-8"))
+            model = str(run["settings"]["model"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        summary = child / SUMMARY
+        pairs: int | None = None
+        if summary.is_file():
+            try:
+                pairs = int(json.loads(summary.read_text(encoding="utf-8")).get("pairs", 0))
+            except (OSError, ValueError, TypeError):
+                pairs = None
+        runs.append(RunInfo(child.name, child, model, pairs, summary.is_file(), run_file.stat().st_mtime))
+    return sorted(runs, key=lambda r: r.modified, reverse=True)
+
+
+def resolve_run(root: Path, name: str) -> Path:
+    """The run folder `name` (a folder name or a path) if it lies inside root; else InputError."""
+    text = name.strip()
+    if not text:
+        raise InputError("Type the name of a result folder.")
+    root_real = root.expanduser().resolve()
+    candidate = Path(text).expanduser()
+    path = (candidate if candidate.is_absolute() else root_real / candidate).resolve()
+    if not path.is_relative_to(root_real) or path == root_real:
+        raise InputError(f"Only result folders inside {root_real} can be opened here.")
+    if not (path / RUN).is_file():
+        raise InputError(f"'{text}' is not a result folder under {root_real} (no {RUN}).")
+    return path
+
+
+def new_run_name(name: str | None = None) -> str:
+    """A valid folder name: `name` if it is one (letters, digits, . _ -), else run-<timestamp>."""
+    if name and _NAME_RE.match(name.strip()):
+        return name.strip()
+    if name and name.strip():
+        raise InputError("A run name may use letters, digits, '.', '_' and '-' (up to 80 characters).")
+    return time.strftime("run-%Y%m%d-%H%M%S")
+
+
+def load_summary(run: Path) -> dict[str, Any] | None:
+    """summary.json of a run, or None when the run has not been summarized yet."""
+    path = run / SUMMARY
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def load_run(run: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run / RUN).read_text(encoding="utf-8"))
+    return data
+
+
+def load_pairs(run: Path) -> pd.DataFrame:
+    """pairs.csv with the page's columns (missing columns added empty)."""
+    path = run / PAIRS
+    if not path.is_file():
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    frame = pd.read_csv(path, keep_default_na=True)
+    for column in TABLE_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    return frame[TABLE_COLUMNS]
+
+
+def pair_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """(the table, its plot columns as float lists) for corpus_figures.gold_figure."""
+    ok = frame[frame["error"].isna()] if "error" in frame else frame
+    table = {
+        name: [float(v) for v in pd.to_numeric(ok[name], errors="coerce").tolist()]
+        for name in ("row", "gold", "score", "attribution_sum", "relative_error")
+    }
+    return frame, table
+
+
+def sort_pairs(frame: pd.DataFrame, label: str, descending: bool) -> pd.DataFrame:
+    """Sorted by the column behind `label` (a SORT_COLUMNS key), empty values last; index 0..n-1."""
+    column = SORT_COLUMNS.get(label, "row")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    order = values.sort_values(ascending=not descending, na_position="last", kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def explainer_query(settings: dict[str, Any], text_a: str, text_b: str) -> dict[str, str | list[str]]:
+    """The explainer page's URL parameters (components.state) that reopen one pair of a run."""
+    mode = settings.get("mode") or "default"
+    return {
+        "a": text_a,
+        "b": text_b,
+        "model": [str(settings.get("model", ""))],
+        "layer": [str(settings.get("layer", "default"))],
+        "steps": str(settings.get("steps", "auto")),
+        "rule": str(settings.get("rule", "gauss-legendre")),
+        "mode": mode if mode in ("approximate", "exact") else "default",
+    }
+
+
+def explainer_url(page_url: str | None, query: dict[str, str | list[str]]) -> str:
+    """Absolute link to the explainer (the app's main page) from this page's URL; relative without one."""
+    base = (page_url or "").split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    if base.endswith("/" + PAGE_PATH):
+        base = base[: -len(PAGE_PATH) - 1]
+    return f"{base}/?{urlencode(query, doseq=True)}"
+
+
+def headline(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, value, help) metrics for the top of the results."""
+
+    def fmt(value: Any, spec: str) -> str:
+        return "—" if value is None else format(value, spec)
+
+    top = summary.get("top_k_share") or {}
+    mean = top.get("mean") or [None] * 10
+    corr = summary.get("correlation") or {}
+    spearman = (corr.get("score_vs_gold") or {}).get("spearman") if corr.get("gold") else None
+    steps = summary.get("steps") or {}
+    cov = summary.get("coverage") or {}
+    tokens_90 = ((cov.get("tokens_share") or {}).get("median") or [None, None, None])[-1]
+    return [
+        ("pairs", str(summary.get("pairs", 0)), f"{summary.get('failed', 0)} refused by the engine"),
+        ("top-1 pair", fmt(mean[0], ".0%"), "mean share of the attribution sum carried by the strongest pair"),
+        ("top-5 pairs", fmt(mean[4], ".0%"), "mean share carried by the 5 strongest pairs"),
+        ("tokens for 90 %", fmt(tokens_90, ".0%"), "median share of tokens touched by the pairs reaching 90 %"),
+        ("Spearman", fmt(spearman, ".3f"), "rank correlation of the model's score with gold"),
+        ("median steps", fmt(steps.get("median"), ".0f"), "quadrature nodes chosen by steps=auto"),
+    ]

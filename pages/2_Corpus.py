@@ -1,0 +1,205 @@
+"""Corpus page: open a result folder of `python -m attribution analyze`, or start a small run.
+
+Wiring only; the pure parts are components.corpus_page (folders, table, links) and
+components.corpus_figures (plots).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from attribution import corpus
+from attribution.data import read_pairs
+from attribution.errors import PairLensError
+from attribution.models import list_models
+from attribution.settings import RULES
+from components import backend
+from components import corpus_page as cp
+from components.corpus_figures import corpus_figures
+
+st.set_page_config(page_title="PairLens · Corpus", page_icon=str(backend.ASSETS / "favicon.png"), layout="wide")
+
+ROOT = Path(__file__).resolve().parents[1]
+STSB_TEST = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
+STEP_CHOICES = ["auto", "8", "16", "32", "64"]
+UPLOAD_TYPES = ["csv", "tsv", "jsonl", "txt"]
+
+
+def pick_run(root: Path) -> Path | None:
+    """A run folder chosen from the list under root or typed (?run=NAME preselects one)."""
+    runs = cp.list_runs(root)
+    wanted = st.query_params.get("run")
+    if "run_pick" not in st.session_state and wanted:
+        st.session_state["run_pick"] = wanted if any(r.name == wanted for r in runs) else None
+        if st.session_state["run_pick"] is None:
+            st.session_state["run_typed"] = wanted
+    names = [r.name for r in runs]
+    labels = {r.name: r.label for r in runs}
+    left, right = st.columns([2, 1])
+    with left:
+        chosen = st.selectbox(
+            "Result folder",
+            names,
+            index=None,
+            key="run_pick",
+            format_func=lambda n: labels.get(n, n),
+            placeholder="Choose a run" if names else f"No runs in {root} yet",
+        )
+    with right:
+        typed = st.text_input("…or type its name", key="run_typed", help=f"A folder inside {root}")
+    name = typed.strip() or chosen
+    if not name:
+        return None
+    try:
+        path = cp.resolve_run(root, name)
+    except PairLensError as exc:
+        st.error(str(exc))
+        return None
+    st.query_params["run"] = path.name
+    return path
+
+
+def start_run_form(root: Path) -> None:
+    """A run of at most MAX_PAGE_PAIRS pairs with a progress bar; selects it when done."""
+    with st.expander("Start a small run", icon=":material/play_arrow:"):
+        models = [m.name for m in list_models() if m.installed]
+        sources = (["STS Benchmark test"] if STSB_TEST.is_file() else []) + ["Upload a file"]
+        source = st.radio("Pairs", sources, horizontal=True, key="new_source")
+        upload = None
+        if source == "Upload a file":
+            upload = st.file_uploader("STS-B tsv, CSV/TSV with a header, or JSONL", type=UPLOAD_TYPES, key="new_upload")
+        c1, c2, c3, c4 = st.columns(4)
+        model = c1.selectbox("Model", models, key="new_model")
+        limit = c2.number_input("Pairs", 1, cp.MAX_PAGE_PAIRS, 10, key="new_limit")
+        steps = c3.selectbox("Steps", STEP_CHOICES, key="new_steps")
+        rule = c4.selectbox("Rule", RULES, key="new_rule")
+        c5, c6 = st.columns(2)
+        conv = c5.number_input("Convergence pairs (slow: ~1 min each)", 0, 3, 0, key="new_conv")
+        name = c6.text_input("Run name", placeholder="run-<date>-<time>", key="new_name")
+        if not st.button("Start", type="primary", key="new_start", disabled=not models):
+            return
+        try:
+            run_name = cp.new_run_name(name)
+            out = root / run_name
+            out.mkdir(parents=True, exist_ok=True)
+            if source == "Upload a file":
+                if upload is None:
+                    st.warning("Choose a file to upload first.")
+                    return
+                suffix = Path(upload.name).suffix.lower() or ".txt"
+                data_path = out / f"input{suffix}"
+                data_path.write_bytes(upload.getvalue())
+            else:
+                data_path = STSB_TEST
+            pairs = read_pairs(data_path)
+            bar = st.progress(0.0, text="Loading the model…")
+
+            def report(done: int, total: int, phase: str) -> None:
+                label = "pairs" if phase == "pairs" else "convergence (pair, layer) jobs"
+                bar.progress(done / max(total, 1), text=f"{done} / {total} {label}")
+
+            with st.spinner("Analyzing…", show_time=True):
+                corpus.analyze(
+                    backend.get_model(model),
+                    pairs,
+                    out,
+                    limit=int(limit),
+                    steps="auto" if steps == "auto" else int(steps),
+                    rule=rule,
+                    convergence_pairs=int(conv),
+                    png=False,
+                    progress=False,
+                    on_progress=report,
+                )
+        except PairLensError as exc:
+            st.error(str(exc))
+            return
+        st.session_state["run_typed"] = run_name
+        st.query_params["run"] = run_name
+        st.rerun()
+
+
+def show_figures(summary: dict[str, Any], table: dict[str, list[float]]) -> None:
+    figures = corpus_figures(summary, table)
+    for metric, column in zip(cp.headline(summary), st.columns(6), strict=True):
+        column.metric(metric[0], metric[1], help=metric[2])
+    tabs = st.tabs(["Top pairs", "Coverage", "Parts of speech", "Convergence", "Gold"])
+    groups = (["top_k_share"], ["coverage"], ["pos_share", "pos_matrix"], ["convergence"], ["gold"])
+    for tab, names in zip(tabs, groups, strict=True):
+        with tab:
+            for name in names:
+                st.plotly_chart(figures[name], key=f"fig-{name}", width="stretch", theme=None)
+
+
+def show_pairs(frame: Any, settings: dict[str, Any]) -> None:
+    """The sortable table; the selected pair opens in the explainer."""
+    st.subheader("Pairs")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    by = left.selectbox("Sort by", list(cp.SORT_COLUMNS), key="sort_by")
+    descending = right.toggle("Largest first", value=True, key="sort_desc")
+    table = cp.sort_pairs(frame, by, descending)
+    event = st.dataframe(
+        table,
+        key="pairs_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        column_config={
+            "row": st.column_config.NumberColumn("line"),
+            "top1_share": st.column_config.NumberColumn("top-1 share", format="percent"),
+            "top5_share": st.column_config.NumberColumn("top-5 share", format="percent"),
+            "cells_fraction_80": st.column_config.NumberColumn("pairs for 80 %", format="percent"),
+            "tokens_share_80": st.column_config.NumberColumn("tokens for 80 %", format="percent"),
+        },
+    )
+    selected = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    lines = [int(r) for r in table["row"].tolist()]
+    if not lines:
+        return
+    if selected and selected != st.session_state.get("_pairs_selected"):
+        st.session_state["open_line"] = lines[selected[0]]  # a new table selection wins over the box
+    st.session_state["_pairs_selected"] = selected
+    line = st.selectbox("Open pair (line)", lines, key="open_line")
+    row = table[table["row"] == line].iloc[0]
+    st.markdown(f"**A:** {row['text_a']}  \n**B:** {row['text_b']}", unsafe_allow_html=False)
+    url = cp.explainer_url(st.context.url, cp.explainer_query(settings, str(row["text_a"]), str(row["text_b"])))
+    st.link_button("Open in the explainer", url, icon=":material/open_in_new:", type="primary")
+
+
+def main() -> None:
+    st.title("Corpus analysis")
+    st.caption(
+        "How attributions behave over many pairs: how few token pairs carry the score, which parts of "
+        "speech get the weight, and how many integration steps each layer needs. Runs come from "
+        "`python -m attribution analyze … --out $PAIRLENS_HOME/runs/NAME` or from the form below."
+    )
+    root = cp.runs_root()
+    start_run_form(root)
+    run = pick_run(root)
+    if run is None:
+        return
+    run_data = cp.load_run(run)
+    settings = run_data.get("settings", {})
+    st.caption(
+        f"{settings.get('model')} · layer {settings.get('layer')} · steps {settings.get('steps')} · "
+        f"{settings.get('rule')} · {settings.get('mode')} · data {Path(str(settings.get('data'))).name}"
+    )
+    summary = cp.load_summary(run)
+    if summary is None:
+        st.info("This run has no summary yet: re-run its `analyze` command to finish it.")
+        return
+    frame, table = cp.pair_table(cp.load_pairs(run))
+    note = (summary.get("plots") or {}).get("note")
+    if note:
+        st.caption(note)
+    show_figures(summary, table)
+    show_pairs(frame, settings)
+
+
+try:
+    main()
+except Exception as exc:
+    st.error(f"The corpus page failed: {type(exc).__name__}: {exc}")
