@@ -20,6 +20,7 @@ from components.heatmap import (
     symmetric_limit,
 )
 from components.state import (
+    DEFAULT_LAYER,
     MAX_TOP,
     PageState,
     clamp_layer,
@@ -27,6 +28,7 @@ from components.state import (
     layer_key,
     parse_query,
     parse_steps,
+    session_layer,
     to_query,
     to_session,
 )
@@ -94,9 +96,11 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
         if notice:
             notices.append(notice)
             st.session_state[layer_key(name)] = layer
+        if st.session_state.get(layer_key(name)) is None:
+            st.session_state[layer_key(name)] = DEFAULT_LAYER
         with layer_slot:
             render.render_layer_select(name, model.num_layers, model.default_layer)
-        layer = st.session_state.get(layer_key(name))
+        layer = session_layer(st.session_state.get(layer_key(name)))
         with st.spinner(f"Explaining with {short_model_name(name)}…", show_time=True):
             outcome = backend.explain_cached(
                 name, state.text_a, state.text_b, layer, state.steps_value(), state.rule, state.mode_value()
@@ -191,7 +195,7 @@ def main() -> None:
         with map_slot:
             render.render_heatmap(fig, config, key=f"map-{index}")
         with detail_slot:
-            render.render_top_pairs(view, state.top)
+            render.render_top_pairs(view, state.top, state.pos)
             width = figure_width(view.shape[1], state.pos)
             render.render_downloads(view, fig, config, f"dl-{index}", width, int(fig.layout.height))
 

@@ -20,7 +20,7 @@ from attribution.settings import RULES, get_settings
 
 from . import backend, exports
 from .heatmap import escape, file_stem, short_model_name
-from .state import LEVEL_OPTIONS, MAX_MODELS, MODE_OPTIONS, PageState, diff_options, layer_key
+from .state import DEFAULT_LAYER, LEVEL_OPTIONS, MAX_MODELS, MODE_OPTIONS, PageState, diff_options, layer_key
 from .tables import score_card_html, top_pairs_frame, top_share_sentence
 
 log = logging.getLogger("pairlens.page")
@@ -176,10 +176,10 @@ def render_layer_select(model: str, num_layers: int, default_layer: int) -> None
     """Per-model layer choice (None = the engine's default)."""
     st.selectbox(
         "Layer",
-        options=[None, *range(num_layers + 1)],
+        options=[DEFAULT_LAYER, *range(num_layers + 1)],
         key=layer_key(model),
         format_func=lambda v: (
-            f"default ({default_layer})" if v is None else f"{v}" + (" (embeddings)" if v == 0 else "")
+            f"default ({default_layer})" if v == DEFAULT_LAYER else f"{v}" + (" (embeddings)" if v == 0 else "")
         ),
         help=f"Attribute at the input of this layer: 0 = token embeddings, {num_layers} = the output. "
         "Changing it recomputes this model only.",
@@ -201,7 +201,7 @@ def result_slots(single: bool) -> tuple[DeltaGenerator, DeltaGenerator, DeltaGen
     """(score card, map, details) containers: map beside the details for one model, stacked for several."""
     if single:
         card = st.container()
-        left, right = st.columns([3, 2], gap="large")
+        left, right = st.columns([5, 4], gap="large")
         return card, left, right
     return st.container(), st.container(), st.container()
 
@@ -211,14 +211,14 @@ def render_heatmap(fig: go.Figure, config: dict, key: str) -> None:
     st.plotly_chart(fig, config=config, theme=None, key=key, width="stretch")
 
 
-def render_top_pairs(view: Attribution, k: int) -> None:
+def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
     """Caption 'the top k pairs carry X %...' and the table of the k strongest pairs."""
     if k <= 0:
         return
     st.markdown(f"<div class='pl-topline'>{escape(top_share_sentence(view, k))}</div>", unsafe_allow_html=True)
     frame = top_pairs_frame(view, k)
     frame[["share", "cumulative share"]] *= 100  # shown as percent
-    has_pos = bool(frame["POS A"].astype(bool).any())
+    has_pos = show_pos and bool(frame["POS A"].astype(bool).any())
     st.dataframe(
         frame,
         hide_index=True,

@@ -24,6 +24,7 @@ LEVEL_OPTIONS = ("token", "word")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 LAYER_KEY_PREFIX = "layer::"
+DEFAULT_LAYER = "default"  # the layer widget's value for the engine's default (None in PageState)
 
 
 def layer_key(model: str) -> str:
@@ -292,8 +293,13 @@ def to_session(state: PageState) -> dict[str, Any]:
     out: dict[str, Any] = {key: getattr(state, key) for key in SESSION_KEYS}
     out["models"] = list(state.models)
     for model, layer in state.layers.items():
-        out[layer_key(model)] = layer
+        out[layer_key(model)] = DEFAULT_LAYER if layer is None else layer
     return out
+
+
+def session_layer(value: Any) -> int | None:
+    """A layer widget's value as PageState holds it (None for the default)."""
+    return None if value is None or value == DEFAULT_LAYER else int(value)
 
 
 def from_session(session: Mapping[str, Any]) -> PageState:
@@ -302,6 +308,6 @@ def from_session(session: Mapping[str, Any]) -> PageState:
     values: dict[str, Any] = {key: session[key] for key in SESSION_KEYS if key in session}
     state = replace(default, **values)
     state.models = list(state.models) or list(default.models)
-    state.layers = {m: session.get(layer_key(m)) for m in state.models}
+    state.layers = {m: session_layer(session.get(layer_key(m))) for m in state.models}
     state.diff = tuple(state.diff) if state.diff else (0, 1)  # type: ignore[assignment]
     return state

@@ -234,6 +234,8 @@ def test_url_parameters_restore_the_whole_view(toys: list) -> None:
     assert at.text_area(key="text_a").value == "dogs run fast"
     assert at.multiselect(key="models").value == ["toy-two", "toy-one"]
     assert at.selectbox(key="layer::toy-two").value == 1
+    layer_one = at.selectbox(key="layer::toy-one")
+    assert layer_one.value == "default" and layer_one.format_func(layer_one.value) == "default (3)"
     assert at.selectbox(key="steps").value == "16" and at.selectbox(key="mode").value == "exact"
     assert at.slider(key="top").value == 3
     assert at.toggle(key="pos").value and not at.toggle(key="special").value and not at.toggle(key="shared").value

@@ -208,6 +208,18 @@ def test_pos_overlay_is_skipped_without_tags() -> None:
     assert tick_labels(["a"], None) == ["a"]
 
 
+def test_figures_pass_plotly_validation() -> None:
+    """The builders skip validation for speed; every property they set must still be valid."""
+    import plotly.graph_objects as go
+
+    result = make_result(["[CLS]", "dog", "[SEP]"], ["[CLS]", "runs", "[SEP]"])
+    first = word_result(["a", "b"], ["c"], [0, 1], [0], np.array([[0.1], [0.2]]), "m1")
+    second = word_result(["a", "b"], ["c"], [0, 1], [0], np.array([[0.3], [0.1]]), "m2")
+    for fig in (build_heatmap(result, top_k=3, pos_overlay=True), build_difference_map(first, second)):
+        validated = go.Figure(fig.to_dict())
+        assert validated.to_plotly_json()["layout"]["title"]["text"] == fig.layout.title.text
+
+
 def test_figure_height_grows_with_rows_within_bounds() -> None:
     heights = [figure_height(n) for n in (2, 10, 30, 80, 400)]
     assert heights == sorted(heights)
@@ -429,6 +441,6 @@ def test_steps_and_layer_clamping() -> None:
 def test_session_mapping_round_trip() -> None:
     state = PageState(models=["a", "b"], layers={"a": 3, "b": None}, top=7, diff=(1, 0))
     session = to_session(state)
-    assert session["layer::a"] == 3
+    assert session["layer::a"] == 3 and session["layer::b"] == "default"
     assert from_session(session) == state
     assert math.isclose(from_session({}).top, PageState().top)

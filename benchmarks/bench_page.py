@@ -1,0 +1,149 @@
+"""Page latency: cold start to first heatmap, a new pair to its heatmap, a top-k slider move.
+
+    python benchmarks/bench_page.py            # real browser (Debian chromium + Playwright)
+    python benchmarks/bench_page.py --apptest  # server-side only, through Streamlit's AppTest
+
+Browser mode starts `streamlit run app.py` on a free port and measures what a user waits
+for: from the server's start to the first heatmap drawn (imports and model loading
+included), from clicking Explain on a new pair to its heatmap, and from a slider key press
+to the redrawn outlines. Targets (all-MiniLM-L6-v2): 15 s, 1 s, 0.2 s. The machine is
+shared, so the load average is printed with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TARGETS = {"cold start to first heatmap": 15.0, "new pair to heatmap": 1.0, "slider move re-render": 0.2}
+PAIRS = [
+    ("Two dogs are running through a snowy field.", "A pair of puppies play in the snow."),
+    ("How do I reset my password?", "What should I do if I forgot my login details?"),
+    ("The meeting was postponed because of the storm.", "Due to bad weather, the meeting was moved."),
+    ("The restaurant was not crowded at all.", "The restaurant was very crowded."),
+    ("The recipe calls for two cups of flour.", "The satellite entered orbit around Mars."),
+]
+# The first heatmap's y tick labels and number of outlined cells, read in the page.
+PLOT_JS = "document.querySelector('.js-plotly-plot')"
+TICKS_JS = f"() => {{ const p = {PLOT_JS}; return p && p.layout ? p.layout.yaxis.ticktext : []; }}"
+SHAPES_JS = f"() => {{ const p = {PLOT_JS}; return p && p.layout ? (p.layout.shapes || []).length : -1; }}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def report(name: str, seconds: list[float]) -> None:
+    value = statistics.median(seconds)
+    target = TARGETS[name]
+    verdict = "ok" if value <= target else "OVER TARGET"
+    spread = f" (n={len(seconds)}, min {min(seconds):.3f}, max {max(seconds):.3f})" if len(seconds) > 1 else ""
+    print(f"{name:30s} {value:8.3f} s   target <= {target:g} s   {verdict}{spread}")
+
+
+def bench_browser(repeats: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1200})
+        started = time.perf_counter()
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                        break
+                except OSError:
+                    if server.poll() is not None or time.perf_counter() - started > 60:
+                        raise RuntimeError("streamlit did not start") from None
+                    time.sleep(0.05)
+            page.goto(url)
+            page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=300_000)
+            report("cold start to first heatmap", [time.perf_counter() - started])
+
+            new_pair = []
+            for text_a, text_b in PAIRS[: max(repeats, 1)]:
+                page.get_by_label("Text A — rows").fill(text_a)
+                page.get_by_label("Text B — columns").fill(text_b)
+                first_word = text_a.split()[1]
+                clicked = time.perf_counter()
+                page.get_by_role("button", name="Explain").click()
+                page.wait_for_function(f"() => ({TICKS_JS})().includes({first_word!r})", timeout=120_000)
+                new_pair.append(time.perf_counter() - clicked)
+            report("new pair to heatmap", new_pair)
+
+            slider = page.get_by_role("slider").first
+            moves = []
+            for _ in range(max(repeats, 1) * 2):
+                before = page.evaluate(SHAPES_JS)
+                slider.focus()
+                pressed = time.perf_counter()
+                slider.press("ArrowRight")
+                page.wait_for_function(f"() => ({SHAPES_JS})() > {before}", timeout=60_000)
+                moves.append(time.perf_counter() - pressed)
+            report("slider move re-render", moves)
+        finally:
+            browser.close()
+            server.terminate()
+            server.wait(timeout=15)
+
+
+def bench_apptest(repeats: int) -> None:
+    """Server-side script time only (no browser drawing), in a fresh process."""
+    started = time.perf_counter()
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    report("cold start to first heatmap", [time.perf_counter() - started])
+    new_pair = []
+    for text_a, text_b in PAIRS[: max(repeats, 1)]:
+        at.text_area(key="text_a").input(text_a)
+        at.text_area(key="text_b").input(text_b)
+        clicked = time.perf_counter()
+        next(b for b in at.button if b.label == "Explain").click().run()
+        new_pair.append(time.perf_counter() - clicked)
+    report("new pair to heatmap", new_pair)
+    moves = []
+    for k in range(max(repeats, 1) * 2):
+        moved = time.perf_counter()
+        at.slider(key="top").set_value(6 + k).run()
+        moves.append(time.perf_counter() - moved)
+    report("slider move re-render", moves)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--apptest", action="store_true", help="measure server-side script time only")
+    parser.add_argument("--repeats", type=int, default=5, help="new pairs (and twice as many slider moves)")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"PairLens page benchmark ({os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
+    if args.apptest or not Path(CHROMIUM).exists():
+        if not args.apptest:
+            print(f"{CHROMIUM} is missing (apt-get install -y chromium): measuring server-side only")
+        bench_apptest(args.repeats)
+    else:
+        bench_browser(args.repeats)
+
+
+if __name__ == "__main__":
+    main()
