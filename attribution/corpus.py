@@ -358,9 +358,7 @@ def analyze(
     run_convergence(loaded, subset, out_dir / CONVERGENCE, settings, progress, on_progress)
     conv_seconds = time.perf_counter() - conv_started
 
-    keys = {k for _, k in wanted}
-    summary = summarize(out_dir, keys, gold_scale, {k for _, k in subset})
-    summary["run"] = {
+    run_info = {
         **settings.to_dict(),
         "data_format": FORMAT_NAMES[pair_file.format],
         "pairs_selected": len(wanted),
@@ -370,9 +368,28 @@ def analyze(
         "convergence_seconds_this_call": conv_seconds,
         "torch_threads": torch.get_num_threads(),
     }
-    summary["plots"] = write_plots(summary, out_dir, png=png)
-    write_json(out_dir / SUMMARY, _clean(summary))
+    keys = {k for _, k in wanted}
+    summary = finish(out_dir, keys, gold_scale, {k for _, k in subset}, run_info, png=png)
     return RunReport(out_dir, len(wanted), computed, skipped, failed, dropped, seconds, conv_seconds, summary)
+
+
+def finish(
+    out: Path,
+    keys: set[str] | None,
+    gold_scale: float | None,
+    convergence_keys: set[str] | None,
+    run_info: dict[str, Any],
+    *,
+    png: bool,
+) -> dict[str, Any]:
+    """Summarize the folder's JSONL files, write pairs.csv, plots and summary.json; return the summary."""
+    summary = summarize(out, keys, gold_scale, convergence_keys)
+    summary["run"] = run_info
+    summary["gold_scale"] = gold_scale
+    summary["plots"] = write_plots(summary, out, png=png)
+    summary = _clean(summary)
+    write_json(out / SUMMARY, summary)
+    return summary
 
 
 def _default_gold_scale(pair_file: PairFile) -> float | None:
