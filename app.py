@@ -32,6 +32,7 @@ from components.state import (
     to_query,
     to_session,
 )
+from components.tables import difference_frame
 
 st.set_page_config(
     page_title="PairLens",
@@ -207,7 +208,7 @@ def main() -> None:
             words_1 = results[first].to_words(keep_special=False)
             words_2 = results[second].to_words(keep_special=False)
             fig = build_difference_map(words_1, words_2)
-            render.render_figure(fig, chart_config(words_1), key="difference")
+            render.render_difference(fig, chart_config(words_1), difference_frame(words_1, words_2))
         else:
             render.render_prompt("The difference map needs both models to succeed.")
 

@@ -361,6 +361,7 @@ def build_heatmap(
             text=title if title is not None else figure_title(result),
             x=0.0,
             xanchor="left",
+            pad=dict(l=8),
             y=0.995,
             yanchor="top",
             font=dict(size=15, color=TEXT_COLOUR),
@@ -526,6 +527,7 @@ def build_difference_map(
             text=f"<b>{name_1}</b> − <b>{name_2}</b> · word level · red: {name_1} credits the pair more",
             x=0.0,
             xanchor="left",
+            pad=dict(l=8),
             font=dict(size=15, color=TEXT_COLOUR),
         ),
         xaxis=dict(

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -139,7 +140,7 @@ def render_prompt(message: str) -> None:
 
 def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: str | None) -> None:
     """The toolbar that changes how results are shown (never recomputes)."""
-    cols = st.columns([1.25, 2.6, 1.1, 1.2, 1.4], vertical_alignment="center")
+    cols = st.columns([1.2, 2.0, 1.45, 1.55, 1.95], vertical_alignment="center")
     cols[0].segmented_control(
         "Level", LEVEL_OPTIONS, key="level", format_func=LEVEL_LABELS.get, required=True, label_visibility="collapsed"
     )
@@ -294,9 +295,20 @@ def render_difference_section(names: Sequence[str]) -> None:
         )
 
 
-def render_figure(fig: go.Figure, config: dict, key: str) -> None:
-    """A secondary figure (difference map)."""
-    st.plotly_chart(fig, config=config, theme=None, key=key, width="stretch")
+def render_difference(fig: go.Figure, config: dict, frame: pd.DataFrame) -> None:
+    """The difference map beside the table of the word pairs the models disagree on most."""
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.plotly_chart(fig, config=config, theme=None, key="difference", width="stretch")
+    with right:
+        st.markdown("<div class='pl-topline'>largest disagreements</div>", unsafe_allow_html=True)
+        number = st.column_config.NumberColumn(format="%+.4f")
+        st.dataframe(
+            frame,
+            hide_index=True,
+            width="stretch",
+            column_config={name: number for name in frame.columns[2:]},
+        )
 
 
 def render_share(query: dict[str, str | list[str]]) -> None:

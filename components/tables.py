@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from attribution.result import Attribution
 from attribution.settings import DEFAULT_TOLERANCE
 
-from .heatmap import escape, similarity_label
+from .heatmap import align_word_matrices, escape, short_model_name, similarity_label
 
 TOP_COLUMNS = ["rank", "text A", "text B", "POS A", "POS B", "value", "share", "cumulative share"]
 
@@ -43,6 +44,33 @@ def top_share_sentence(result: Attribution, k: int) -> str:
     carried = f"{100 * share:.1f} %" if math.isfinite(share) else "an undefined part (the sum is 0)"
     subject = "the top pair carries" if len(pairs) == 1 else f"the top {len(pairs)} pairs carry"
     return f"{subject} {carried} of the attribution sum"
+
+
+def difference_frame(first: Attribution, second: Attribution, k: int = 10) -> pd.DataFrame:
+    """The k word pairs whose contributions differ most between two word-level results.
+
+    Columns: text A, text B, each model's value (named after the model), difference
+    (first − second); word pairs missing in either model are left out.
+    """
+    rows, cols, m_1, m_2 = align_word_matrices(first, second)
+    diff = m_1 - m_2
+    words_a, words_b = first.words_a or [], first.words_b or []
+    name_1, name_2 = short_model_name(first.model_name), short_model_name(second.model_name)
+    if name_1 == name_2:
+        name_1, name_2 = f"{name_1} (1)", f"{name_2} (2)"
+    finite = np.argwhere(np.isfinite(diff))
+    order = sorted(finite.tolist(), key=lambda ij: (-abs(diff[ij[0], ij[1]]), ij[0], ij[1]))[: max(0, int(k))]
+    records = [
+        {
+            "text A": words_a[rows[i]] if rows[i] < len(words_a) else f"word {rows[i]}",
+            "text B": words_b[cols[j]] if cols[j] < len(words_b) else f"word {cols[j]}",
+            name_1: m_1[i, j],
+            name_2: m_2[i, j],
+            "difference": diff[i, j],
+        }
+        for i, j in order
+    ]
+    return pd.DataFrame(records, columns=["text A", "text B", name_1, name_2, "difference"])
 
 
 def matrix_frame(result: Attribution) -> pd.DataFrame:

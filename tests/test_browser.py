@@ -114,3 +114,27 @@ def test_heatmap_hover_slider_and_screenshot(server: str) -> None:
             assert (ARTIFACTS / "page.png").stat().st_size > 20_000
         finally:
             browser.close()
+
+
+def test_user_text_shows_literally_in_tick_labels(server: str) -> None:
+    """Escaped tokens render as the characters typed: no markup, no visible entities."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import sync_playwright
+
+    query = urlencode({"a": "Tom & Jerry < Spike", "b": "cats and <b>mice</b>", "top": "0"})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page.goto(f"{server}/?{query}")
+            page.wait_for_selector(".js-plotly-plot .ytick text", timeout=RENDER_TIMEOUT_MS)
+            rows = page.locator(".js-plotly-plot .yaxislayer-above .ytick text").all_text_contents()
+            columns = page.locator(".js-plotly-plot .xaxislayer-above .xtick text").all_text_contents()
+            assert "&" in rows and "<" in rows, rows
+            assert "<" in columns and "mice" in columns, columns
+            assert not any("&amp;" in t or "&lt;" in t for t in rows + columns)
+            bold = page.locator(".js-plotly-plot .xaxislayer-above .xtick tspan[style*='bold']")
+            assert bold.count() == 0
+        finally:
+            browser.close()

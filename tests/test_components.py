@@ -36,6 +36,7 @@ from components.state import (
     to_session,
 )
 from components.tables import (
+    difference_frame,
     error_is_high,
     matrix_frame,
     score_card_html,
@@ -252,6 +253,17 @@ def test_difference_map_aligns_words_across_tokenizers() -> None:
     assert list(fig.layout.xaxis.ticktext) == ["puppies", "play", "outside"]
     assert fig.data[0].zmid == 0 and fig.data[0].zmin == -fig.data[0].zmax
     assert "m1" in fig.layout.title.text and "m2" in fig.layout.title.text
+
+
+def test_difference_table_lists_the_largest_disagreements() -> None:
+    words_a, words_b = ["dogs", "run"], ["puppies", "play", "outside"]
+    first = word_result(words_a, words_b, [0, 1], [0, 1, 2], np.array([[0.5, 0.1, 0.0], [0.2, 0.3, 0.1]]), "m1")
+    second = word_result(words_a, words_b, [0, 1], [0, 1], np.array([[0.2, 0.1], [0.25, 0.0]]), "m2")
+    frame = difference_frame(first, second, k=2)
+    assert list(frame.columns) == ["text A", "text B", "m1", "m2", "difference"]
+    assert frame[["text A", "text B"]].values.tolist() == [["dogs", "puppies"], ["run", "play"]]
+    assert frame["difference"].tolist() == pytest.approx([0.3, 0.3])
+    assert len(difference_frame(first, second, k=99)) == 4  # the truncated column is left out
 
 
 def test_difference_map_refuses_token_level_or_different_pairs() -> None:
