@@ -166,7 +166,9 @@ def pos_matrix_figure(summary: Mapping[str, Any]) -> go.Figure:
     fig.update_yaxes(autorange="reversed", title="text A")
     fig.update_xaxes(title="text B", side="top")
     size = 140 + 38 * max(len(matrix["labels_a"]), len(matrix["labels_b"]))
-    return _layout(fig, title, height=max(size, 420), width=max(size + 140, 620))
+    fig = _layout(fig, title, height=max(size, 420) + 50, width=max(size + 140, 620))
+    fig.update_layout(margin={"t": 130}, title={"y": 0.98, "yanchor": "top"})
+    return fig
 
 
 def convergence_figure(summary: Mapping[str, Any]) -> go.Figure:
