@@ -524,7 +524,7 @@ def build_difference_map(
     )
     layout = dict(
         title=dict(
-            text=f"<b>{name_1}</b> − <b>{name_2}</b> · word level · red: {name_1} credits the pair more",
+            text=f"<b>{name_1}</b> − <b>{name_2}</b> · word level",
             x=0.0,
             xanchor="left",
             pad=dict(l=8),

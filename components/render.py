@@ -140,7 +140,7 @@ def render_prompt(message: str) -> None:
 
 def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: str | None) -> None:
     """The toolbar that changes how results are shown (never recomputes)."""
-    cols = st.columns([1.2, 2.0, 1.45, 1.55, 1.95], vertical_alignment="center")
+    cols = st.columns([1.5, 1.9, 1.45, 1.55, 1.95], vertical_alignment="center")
     cols[0].segmented_control(
         "Level", LEVEL_OPTIONS, key="level", format_func=LEVEL_LABELS.get, required=True, label_visibility="collapsed"
     )
@@ -283,8 +283,9 @@ def render_difference_section(names: Sequence[str]) -> None:
     """Heading, explanation and (with 3 models) the choice of which two models to compare."""
     st.markdown("<div class='pl-section'>Where the models disagree</div>", unsafe_allow_html=True)
     st.caption(
-        "Word-level maps of the two models subtracted cell by cell. Words line up even where the "
-        "tokenizers split them differently; special tokens are left out."
+        "Word-level maps of the two models subtracted cell by cell: red where the first model credits "
+        "a word pair more, blue where the second does. Words line up even where the tokenizers split "
+        "them differently; special tokens are left out."
     )
     if len(names) > 2:
         st.selectbox(

@@ -137,7 +137,10 @@ def score_card_html(result: Attribution) -> str:
     lines = []
     for fact in score_facts(result):
         cls = " class='pl-warn'" if fact.warn else ""
-        lines.append(f"<dt title='{escape(fact.help)}'>{escape(fact.label)}</dt><dd{cls}>{escape(fact.value)}</dd>")
+        lines.append(
+            f"<div class='pl-fact' title='{escape(fact.help)}'><dt>{escape(fact.label)}</dt>"
+            f"<dd{cls}>{escape(fact.value)}</dd></div>"
+        )
     return (
         "<div class='pl-card'>"
         f"<div class='pl-score'><span class='pl-score-label'>{escape(similarity_label(result))} similarity</span>"
