@@ -307,7 +307,7 @@ def from_session(session: Mapping[str, Any]) -> PageState:
     default = PageState()
     values: dict[str, Any] = {key: session[key] for key in SESSION_KEYS if key in session}
     state = replace(default, **values)
-    state.models = list(state.models) or list(default.models)
+    state.models = list(state.models)  # may be empty: the page then asks for a model
     state.layers = {m: session_layer(session.get(layer_key(m))) for m in state.models}
     state.diff = tuple(state.diff) if state.diff else (0, 1)  # type: ignore[assignment]
     return state

@@ -284,6 +284,16 @@ def test_empty_text_prompts_and_computes_nothing(toys: list) -> None:
     assert charts(at) == [] and toys == []
 
 
+def test_no_model_selected_prompts_and_computes_nothing(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model="toy-one").run()
+    assert len(toys) == 1
+    at.multiselect(key="models").set_value([])
+    submit(at)
+    assert_clean(at)
+    assert "Pick at least one model" in messages(at.info)
+    assert charts(at) == [] and len(toys) == 1
+
+
 def test_a_failing_model_shows_an_error_while_the_others_render(toys: list) -> None:
     at = new_app(a="dogs run", b="puppies play", model=["toy-one", "toy-broken", "toy-crash"]).run()
     assert_clean(at)

@@ -432,6 +432,13 @@ def test_invalid_query_values_are_clamped_or_ignored_with_notices() -> None:
     assert len(notices) >= 11
 
 
+def test_overlong_text_from_a_link_is_cut_with_a_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAIRLENS_MAX_TEXT_CHARS", "10")
+    state, notices = parse_query({"a": ["x" * 25], "b": ["short"]}, MODELS)
+    assert state.text_a == "x" * 10 and state.text_b == "short"
+    assert notices == ["Text A from the link had 25 characters; cut to the limit of 10."]
+
+
 def test_no_usable_model_falls_back_to_the_default() -> None:
     state, notices = parse_query({"model": ["nope"]}, MODELS)
     assert state.models == ["all-MiniLM-L6-v2"]
