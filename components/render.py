@@ -121,7 +121,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 "Mode",
                 MODE_OPTIONS,
                 key="mode",
-                format_func=MODE_LABELS.get,
+                format_func=lambda mode: MODE_LABELS[mode],
                 help="approximate explains f(a)·f(b); exact explains (f(a) − f(ref))·(f(b) − f(ref)), the "
                 "default of models fine-tuned for it. The layer is chosen per model above its map.",
             )
@@ -142,7 +142,12 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
     """The toolbar that changes how results are shown (never recomputes)."""
     cols = st.columns([1.5, 1.9, 1.45, 1.55, 1.95], vertical_alignment="center")
     cols[0].segmented_control(
-        "Level", LEVEL_OPTIONS, key="level", format_func=LEVEL_LABELS.get, required=True, label_visibility="collapsed"
+        "Level",
+        LEVEL_OPTIONS,
+        key="level",
+        format_func=lambda level: LEVEL_LABELS[level],
+        required=True,
+        label_visibility="collapsed",
     )
     cols[1].slider(
         "Top pairs",

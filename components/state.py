@@ -302,8 +302,8 @@ def session_layer(value: Any) -> int | None:
     return None if value is None or value == DEFAULT_LAYER else int(value)
 
 
-def from_session(session: Mapping[str, Any]) -> PageState:
-    """The PageState the widgets currently hold (missing keys: defaults)."""
+def from_session(session: Any) -> PageState:
+    """The PageState the widgets currently hold (missing keys: defaults); `session` is any mapping."""
     default = PageState()
     values: dict[str, Any] = {key: session[key] for key in SESSION_KEYS if key in session}
     state = replace(default, **values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,7 @@ def word_result(
     )
 
 
-def main_trace(fig):  # type: ignore[no-untyped-def]
+def main_trace(fig: Any) -> Any:
     return fig.data[0]
 
 
