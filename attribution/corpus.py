@@ -401,13 +401,13 @@ def _default_gold_scale(pair_file: PairFile) -> float | None:
     return max(golds) or None
 
 
-def _bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr (pairs done, rate, time left), or None."""
+def _bar(total: int, initial: int, desc: str, enabled: bool, unit: str = "pair") -> Any:
+    """A tqdm bar on stderr (items done, rate, time left), or None."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="pair", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
 # ----------------------------------------------------------------------------- convergence
@@ -470,7 +470,7 @@ def run_convergence(
     todo = [(p, k, layer) for p, k, layer in jobs if (k, layer) not in done]
     if not jobs:
         return
-    bar = _bar(len(jobs), len(jobs) - len(todo), "convergence", progress) if todo else None
+    bar = _bar(len(jobs), len(jobs) - len(todo), "convergence (pair x layer)", progress, "job") if todo else None
     finished = len(jobs) - len(todo)
     try:
         for pair, key, layer in todo:
