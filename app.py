@@ -137,7 +137,20 @@ def main() -> None:
     if render.render_inputs(models, from_session(st.session_state)):
         st.session_state[NOTICES] = []
     render.render_how_to_read()
+    results_area(models)
 
+
+@st.fragment
+def results_area(models: list[ModelInfo]) -> None:
+    """Everything below the inputs. A fragment: view controls rerun only this part of the page."""
+    try:
+        show_results(models)
+    except Exception as exc:
+        render.render_unexpected("The page", exc)
+
+
+def show_results(models: list[ModelInfo]) -> None:
+    """Notices, view controls, one column per model, the difference map and the share link."""
     state = from_session(st.session_state)
     notices: list[str] = list(st.session_state.get(NOTICES, []))
     state.steps = parse_steps(state.steps, notices)
