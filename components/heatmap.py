@@ -167,19 +167,13 @@ def _hover_data(result: Attribution) -> np.ndarray:
     matrix = np.asarray(result.matrix, dtype=np.float64)
     n_a, n_b = matrix.shape
     data = np.empty((n_a, n_b, 5), dtype=object)
-    tokens_a = [escape(t) for t in result.tokens_a]
-    tokens_b = [escape(t) for t in result.tokens_b]
-    pos_a = [_pos_or_dash(result.pos_a, i) for i in range(n_a)]
-    pos_b = [_pos_or_dash(result.pos_b, j) for j in range(n_b)]
-    for i in range(n_a):
-        for j in range(n_b):
-            data[i, j] = (
-                tokens_a[i],
-                tokens_b[j],
-                _format_share(matrix[i, j], result.attribution_sum),
-                pos_a[i],
-                pos_b[j],
-            )
+    data[:, :, 0] = np.array([escape(t) for t in result.tokens_a], dtype=object)[:, None]
+    data[:, :, 1] = np.array([escape(t) for t in result.tokens_b], dtype=object)[None, :]
+    total = result.attribution_sum
+    shares = [_format_share(v, total) for v in matrix.ravel().tolist()]
+    data[:, :, 2] = np.array(shares, dtype=object).reshape(n_a, n_b)
+    data[:, :, 3] = np.array([_pos_or_dash(result.pos_a, i) for i in range(n_a)], dtype=object)[:, None]
+    data[:, :, 4] = np.array([_pos_or_dash(result.pos_b, j) for j in range(n_b)], dtype=object)[None, :]
     return data
 
 

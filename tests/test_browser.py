@@ -79,7 +79,7 @@ def test_heatmap_hover_slider_and_screenshot(server: str) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1300})
+            page = browser.new_page(viewport={"width": 1440, "height": 1500})
             page.goto(server)
             page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=RENDER_TIMEOUT_MS)
             page.get_by_text("the top 5 pairs carry").wait_for(timeout=RENDER_TIMEOUT_MS)
