@@ -511,7 +511,7 @@ PAIR_COLUMNS = (
     "row", "key", "gold", "score", "target", "attribution_sum", "relative_error", "prediction_error", "steps",
     "converged", "seconds", "cells", "tokens", "top1_share", "top5_share", "top10_share",
     *(f"{name}_{round(100 * q)}" for q in LEVELS
-      for name in ("cells", "cells_fraction", "tokens_share", "content_tokens_share")),
+      for name in ("cells", "cells_fraction", "tokens_share", "content_tokens_share", "random_tokens_share")),
     "text_a", "text_b", "error",
 )  # fmt: skip
 

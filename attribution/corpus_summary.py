@@ -16,6 +16,8 @@ tokens included):
 - tokens needed for level q: the distinct rows (tokens of A) and columns (tokens of B) that
   those cells touch, divided by rows + columns. `content_tokens` is the same counting only
   non-special tokens, over the non-special tokens.
+- random baseline for tokens needed: the expected share of rows + columns touched by the same
+  number of cells drawn uniformly at random without replacement (what the count alone implies).
 - POS share (pooled): every cell is credited half to its row token's UPOS and half to its
   column token's UPOS; share[p] = sum over pairs of that credit / sum over pairs of
   attribution_sum. token_share[p] = tokens of A and B tagged p / all tokens. lift = share /
@@ -69,6 +71,7 @@ class PairStats:
     cells_fraction: list[float | None]
     tokens_share: list[float | None]
     content_tokens_share: list[float | None]
+    random_tokens_share: list[float | None]  # expected share for as many random cells
 
     def to_row(self) -> dict[str, Any]:
         """Flat, CSV-ready columns (levels as suffixes _50, _80, _90; top-k as top1, top5, top10)."""
@@ -76,14 +79,14 @@ class PairStats:
         out["key"] = self.key
         for k in (1, 5, 10):
             out[f"top{k}_share"] = self.topk_share[k - 1]
-        for level, cells, frac, tok, content in zip(
-            LEVELS, self.cells_needed, self.cells_fraction, self.tokens_share, self.content_tokens_share, strict=True
-        ):
+        columns = (self.cells_needed, self.cells_fraction, self.tokens_share, self.content_tokens_share)
+        for level, cells, frac, tok, content, rand in zip(LEVELS, *columns, self.random_tokens_share, strict=True):
             suffix = f"{round(100 * level)}"
             out[f"cells_{suffix}"] = cells
             out[f"cells_fraction_{suffix}"] = frac
             out[f"tokens_share_{suffix}"] = tok
             out[f"content_tokens_share_{suffix}"] = content
+            out[f"random_tokens_share_{suffix}"] = rand
         return out
 
 
@@ -121,20 +124,44 @@ def tokens_touched(result: Attribution, n_cells: int) -> tuple[float, float | No
     return share, touched / content
 
 
+def random_tokens_touched(n_rows: int, n_cols: int, n_cells: int) -> float:
+    """Expected share of the n_rows + n_cols tokens touched by n_cells distinct cells drawn at random.
+
+    A row is missed when all cells come from the other (n_rows - 1) * n_cols cells:
+    P = C(N - n_cols, k) / C(N, k) with N = n_rows * n_cols (columns alike).
+    """
+    total = n_rows * n_cols
+    k = min(max(n_cells, 0), total)
+
+    def missed(other: int) -> float:
+        if k > other:
+            return 0.0
+        log_p = (
+            math.lgamma(other + 1) - math.lgamma(other - k + 1) - math.lgamma(total + 1) + math.lgamma(total - k + 1)
+        )
+        return math.exp(log_p)
+
+    touched = n_rows * (1 - missed(total - n_cols)) + n_cols * (1 - missed(total - n_rows))
+    return touched / max(n_rows + n_cols, 1)
+
+
 def pair_stats(result: Attribution, row: int, key: str, gold: float | None) -> PairStats:
     """Reduce one token-level result to its `PairStats`."""
     coverage = result.coverage(LEVELS)
+    n_rows, n_cols = result.shape
     tokens_share: list[float | None] = []
     content_share: list[float | None] = []
+    random_share: list[float | None] = []
     for level in coverage:
         if level.pairs is None:
             tokens_share.append(None)
             content_share.append(None)
+            random_share.append(None)
         else:
             share, content = tokens_touched(result, level.pairs)
             tokens_share.append(share)
             content_share.append(content)
-    n_rows, n_cols = result.shape
+            random_share.append(random_tokens_touched(n_rows, n_cols, level.pairs))
     return PairStats(
         row=row,
         key=key,
@@ -153,6 +180,7 @@ def pair_stats(result: Attribution, row: int, key: str, gold: float | None) -> P
         cells_fraction=[c.fraction for c in coverage],
         tokens_share=tokens_share,
         content_tokens_share=content_share,
+        random_tokens_share=random_share,
     )
 
 
@@ -321,6 +349,7 @@ class CorpusAccumulator:
                 "cells_fraction": _per_index(_columns(stats, "cells_fraction", n_levels)),
                 "tokens_share": _per_index(_columns(stats, "tokens_share", n_levels)),
                 "content_tokens_share": _per_index(_columns(stats, "content_tokens_share", n_levels)),
+                "random_tokens_share": _per_index(_columns(stats, "random_tokens_share", n_levels)),
                 "unreached": [sum(1 for s in stats if s.cells_needed[i] is None) for i in range(n_levels)],
             },
             "pos": self.pos.summary(),
@@ -363,6 +392,7 @@ class CorpusAccumulator:
                 "cells_fraction": _per_index(_columns(members, "cells_fraction", len(LEVELS))),
                 "tokens_share": _per_index(_columns(members, "tokens_share", len(LEVELS))),
                 "content_tokens_share": _per_index(_columns(members, "content_tokens_share", len(LEVELS))),
+                "random_tokens_share": _per_index(_columns(members, "random_tokens_share", len(LEVELS))),
                 "top1_share": quantiles([s.topk_share[0] for s in members]),
             }
         return out

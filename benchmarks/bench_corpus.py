@@ -48,15 +48,15 @@ def claims(s: dict[str, Any]) -> list[str]:
     cov = s["coverage"]
     out.append(
         "\n| level | token pairs (median count) | share of cells (median, IQR) | tokens touched (median) "
-        "| non-special tokens touched (median) | pairs never reaching it |"
+        "| non-special tokens touched (median) | as many random cells (median) | pairs never reaching it |"
     )
-    out.append("|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|")
     for i, level in enumerate(cov["levels"]):
         out.append(
             f"| {level:.0%} | {fmt(cov['cells']['median'][i], '.1f')} | {fmt(cov['cells_fraction']['median'][i])} "
             f"({fmt(cov['cells_fraction']['q1'][i])}-{fmt(cov['cells_fraction']['q3'][i])}) "
             f"| {fmt(cov['tokens_share']['median'][i])} | {fmt(cov['content_tokens_share']['median'][i])} "
-            f"| {cov['unreached'][i]} |"
+            f"| {fmt(cov['random_tokens_share']['median'][i])} | {cov['unreached'][i]} |"
         )
     out.append(f"\nmedian cells per pair: {fmt(s['cells']['median'], '.0f')}")
     pos = s["pos"]
@@ -85,15 +85,16 @@ def claims(s: dict[str, Any]) -> list[str]:
         )
         out.append(
             "| quarter | pairs | median error | tokens touched for 80 % | for 90 % | non-special for 90 % "
-            "| share of cells for 90 % | top-1 share |"
+            "| random cells for 90 % | share of cells for 90 % | top-1 share |"
         )
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for name in ("most_accurate", "least_accurate"):
             g = acc[name]
             out.append(
                 f"| {name.replace('_', ' ')} | {g['pairs']} | {fmt(g['prediction_error']['median'])} "
                 f"| {fmt(g['tokens_share']['median'][1])} | {fmt(g['tokens_share']['median'][2])} "
-                f"| {fmt(g['content_tokens_share']['median'][2])} | {fmt(g['cells_fraction']['median'][2])} "
+                f"| {fmt(g['content_tokens_share']['median'][2])} | {fmt(g['random_tokens_share']['median'][2])} "
+                f"| {fmt(g['cells_fraction']['median'][2])} "
                 f"| {fmt(g['top1_share']['median'])} |"
             )
     corr = s["correlation"]

@@ -93,6 +93,7 @@ def coverage_figure(summary: Mapping[str, Any]) -> go.Figure:
         ("cells_fraction", "token pairs (share of all cells)", ACCENT),
         ("tokens_share", "tokens touched (share of all tokens)", "#2166ac"),
         ("content_tokens_share", "non-special tokens touched", "#92c5de"),
+        ("random_tokens_share", "tokens touched by as many random cells", "#bdbdbd"),
     )
     for key, name, colour in series:
         part = cov.get(key) or {}

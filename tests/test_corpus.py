@@ -92,11 +92,15 @@ def test_pair_stats_by_hand() -> None:
     # 1 cell touches dogs and puppies: 2 of 6 tokens, 2 of 4 non-special ones; 2-3 cells touch all 4 words.
     assert s1.tokens_share == pytest.approx([2 / 6, 4 / 6, 4 / 6])
     assert s1.content_tokens_share == pytest.approx([0.5, 1.0, 1.0])
+    # k random cells of 3x3 miss a given row with probability C(6, k) / C(9, k): 6/9, 15/36, 20/84.
+    expected = [2 * 3 * (1 - miss) / 6 for miss in (6 / 9, 15 / 36, 20 / 84)]
+    assert s1.random_tokens_share == pytest.approx(expected)
     s2 = pair_stats(TWO, 2, "2:y", gold=4.0)
     assert s2.topk_share[:3] == pytest.approx([4 / 3, 1.0, 1.0])
     assert s2.cells_needed == [1, 1, 1]
     assert s2.tokens_share == pytest.approx([2 / 3] * 3)
     assert (s2.cells, s2.tokens) == (2, 3)
+    assert s2.random_tokens_share == pytest.approx([(2 * 0.5 + 1 * 1.0) / 3] * 3)  # 1 of 2 cells: each row 1/2
 
 
 def test_topk_shares_agree_with_top_pairs() -> None:
