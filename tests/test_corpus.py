@@ -275,6 +275,27 @@ def test_truncated_last_line_is_dropped_and_recomputed(
     assert json.loads((out / "summary.json").read_text())["bad_lines"] == 0
 
 
+def test_refused_pair_is_recorded_not_retried(
+    minilm,
+    tmp_path: Path,
+    engine_calls: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("PAIRLENS_MAX_TEXT_CHARS", "27")  # PAIRS[0] fits, PAIRS[1]'s text A (28 chars) does not
+    data = write_pairs(tmp_path / "pairs.jsonl", PAIRS[:2])
+    out = tmp_path / "run"
+    fast = {**FAST, "convergence_pairs": 0}
+    report = corpus.analyze(minilm, data, out, **fast)  # type: ignore[arg-type]
+    assert (report.computed, report.failed) == (1, 1)
+    refused = lines(out / "attributions.jsonl")[1]
+    assert refused["row"] == 2 and "result" not in refused and "27" in refused["error"]
+    summary = report.summary
+    assert (summary["pairs"], summary["failed"]) == (1, 1) and summary["failures"][0].startswith("line 2: ")
+    engine_calls.clear()
+    again = corpus.analyze(minilm, data, out, **fast)  # type: ignore[arg-type]
+    assert (again.skipped, engine_calls) == (2, [])
+
+
 def test_other_settings_are_refused(minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = write_pairs(tmp_path / "pairs.jsonl", PAIRS[:1])
     out = tmp_path / "run"
