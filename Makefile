@@ -25,6 +25,7 @@ run: $(VENV)/.runtime
 lint: $(VENV)/.test
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 test: lint
 	$(PY) -m pytest

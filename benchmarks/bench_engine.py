@@ -73,7 +73,8 @@ def part_errors(model, pairs) -> None:  # type: ignore[no-untyped-def]
         for rule in RULES:
             cells = []
             for n in steps_list:
-                errs = [abs(explain(model, a, b, layer=layer, steps=n, rule=rule, pos=False).relative_error) for a, b in pairs]
+                results = [explain(model, a, b, layer=layer, steps=n, rule=rule, pos=False) for a, b in pairs]
+                errs = [abs(res.relative_error) for res in results]
                 cells.append(f"{statistics.median(errs):.1e}")
             print(f"| {layer} | {rule} | " + " | ".join(cells) + " |")
 
@@ -88,7 +89,10 @@ def part_auto(model, pairs, repeat: int) -> None:  # type: ignore[no-untyped-def
         for rule in RULES:
             secs, ns, errs, ok = [], [], [], 0
             for a, b in pairs:
-                t, res = timed(lambda a=a, b=b: explain(model, a, b, layer=layer, rule=rule, pos=False), repeat)
+                t, res = timed(
+                    lambda a=a, b=b, layer=layer, rule=rule: explain(model, a, b, layer=layer, rule=rule, pos=False),
+                    repeat,
+                )
                 secs.append(t)
                 ns.append(res.steps)
                 errs.append(abs(res.relative_error))
@@ -123,8 +127,8 @@ def part_baseline(model, pairs, layer: int, steps: int, repeat: int) -> None:  #
     print(f"\n### {model.name}: layer {layer}, riemann-right, N={steps}: engine vs per-dimension baseline\n")
     print("| tokens A x B | engine s | baseline s | speed-up | max rel. difference |")
     print("|---|---|---|---|---|")
-    for sa, sb, te, tb, diff in rows:
-        print(f"| {sa} x {sb} | {te:.2f} | {tb:.2f} | {tb / te:.1f}x | {diff:.1e} |")
+    for size_a, size_b, te, tb, diff in rows:
+        print(f"| {size_a} x {size_b} | {te:.2f} | {tb:.2f} | {tb / te:.1f}x | {diff:.1e} |")
     ratio = statistics.median(tb / te for _, _, te, tb, _ in rows)
     print(f"\nmedian speed-up: {ratio:.1f}x")
 
@@ -132,19 +136,19 @@ def part_baseline(model, pairs, layer: int, steps: int, repeat: int) -> None:  #
 def part_memory(model_name: str) -> None:
     """Peak RSS of a fresh process explaining two 256-token texts at the default layer and at 0."""
     code = (
-        "import resource, sys; sys.path.insert(0, %r)\n"
+        f"import resource, sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from attribution import load_model, explain\n"
-        "m = load_model(%r)\n"
+        f"m = load_model({model_name!r})\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "text = ' '.join(['word%%d' %% i for i in range(400)])\n"
+        "text = ' '.join(f'word{i}' for i in range(400))\n"
         "r = explain(m, text, text[::-1], steps=8, pos=False)\n"
         "r0 = explain(m, text, text[::-1], layer=0, steps=4, pos=False)\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(len(r.tokens_a), len(r.tokens_b), base / 2**20, peak / 2**20, r.seconds, r0.seconds)\n"
-    ) % (str(ROOT), model_name)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    sa, sb, base, peak, t, t0 = out
-    print(f"\n### {model_name}: two {sa}-token texts (max_tokens), N=8 at the default layer, N=4 at layer 0\n")
+    size_a, size_b, base, peak, t, t0 = out
+    print(f"\n### {model_name}: {size_a}- and {size_b}-token texts, N=8 at the default layer, N=4 at layer 0\n")
     print(f"peak RSS {float(peak):.2f} GiB (after loading: {float(base):.2f} GiB); "
           f"compute {float(t):.1f} s (default layer), {float(t0):.1f} s (layer 0); target <= 3 GiB")
 
