@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, PairLensWarning
 from .jacobian import embedding_tail, integrated_jacobian, node_contributions, sequence_bytes
 from .models import LoadedModel, load_model
 from .quadrature import auto_schedule, node_key, quadrature_nodes
@@ -152,14 +152,9 @@ def explain(
     budget = (memory_budget_mb or settings.memory_budget_mb) * 2**20
     started = time.perf_counter()
 
-    caught: list[str] = []
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        path_a = prepare_path(model, text_a, layer, "A")
-        path_b = prepare_path(model, text_b, layer, "B")
-    caught = [str(w.message) for w in record]
-    for message in caught:
-        warnings.warn(message, stacklevel=2)
+    path_a = prepare_path(model, text_a, layer, "A")
+    path_b = prepare_path(model, text_b, layer, "B")
+    notes = path_a.tokens.notes("A") + path_b.tokens.notes("B")
 
     # Embeddings compared: f in approximate mode, f - f(r) in exact mode (paper's shifted model).
     delta_a, delta_b = path_a.f - path_a.f_ref, path_b.f - path_b.f_ref
@@ -189,7 +184,7 @@ def explain(
             break
     converged = fixed is not None or relative <= tolerance
     if not converged:
-        caught.append(
+        notes.append(
             f"steps=auto stopped at the cap of {n_used} nodes with relative integration error {relative:.2e} "
             f"above the tolerance {tolerance:g}; raise PAIRLENS_MAX_STEPS, use a deeper layer or rule 'gauss-legendre'."
         )
@@ -198,8 +193,8 @@ def explain(
         matrix=matrix.detach().double().numpy(),
         tokens_a=path_a.tokens.tokens,
         tokens_b=path_b.tokens.tokens,
-        text_a=text_a,
-        text_b=text_b,
+        text_a=path_a.tokens.text,
+        text_b=path_b.tokens.text,
         score=score,
         target=target,
         attribution_sum=total,
@@ -223,8 +218,10 @@ def explain(
         special_b=path_b.tokens.special,
         offsets_a=path_a.tokens.offsets,
         offsets_b=path_b.tokens.offsets,
-        warnings=caught,
+        warnings=notes,
     )
+    for message in notes:  # for API users; the page and CLI read result.warnings
+        warnings.warn(message, PairLensWarning, stacklevel=2)
     if pos:
         from .linguistics import annotate
 

@@ -11,3 +11,7 @@ class InputError(PairLensError, ValueError):
 
 class ModelError(PairLensError):
     """A model that is unknown, not installed, corrupt or unsupported."""
+
+
+class PairLensWarning(UserWarning):
+    """Something was changed to explain the input (truncation, repaired text, no convergence)."""

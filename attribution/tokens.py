@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,13 +16,42 @@ if TYPE_CHECKING:
     from .models import LoadedModel
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 @dataclass(frozen=True)
 class TokenizedText:
+    text: str  # what was tokenized: the input with lone surrogates replaced by U+FFFD
     input_ids: torch.Tensor  # (1, S) int64, special tokens included
     tokens: list[str]  # display strings: the text each token covers, no '##' / 'Ġ' / '▁'
     offsets: list[tuple[int, int]]  # character span of each token in the text, (0, 0) for special tokens
     special: list[bool]
-    truncated: bool
+    full_length: int  # tokens before truncation, special tokens included
+    repaired: bool  # lone surrogates (broken UTF-8) were replaced by U+FFFD before tokenizing
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > len(self.tokens)
+
+    def notes(self, label: str) -> list[str]:
+        """User-facing sentences on what was changed in text `label` before explaining it."""
+        notes = []
+        if self.truncated:
+            notes.append(
+                f"Text {label} has {self.full_length} tokens; it was truncated to the maximum of "
+                f"{len(self.tokens)} (the model's limit, or PAIRLENS_MAX_TOKENS if lower)."
+            )
+        if self.repaired:
+            notes.append(f"Text {label} had invalid characters (broken UTF-8); they were replaced by \ufffd.")
+        return notes
+
+
+def repair_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (what invalid UTF-8 decodes to under surrogateescape) as U+FFFD.
+
+    Same length, so character offsets into the repaired text are offsets into the original.
+    """
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def check_text(text: object, label: str) -> str:
@@ -41,8 +70,14 @@ def check_text(text: object, label: str) -> str:
 
 
 def encode_text(model: LoadedModel, text: str, label: str = "") -> TokenizedText:
-    """Tokenize one text, truncated to the model's maximum length (flagged and warned)."""
+    """Tokenize one text, truncated to the model's maximum length (flagged, see `notes`).
+
+    No warnings are emitted here: the warnings module is process-global, and the page
+    tokenizes for many sessions at once.
+    """
     tok = model.tokenizer
+    repaired = repair_surrogates(text)
+    is_repaired, text = repaired != text, repaired
     enc = tok(
         text,
         truncation=True,
@@ -58,17 +93,12 @@ def encode_text(model: LoadedModel, text: str, label: str = "") -> TokenizedText
         (int(s), int(e)) if not sp else (0, 0) for (s, e), sp in zip(enc["offset_mapping"], special, strict=True)
     ]
     full_length = len(tok(text, truncation=False, add_special_tokens=True)["input_ids"])
-    truncated = full_length > len(ids)
-    if truncated and label:
-        warnings.warn(
-            f"Text {label} has {full_length} tokens; it was truncated to the model's maximum of {len(ids)}.",
-            stacklevel=3,
-        )
     raw = tok.convert_ids_to_tokens(ids)
     tokens = [_display(text, raw_tok, span, sp) for raw_tok, span, sp in zip(raw, offsets, special, strict=True)]
     if not any(not s for s in special):
         raise InputError(f"Text {label} produced no tokens the model can read: type words, not only symbols.")
-    return TokenizedText(torch.tensor([ids], dtype=torch.long), tokens, offsets, special, truncated)
+    input_ids = torch.tensor([ids], dtype=torch.long)
+    return TokenizedText(text, input_ids, tokens, offsets, special, full_length, is_repaired)
 
 
 def _display(text: str, raw: str, span: tuple[int, int], special: bool) -> str:
