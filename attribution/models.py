@@ -342,6 +342,7 @@ def _replace(model: LoadedModel, **changes: Any) -> LoadedModel:
 def _self_check(model: LoadedModel, st: Any) -> None:
     """Our pooled embedding must equal sentence-transformers' own (pre-Normalize) one."""
     text = "PairLens checks that it embeds like sentence-transformers."
+    st.max_seq_length = model.max_tokens  # both sides truncate alike (PAIRLENS_MAX_TOKENS may be small)
     with torch.inference_mode():
         ours = model.embed([text])[0]
         features = st.preprocess([text])
