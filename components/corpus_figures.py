@@ -24,7 +24,7 @@ WIDTH, HEIGHT = 900, 480
 
 def _layout(fig: go.Figure, title: str, height: int = HEIGHT, width: int = WIDTH) -> go.Figure:
     fig.update_layout(
-        title={"text": html.escape(title), "x": 0.01, "xanchor": "left"},
+        title={"text": html.escape(title, quote=False), "x": 0.01, "xanchor": "left"},
         font={"family": FONT, "size": 13},
         template="plotly_white",
         width=width,
@@ -43,7 +43,9 @@ def _values(values: Sequence[Any] | None) -> list[float]:
 def empty_figure(title: str, message: str) -> go.Figure:
     """A blank figure that says why there is nothing to plot."""
     fig = go.Figure()
-    fig.add_annotation(text=html.escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.add_annotation(
+        text=html.escape(message, quote=False), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
+    )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return _layout(fig, title, height=260)

@@ -1,7 +1,7 @@
 """Plotly figures of attributions: the token-pair heatmap and the two-model difference map.
 
 Pure functions of `Attribution` objects (no streamlit). Every piece of user text that reaches
-a plotly label goes through `escape`, because plotly renders <b>, <br>, <a href> in labels.
+a plotly label goes through `plotly_escape`, because plotly renders <b>, <br>, <a href> in labels.
 Rows and columns are index-based (tick labels carry the text), so repeated tokens stay apart.
 """
 
@@ -66,9 +66,13 @@ RANK_LABELS_UP_TO = 20  # rank numbers are drawn in outlined cells when k is at 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def escape(text: object) -> str:
-    """`text` made inert for plotly's pseudo-HTML labels (tags, entities and quotes escaped)."""
-    return html.escape(str(text), quote=True)
+def plotly_escape(text: object) -> str:
+    """`text` made inert for plotly's pseudo-HTML labels: <, > and & escaped.
+
+    Quotes stay as typed: plotly decodes &lt; &gt; &amp; but not &quot;, which would show
+    literally, and user text never goes into a plotly attribute.
+    """
+    return html.escape(str(text), quote=False)
 
 
 def shorten(text: str, limit: int = MAX_LABEL_CHARS) -> str:
@@ -95,7 +99,7 @@ def similarity_label(result: Attribution) -> str:
 def figure_title(result: Attribution) -> str:
     """'<b>model</b> · layer L of N · cosine 0.573 · word level' (escaped)."""
     parts = [
-        f"<b>{escape(short_model_name(result.model_name))}</b>",
+        f"<b>{plotly_escape(short_model_name(result.model_name))}</b>",
         f"layer {result.layer} of {result.num_layers}",
         f"{similarity_label(result)} {result.score:.3f}",
     ]
@@ -121,9 +125,9 @@ def tick_labels(tokens: Sequence[str], pos: Sequence[str] | None = None) -> list
     """Escaped, shortened axis labels; with `pos`, the UPOS follows each label in small grey."""
     labels = []
     for k, token in enumerate(tokens):
-        label = escape(shorten(token))
+        label = plotly_escape(shorten(token))
         if pos is not None and pos[k] != "SPECIAL":
-            label += f" <span style='color:{MUTED};font-size:10px'>{escape(pos[k])}</span>"
+            label += f" <span style='color:{MUTED};font-size:10px'>{plotly_escape(pos[k])}</span>"
         labels.append(label)
     return labels
 
@@ -159,7 +163,7 @@ def _format_share(value: float, total: float) -> str:
 
 
 def _pos_or_dash(pos: Sequence[str] | None, k: int) -> str:
-    return escape(pos[k]) if pos is not None and k < len(pos) else "–"
+    return plotly_escape(pos[k]) if pos is not None and k < len(pos) else "–"
 
 
 def _hover_data(result: Attribution) -> np.ndarray:
@@ -167,8 +171,8 @@ def _hover_data(result: Attribution) -> np.ndarray:
     matrix = np.asarray(result.matrix, dtype=np.float64)
     n_a, n_b = matrix.shape
     data = np.empty((n_a, n_b, 5), dtype=object)
-    data[:, :, 0] = np.array([escape(t) for t in result.tokens_a], dtype=object)[:, None]
-    data[:, :, 1] = np.array([escape(t) for t in result.tokens_b], dtype=object)[None, :]
+    data[:, :, 0] = np.array([plotly_escape(t) for t in result.tokens_a], dtype=object)[:, None]
+    data[:, :, 1] = np.array([plotly_escape(t) for t in result.tokens_b], dtype=object)[None, :]
     total = result.attribution_sum
     shares = [_format_share(v, total) for v in matrix.ravel().tolist()]
     data[:, :, 2] = np.array(shares, dtype=object).reshape(n_a, n_b)
@@ -196,7 +200,7 @@ def _pos_strip(
     for k, name in enumerate(categories):
         colour = UPOS_COLOURS.get(name, UNKNOWN_POS_COLOUR)
         scale += [[k / m, colour], [(k + 1) / m, colour]]
-    hover = [f"{escape(t)} · {escape(p)}" for t, p in zip(tokens, pos, strict=True)]
+    hover = [f"{plotly_escape(t)} · {plotly_escape(p)}" for t, p in zip(tokens, pos, strict=True)]
     z = [[c] for c in codes] if vertical else [codes]
     text = [[h] for h in hover] if vertical else [hover]
     return dict(
@@ -328,7 +332,7 @@ def build_heatmap(
                     y=[None],
                     mode="markers",
                     marker=dict(symbol="square", size=11, color=UPOS_COLOURS.get(name, UNKNOWN_POS_COLOUR)),
-                    name=escape(name),
+                    name=plotly_escape(name),
                     showlegend=True,
                     hoverinfo="skip",
                 )
@@ -481,12 +485,12 @@ def build_difference_map(
     words_b = first.words_b or second.words_b or []
     names_a = [words_a[w] if w < len(words_a) else f"word {w}" for w in rows]
     names_b = [words_b[w] if w < len(words_b) else f"word {w}" for w in cols]
-    name_1 = escape(short_model_name(first.model_name))
-    name_2 = escape(short_model_name(second.model_name))
+    name_1 = plotly_escape(short_model_name(first.model_name))
+    name_2 = plotly_escape(short_model_name(second.model_name))
     custom = np.empty((*diff.shape, 4), dtype=object)
     for i, word_a in enumerate(names_a):
         for j, word_b in enumerate(names_b):
-            custom[i, j] = (escape(word_a), escape(word_b), _signed(m_1[i, j]), _signed(m_2[i, j]))
+            custom[i, j] = (plotly_escape(word_a), plotly_escape(word_b), _signed(m_1[i, j]), _signed(m_2[i, j]))
     limit = float(zmax) if zmax is not None and zmax > 0 else symmetric_limit(diff)
     n_a, n_b = diff.shape
     longest_b = max((len(shorten(w)) for w in names_b), default=4)

@@ -6,6 +6,7 @@ writes the widget keys listed in `components.state`.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
@@ -20,7 +21,7 @@ from attribution.result import Attribution
 from attribution.settings import RULES, get_settings
 
 from . import backend, exports
-from .heatmap import escape, file_stem, short_model_name
+from .heatmap import file_stem, short_model_name
 from .state import DEFAULT_LAYER, LEVEL_OPTIONS, MAX_MODELS, MODE_OPTIONS, PageState, diff_options, layer_key
 from .tables import score_card_html, top_pairs_frame, top_share_sentence
 
@@ -173,7 +174,7 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
 
 def render_model_header(info: ModelInfo | None, name: str) -> None:
     """Model name and one-line description at the top of its column."""
-    st.markdown(f"<div class='pl-model'>{escape(short_model_name(name))}</div>", unsafe_allow_html=True)
+    st.markdown(f"<div class='pl-model'>{html.escape(short_model_name(name))}</div>", unsafe_allow_html=True)
     if info is not None:
         st.caption(info.description)
 
@@ -221,7 +222,7 @@ def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
     """Caption 'the top k pairs carry X %...' and the table of the k strongest pairs."""
     if k <= 0:
         return
-    st.markdown(f"<div class='pl-topline'>{escape(top_share_sentence(view, k))}</div>", unsafe_allow_html=True)
+    st.markdown(f"<div class='pl-topline'>{html.escape(top_share_sentence(view, k))}</div>", unsafe_allow_html=True)
     frame = top_pairs_frame(view, k)
     frame[["share", "cumulative share"]] *= 100  # shown as percent
     has_pos = show_pos and bool(frame["POS A"].astype(bool).any())

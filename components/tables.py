@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ import pandas as pd
 from attribution.result import Attribution
 from attribution.settings import DEFAULT_TOLERANCE
 
-from .heatmap import align_word_matrices, escape, short_model_name, similarity_label
+from .heatmap import align_word_matrices, short_model_name, similarity_label
 
 TOP_COLUMNS = ["rank", "text A", "text B", "POS A", "POS B", "value", "share", "cumulative share"]
 
@@ -138,12 +139,12 @@ def score_card_html(result: Attribution) -> str:
     for fact in score_facts(result):
         cls = " class='pl-warn'" if fact.warn else ""
         lines.append(
-            f"<div class='pl-fact' title='{escape(fact.help)}'><dt>{escape(fact.label)}</dt>"
-            f"<dd{cls}>{escape(fact.value)}</dd></div>"
+            f"<div class='pl-fact' title='{html.escape(fact.help)}'><dt>{html.escape(fact.label)}</dt>"
+            f"<dd{cls}>{html.escape(fact.value)}</dd></div>"
         )
     return (
         "<div class='pl-card'>"
-        f"<div class='pl-score'><span class='pl-score-label'>{escape(similarity_label(result))} similarity</span>"
+        f"<div class='pl-score'><span class='pl-score-label'>{html.escape(similarity_label(result))} similarity</span>"
         f"<span class='pl-score-value'>{result.score:.3f}</span></div>"
         f"<dl class='pl-facts'>{''.join(lines)}</dl>"
         "</div>"
