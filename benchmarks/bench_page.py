@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,8 +22,18 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from page_driver import (  # noqa: E402
+    CHROMIUM,
+    SHAPES_JS,
+    TICKS_JS,
+    free_port,
+    launch,
+    open_sessions,
+    wait_heatmap,
+)
+
 TARGETS = {"cold start to first heatmap": 15.0, "new pair to heatmap": 1.0, "slider move re-render": 0.2}
 PAIRS = [
     ("Two dogs are running through a snowy field.", "A pair of puppies play in the snow."),
@@ -32,17 +41,10 @@ PAIRS = [
     ("The meeting was postponed because of the storm.", "Due to bad weather, the meeting was moved."),
     ("The restaurant was not crowded at all.", "The restaurant was very crowded."),
     ("The recipe calls for two cups of flour.", "The satellite entered orbit around Mars."),
+    ("A man is slicing a tomato.", "Someone cuts a vegetable."),
+    ("She plays the violin beautifully.", "Her guitar is out of tune."),
+    ("The train was delayed by the storm.", "Bad weather held up the railway."),
 ]
-# The first heatmap's y tick labels and number of outlined cells, read in the page.
-PLOT_JS = "document.querySelector('.js-plotly-plot')"
-TICKS_JS = f"() => {{ const p = {PLOT_JS}; return p && p.layout ? p.layout.yaxis.ticktext : []; }}"
-SHAPES_JS = f"() => {{ const p = {PLOT_JS}; return p && p.layout ? (p.layout.shapes || []).length : -1; }}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def report(name: str, seconds: list[float]) -> None:
@@ -53,7 +55,34 @@ def report(name: str, seconds: list[float]) -> None:
     print(f"{name:30s} {value:8.3f} s   target <= {target:g} s   {verdict}{spread}")
 
 
-def bench_browser(repeats: int) -> None:
+def bench_concurrency(browser: object, url: str, sessions: int) -> None:
+    """`sessions` pairs one after another, then the same pairs at once in as many browser sessions.
+
+    The concurrent round appends a space to each text: the same tokens and work, but a new
+    cache key, so nothing is served from the first round's results.
+    """
+    pairs = [PAIRS[k % len(PAIRS)] for k in range(sessions)]
+    started = time.perf_counter()
+    for pair in pairs:
+        (page,) = open_sessions(browser, url, [pair])
+        wait_heatmap(page, pair[0].split()[1])
+        page.context.close()
+    one_by_one = time.perf_counter() - started
+    started = time.perf_counter()
+    pages = open_sessions(browser, url, [(a + " ", b + " ") for a, b in pairs])
+    for page, pair in zip(pages, pairs, strict=True):
+        wait_heatmap(page, pair[0].split()[1])
+    at_once = time.perf_counter() - started
+    for page in pages:
+        page.context.close()
+    print(
+        f"{sessions} sessions one after another {one_by_one:8.2f} s\n"
+        f"{sessions} sessions at once          {at_once:8.2f} s   ratio {at_once / one_by_one:.2f} "
+        "(target: at most one after another plus overhead)"
+    )
+
+
+def bench_browser(repeats: int, sessions: int) -> None:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
@@ -61,7 +90,7 @@ def bench_browser(repeats: int) -> None:
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1440, "height": 1200})
         started = time.perf_counter()
         server = subprocess.Popen(
@@ -101,6 +130,7 @@ def bench_browser(repeats: int) -> None:
                 page.wait_for_function(f"() => ({SHAPES_JS})() > {before}", timeout=60_000)
                 moves.append(time.perf_counter() - pressed)
             report("slider move re-render", moves)
+            bench_concurrency(browser, url, sessions)
         finally:
             browser.close()
             server.terminate()
@@ -134,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--apptest", action="store_true", help="measure server-side script time only")
     parser.add_argument("--repeats", type=int, default=5, help="new pairs (and twice as many slider moves)")
+    parser.add_argument("--sessions", type=int, default=8, help="browser sessions computing at once")
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"PairLens page benchmark ({os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
@@ -142,7 +173,7 @@ def main() -> None:
             print(f"{CHROMIUM} is missing (apt-get install -y chromium): measuring server-side only")
         bench_apptest(args.repeats)
     else:
-        bench_browser(args.repeats)
+        bench_browser(args.repeats, args.sessions)
 
 
 if __name__ == "__main__":

@@ -6,46 +6,28 @@ Playwright is missing. A screenshot lands in test-artifacts/page.png.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from page_driver import (
+    CHROMIUM,
+    RENDER_TIMEOUT_MS,
+    heatmap_matrix,
+    launch,
+    open_sessions,
+    pair_url,
+    row_labels,
+    serve,
+    wait_heatmap,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-START_TIMEOUT = 60.0
-RENDER_TIMEOUT_MS = 180_000
 
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited early with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +36,8 @@ def server() -> Iterator[str]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
     pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        wait_healthy(url, process, START_TIMEOUT)
+    with serve() as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_heatmap_hover_slider_and_screenshot(server: str) -> None:
@@ -77,7 +45,7 @@ def test_heatmap_hover_slider_and_screenshot(server: str) -> None:
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1500})
             page.goto(server)
@@ -118,16 +86,13 @@ def test_heatmap_hover_slider_and_screenshot(server: str) -> None:
 
 def test_user_text_shows_literally_in_tick_labels(server: str) -> None:
     """Escaped tokens render as the characters typed: no markup, no visible entities."""
-    from urllib.parse import urlencode
-
     from playwright.sync_api import sync_playwright
 
-    query = urlencode({"a": "Tom & Jerry < Spike", "b": "cats and <b>mice</b>", "top": "0"})
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1100})
-            page.goto(f"{server}/?{query}")
+            page.goto(pair_url(server, "Tom & Jerry < Spike", "cats and <b>mice</b>", top="0"))
             page.wait_for_selector(".js-plotly-plot .ytick text", timeout=RENDER_TIMEOUT_MS)
             rows = page.locator(".js-plotly-plot .yaxislayer-above .ytick text").all_text_contents()
             columns = page.locator(".js-plotly-plot .xaxislayer-above .xtick text").all_text_contents()
@@ -136,5 +101,102 @@ def test_user_text_shows_literally_in_tick_labels(server: str) -> None:
             assert not any("&amp;" in t or "&lt;" in t for t in rows + columns)
             bold = page.locator(".js-plotly-plot .xaxislayer-above .xtick tspan[style*='bold']")
             assert bold.count() == 0
+        finally:
+            browser.close()
+
+
+MARKUP_A = '<script>alert("a")</script> <a href="javascript:alert(1)">link</a> <img src=x onerror=alert(2)>'
+MARKUP_B = '**bold** [click](javascript:alert(3)) <b>mice</b> <svg onload=alert(4)> &amp; "quoted"'
+
+
+def test_user_markup_never_becomes_live_html(server: str, minilm) -> None:  # type: ignore[no-untyped-def]
+    """Tags typed by a user show as text in the labels, hovers, captions and the exported HTML."""
+    from playwright.sync_api import sync_playwright
+
+    from components.exports import figure_html
+    from components.heatmap import build_heatmap, chart_config
+
+    dialogs: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(pair_url(server, MARKUP_A, MARKUP_B, pos="1", top="5"))
+            wait_heatmap(page)
+            page.get_by_text("the top 5 pairs carry").wait_for(timeout=RENDER_TIMEOUT_MS)
+            injected = page.evaluate(
+                """() => ({
+                    links: [...document.querySelectorAll('.js-plotly-plot a')].map(a => a.getAttribute('href')),
+                    images: document.querySelectorAll('img[src="x"]').length,
+                    svgs: document.querySelectorAll('svg[onload]').length,
+                    scripts: [...document.scripts].filter(s => s.textContent.includes('alert(')).length,
+                    bold: document.querySelectorAll('.js-plotly-plot tspan[style*="bold"]').length,
+                })"""
+            )
+            assert injected["links"] == [] and injected["images"] == 0 and injected["svgs"] == 0, injected
+            assert injected["scripts"] == 0, injected
+            assert injected["bold"] <= 1, injected  # the figure title's model name only
+            ticks = page.locator(".js-plotly-plot .ytick text, .js-plotly-plot .xtick text").all_text_contents()
+            shown = " ".join(ticks)  # what the browser draws, not the escaped source
+            assert "<" in shown and "\"" in shown and "&lt;" not in shown and "&quot;" not in shown
+
+            drag = page.locator(".js-plotly-plot .nsewdrag").first
+            box = drag.bounding_box()
+            assert box is not None
+            n_rows, n_cols = len(row_labels(page)), len(heatmap_matrix(page)[0])
+            page.mouse.move(box["x"] + 1.5 * box["width"] / n_cols, box["y"] + 1.5 * box["height"] / n_rows)
+            hover = page.locator(".hoverlayer .hovertext").first
+            hover.wait_for(timeout=10_000)
+            assert "<" in (hover.text_content() or "") and page.locator(".hoverlayer a").count() == 0
+
+            # The exported standalone HTML, opened in the same browser.
+            from attribution import explain
+
+            result = explain(minilm, MARKUP_A, MARKUP_B, steps=4)
+            fig = build_heatmap(result, top_k=5, pos_overlay=True)
+            exported = browser.new_page()
+            exported.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            exported.set_content(figure_html(fig, chart_config(result)), wait_until="load")
+            exported.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=60_000)
+            assert exported.locator(".js-plotly-plot a, img[src='x'], svg[onload]").count() == 0
+            exported_ticks = exported.locator(".ytick text").all_text_contents()
+            assert any(t.startswith("<") for t in exported_ticks) and not any("&lt;" in t for t in exported_ticks)
+            page.wait_for_timeout(500)
+            assert dialogs == [], dialogs
+        finally:
+            browser.close()
+
+
+CONCURRENT_PAIRS = [
+    ("A man is slicing a tomato.", "Someone cuts a vegetable."),
+    ("Two dogs run across the snowy field.", "Puppies are playing in the snow."),
+    ("The stock market fell sharply today.", "Shares dropped after the report."),
+    ("How do I reset my password?", "I forgot my login details."),
+    ("A child reads a book in the library.", "A kid is studying quietly."),
+    ("The train was delayed by the storm.", "Bad weather held up the railway."),
+    ("She plays the violin beautifully.", "Her guitar is out of tune."),
+    ("The recipe needs two cups of flour.", "The satellite orbits Mars."),
+]
+
+
+def test_eight_sessions_at_once_match_single_session_results(server: str, minilm) -> None:  # type: ignore[no-untyped-def]
+    """Eight browser sessions computing at once each get exactly the single-session result."""
+    from playwright.sync_api import sync_playwright
+
+    from attribution import explain
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            pages = open_sessions(browser, server, CONCURRENT_PAIRS)
+            for page, (text_a, _) in zip(pages, CONCURRENT_PAIRS, strict=True):
+                wait_heatmap(page, text_a.split()[1])
+            for page, (text_a, text_b) in zip(pages, CONCURRENT_PAIRS, strict=True):
+                expected = explain(minilm, text_a, text_b)
+                assert row_labels(page) == expected.tokens_a  # no other session's text
+                assert page.get_by_label("Text A — rows").input_value() == text_a
+                assert page.get_by_label("Text B — columns").input_value() == text_b
+                np.testing.assert_allclose(np.array(heatmap_matrix(page)), expected.matrix, rtol=1e-5, atol=1e-7)
         finally:
             browser.close()
