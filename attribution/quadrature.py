@@ -28,6 +28,16 @@ def quadrature_nodes(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return (roots + 1.0) / 2.0, weights / 2.0
 
 
+def default_rule(layer: int) -> str:
+    """The rule with the smaller error per node at this layer (measured in benchmarks/bench_engine.py).
+
+    At the embedding output (layer 0) the integrand varies sharply near the reference, so
+    Gauss-Legendre needs N = 64 where midpoint reaches the same error with 27 nested nodes;
+    from the first layer up Gauss-Legendre wins by orders of magnitude at every N >= 8.
+    """
+    return "midpoint" if layer == 0 else "gauss-legendre"
+
+
 def auto_schedule(rule: str, max_steps: int, start: int = 4) -> list[int]:
     """Node counts tried by steps="auto", chosen so nested rules reuse earlier nodes.
 

@@ -28,7 +28,7 @@ from attribution.baseline import per_dimension_integrated_jacobian  # noqa: E402
 from attribution.data import read_pairs  # noqa: E402
 from attribution.engine import prepare_path  # noqa: E402
 from attribution.jacobian import embedding_tail  # noqa: E402
-from attribution.quadrature import quadrature_nodes  # noqa: E402
+from attribution.quadrature import default_rule, quadrature_nodes  # noqa: E402
 
 STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
 FALLBACK = [
@@ -97,8 +97,9 @@ def part_auto(model, pairs, repeat: int) -> None:  # type: ignore[no-untyped-def
                 ns.append(res.steps)
                 errs.append(abs(res.relative_error))
                 ok += res.converged
+            label = f"**{rule}** (default)" if rule == default_rule(layer) else rule
             print(
-                f"| {layer} | {rule} | {statistics.median(secs):.2f} | {max(secs):.2f} | {statistics.median(ns):.0f} "
+                f"| {layer} | {label} | {statistics.median(secs):.2f} | {max(secs):.2f} | {statistics.median(ns):.0f} "
                 f"| {max(errs):.1e} | {ok}/{len(pairs)} |"
             )
 
@@ -134,23 +135,31 @@ def part_baseline(model, pairs, layer: int, steps: int, repeat: int) -> None:  #
 
 
 def part_memory(model_name: str) -> None:
-    """Peak RSS of a fresh process explaining two 256-token texts at the default layer and at 0."""
+    """Peak memory of a fresh process explaining two 256-token texts: N=8 at the default layer, N=1 at 0.
+
+    Read from VmHWM in /proc/self/status: ru_maxrss survives execve on Linux, so a child started
+    by a large benchmark process would report the parent's peak instead of its own.
+    """
     code = (
-        f"import resource, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "def hwm():\n"
+        "    line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "    return int(line.split()[1]) / 2**20\n"
         "from attribution import load_model, explain\n"
         f"m = load_model({model_name!r})\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "base = hwm()\n"
         "text = ' '.join(f'word{i}' for i in range(400))\n"
         "r = explain(m, text, text[::-1], steps=8, pos=False)\n"
-        "r0 = explain(m, text, text[::-1], layer=0, steps=4, pos=False)\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(len(r.tokens_a), len(r.tokens_b), base / 2**20, peak / 2**20, r.seconds, r0.seconds)\n"
+        "r0 = explain(m, text, text[::-1], layer=0, steps=1, pos=False)\n"
+        "print(len(r.tokens_a), len(r.tokens_b), base, hwm(), r.seconds, r0.seconds)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     size_a, size_b, base, peak, t, t0 = out
-    print(f"\n### {model_name}: {size_a}- and {size_b}-token texts, N=8 at the default layer, N=4 at layer 0\n")
-    print(f"peak RSS {float(peak):.2f} GiB (after loading: {float(base):.2f} GiB); "
-          f"compute {float(t):.1f} s (default layer), {float(t0):.1f} s (layer 0); target <= 3 GiB")
+    print(f"\n### {model_name}: {size_a}- and {size_b}-token texts, N=8 at the default layer, N=1 at layer 0\n")
+    print(
+        f"peak resident memory {float(peak):.2f} GiB (after loading: {float(base):.2f} GiB); target <= 3 GiB; "
+        f"compute {float(t):.1f} s (default layer, N=8), {float(t0):.1f} s (layer 0, N=1)"
+    )
 
 
 def main() -> None:
