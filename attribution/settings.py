@@ -22,8 +22,6 @@ DEFAULT_TOLERANCE = 1e-3
 RULES = ("gauss-legendre", "midpoint", "riemann-right")
 MODES = ("approximate", "exact")
 SIMILARITIES = ("cos", "dot")
-# steps="auto" tries these node counts in turn (nested rules reuse earlier nodes).
-AUTO_START_STEPS = 4
 EXAMPLE_PAIR = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
 
 
