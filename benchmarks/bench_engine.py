@@ -3,7 +3,8 @@ pairs, the speed ratio against the per-dimension reverse-mode baseline measured 
 and peak resident memory for two 256-token texts.
 
     python benchmarks/bench_engine.py [--pairs 5] [--models all-MiniLM-L6-v2,all-mpnet-base-v2]
-                                      [--part errors,auto,baseline,memory]
+                                      [--part errors,auto,baseline,memory] [--layers 6,11]
+                                      [--rules gauss-legendre,midpoint]
 
 Prints markdown tables; every ratio is measured in this run. Timings are medians of --repeat runs.
 """
@@ -58,19 +59,20 @@ def timed(fn, repeat: int):  # type: ignore[no-untyped-def]
     return statistics.median(times), out
 
 
-def layers_of(model) -> list[int]:  # type: ignore[no-untyped-def]
+def layers_of(model, requested: list[int] | None) -> list[int]:  # type: ignore[no-untyped-def]
+    """`requested`, or 0, the middle layer and the last layer's input."""
     n = model.num_layers
-    return sorted({0, n // 2, n - 1})
+    return requested if requested is not None else sorted({0, n // 2, n - 1})
 
 
-def part_errors(model, pairs) -> None:  # type: ignore[no-untyped-def]
+def part_errors(model, pairs, layers: list[int] | None, rules: list[str]) -> None:  # type: ignore[no-untyped-def]
     """Median |relative integration error| per rule and N (deterministic: no timing)."""
     steps_list = (2, 4, 8, 16, 32, 64)
     print(f"\n### {model.name}: median |relative integration error| over {len(pairs)} pairs\n")
     print("| layer | rule | " + " | ".join(f"N={n}" for n in steps_list) + " |")
     print("|---|---|" + "---|" * len(steps_list))
-    for layer in layers_of(model):
-        for rule in RULES:
+    for layer in layers_of(model, layers):
+        for rule in rules:
             cells = []
             for n in steps_list:
                 results = [explain(model, a, b, layer=layer, steps=n, rule=rule, pos=False) for a, b in pairs]
@@ -79,14 +81,14 @@ def part_errors(model, pairs) -> None:  # type: ignore[no-untyped-def]
             print(f"| {layer} | {rule} | " + " | ".join(cells) + " |")
 
 
-def part_auto(model, pairs, repeat: int) -> None:  # type: ignore[no-untyped-def]
+def part_auto(model, pairs, repeat: int, layers: list[int] | None, rules: list[str]) -> None:  # type: ignore[no-untyped-def]
     """steps="auto" per rule and layer: compute time (median over pairs) and nodes used."""
     print(f"\n### {model.name}: steps=auto, tolerance 1e-3 (median over {len(pairs)} pairs)\n")
     print("| layer | rule | median s | max s | median N | max rel. error | converged |")
     print("|---|---|---|---|---|---|---|")
     explain(model, *pairs[0], pos=False)  # warm-up
-    for layer in layers_of(model):
-        for rule in RULES:
+    for layer in layers_of(model, layers):
+        for rule in rules:
             secs, ns, errs, ok = [], [], [], 0
             for a, b in pairs:
                 t, res = timed(
@@ -168,7 +170,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--models", default="all-MiniLM-L6-v2,all-mpnet-base-v2")
     parser.add_argument("--part", default="errors,auto,baseline,memory")
+    parser.add_argument("--layers", default=None, help="comma-separated layers (default: 0, middle, last input)")
+    parser.add_argument("--rules", default=",".join(RULES), help="comma-separated rules for the error and auto parts")
     args = parser.parse_args()
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    rules = args.rules.split(",")
     parts = set(args.part.split(","))
     pairs = sample_pairs(args.pairs)
     print(f"# PairLens engine benchmark ({len(pairs)} STS-B test pairs; torch threads: "
@@ -176,9 +182,9 @@ def main() -> None:
     for name in args.models.split(","):
         model = load_model(name)
         if "errors" in parts:
-            part_errors(model, pairs)
+            part_errors(model, pairs, layers, rules)
         if "auto" in parts:
-            part_auto(model, pairs, args.repeat)
+            part_auto(model, pairs, args.repeat, layers, rules)
         if "baseline" in parts:
             part_baseline(model, pairs[:3], model.num_layers - 1, 10, args.repeat)
         if "memory" in parts:
