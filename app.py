@@ -104,7 +104,7 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
         layer = session_layer(st.session_state.get(layer_key(name)))
         with st.spinner(f"Explaining with {short_model_name(name)}…", show_time=True):
             outcome = backend.explain_cached(
-                name, state.text_a, state.text_b, layer, state.steps_value(), state.rule_value(), state.mode_value()
+                name, state.text_a, state.text_b, layer, state.steps_value(), state.rule, state.mode_value()
             )
     except PairLensError as exc:
         render.render_failure(name, str(exc))

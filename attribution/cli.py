@@ -49,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer", type=int, default=None, help="attribute at the input of this layer (default: last layer)"
     )
     ex.add_argument("--steps", type=_steps, default="auto", help="quadrature nodes N, or 'auto' (default)")
-    ex.add_argument(
-        "--rule", choices=RULES, default=None, help="quadrature rule (default: by layer)"
-    )
+    ex.add_argument("--rule", choices=RULES, default=None, help="quadrature rule (default: gauss-legendre)")
     ex.add_argument("--mode", choices=MODES, default=None, help="default: exact for exact models, else approximate")
     ex.add_argument("--similarity", choices=("cos", "dot"), default=None, help="default: the model's own")
     ex.add_argument("--tolerance", type=float, default=1e-3, help="relative integration error for --steps auto")

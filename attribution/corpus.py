@@ -690,7 +690,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of the file")
     parser.add_argument("--layer", type=int, default=None, help="attribute at the input of this layer (default: last)")
     parser.add_argument("--steps", type=_steps, default="auto", help="quadrature nodes N, or 'auto' (default)")
-    parser.add_argument("--rule", choices=RULES, default=None, help="quadrature rule (default: by layer)")
+    parser.add_argument("--rule", choices=RULES, default=None, help="quadrature rule (default: gauss-legendre)")
     parser.add_argument("--mode", choices=MODES, default=None, help="default: exact for exact models, else approximate")
     parser.add_argument("--similarity", choices=("cos", "dot"), default=None, help="default: the model's own")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative error for --steps auto")

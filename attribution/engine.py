@@ -17,9 +17,9 @@ import torch
 from .errors import InputError, PairLensWarning
 from .jacobian import embedding_tail, integrated_jacobian, node_contributions, sequence_bytes
 from .models import LoadedModel, load_model
-from .quadrature import auto_schedule, default_rule, node_key, quadrature_nodes
+from .quadrature import auto_schedule, node_key, quadrature_nodes
 from .result import Attribution
-from .settings import DEFAULT_TOLERANCE, MODES, RULES, SIMILARITIES, get_settings
+from .settings import DEFAULT_RULE, DEFAULT_TOLERANCE, MODES, RULES, SIMILARITIES, get_settings
 from .tokens import TokenizedText, check_text, encode_text, reference_ids
 
 
@@ -105,7 +105,7 @@ def resolve_options(
             raise InputError(f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {steps!r}).") from None
         if not 1 <= fixed <= max_steps:
             raise InputError(f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {fixed}).")
-    rule = default_rule(int(layer)) if rule is None else rule
+    rule = DEFAULT_RULE if rule is None else rule
     if rule not in RULES:
         raise InputError(f"Unknown rule '{rule}': choose one of {', '.join(RULES)}.")
     mode = model.default_mode if mode is None else mode
@@ -166,7 +166,7 @@ def explain(
     target = float(delta_a @ delta_b) / norm
 
     evaluate = _Evaluator(model, layer, budget, direction)
-    schedule = [fixed] if fixed is not None else auto_schedule(rule, settings.max_steps)
+    schedule = [fixed] if fixed is not None else auto_schedule(rule, settings.max_steps, layer)
     history: list[tuple[int, float]] = []
     matrix = torch.zeros(0)
     total = error = relative = math.nan

@@ -28,38 +28,35 @@ def quadrature_nodes(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return (roots + 1.0) / 2.0, weights / 2.0
 
 
-def default_rule(layer: int) -> str:
-    """The rule with the smaller error per node at this layer (measured in benchmarks/bench_engine.py).
+def auto_start(rule: str, layer: int) -> int:
+    """First node count steps="auto" tries.
 
-    At the embedding output (layer 0) the integrand varies sharply near the reference, so
-    Gauss-Legendre needs N = 64 where midpoint reaches the same error with 27 nested nodes;
-    from the first layer up Gauss-Legendre wins by orders of magnitude at every N >= 8.
+    Nested rules (midpoint, riemann-right) reuse every earlier node, so a small start costs
+    them nothing. Gauss-Legendre reuses none, so its start is the smallest N that meets the
+    default tolerance for nearly every pair (MiniLM on STS-B, benchmarks/corpus_results.md):
+    8 from the first layer up (198 of 200 pairs at the last layer's input), 32 at the
+    embedding output, where the median error at N = 16 is still 1e-2 (smaller rounds
+    almost never stop there).
     """
-    return "midpoint" if layer == 0 else "gauss-legendre"
+    if rule == "gauss-legendre":
+        return 32 if layer == 0 else 8
+    return 3 if rule == "midpoint" else 4
 
 
-# First node count steps="auto" tries. Nested rules reuse every earlier node, so a small start
-# costs them nothing. Gauss-Legendre reuses none: its start is the smallest N that meets the
-# default tolerance at the default layer for nearly every pair (198 of 200 STS-B pairs with
-# MiniLM, benchmarks/corpus_results.md), so the usual answer takes one round instead of two.
-AUTO_START = {"gauss-legendre": 8, "midpoint": 3, "riemann-right": 4}
-
-
-def auto_schedule(rule: str, max_steps: int) -> list[int]:
+def auto_schedule(rule: str, max_steps: int, layer: int) -> list[int]:
     """Node counts tried by steps="auto", chosen so nested rules reuse earlier nodes.
 
     riemann-right nests under doubling, midpoint under tripling; Gauss-Legendre never nests,
     so it doubles (the work of all rounds is then below twice that of the last).
     """
     factor = 3 if rule == "midpoint" else 2
-    first = min(AUTO_START[rule], max_steps)
+    first = min(auto_start(rule, layer), max_steps)
     schedule = []
     n = first
     while n < max_steps:
         schedule.append(n)
         n *= factor
-    schedule.append(max_steps)
-    return schedule
+    return [*schedule, max_steps]
 
 
 def node_key(a: float) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_TOLERANCE = 1e-3
+DEFAULT_RULE = "gauss-legendre"
 RULES = ("gauss-legendre", "midpoint", "riemann-right")
 MODES = ("approximate", "exact")
 SIMILARITIES = ("cos", "dot")

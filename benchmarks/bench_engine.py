@@ -29,7 +29,7 @@ from attribution.baseline import per_dimension_integrated_jacobian  # noqa: E402
 from attribution.data import read_pairs  # noqa: E402
 from attribution.engine import prepare_path  # noqa: E402
 from attribution.jacobian import embedding_tail  # noqa: E402
-from attribution.quadrature import default_rule, quadrature_nodes  # noqa: E402
+from attribution.quadrature import quadrature_nodes  # noqa: E402
 
 STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
 FALLBACK = [
@@ -99,9 +99,8 @@ def part_auto(model, pairs, repeat: int, layers: list[int] | None, rules: list[s
                 ns.append(res.steps)
                 errs.append(abs(res.relative_error))
                 ok += res.converged
-            label = f"**{rule}** (default)" if rule == default_rule(layer) else rule
             print(
-                f"| {layer} | {label} | {statistics.median(secs):.2f} | {max(secs):.2f} | {statistics.median(ns):.0f} "
+                f"| {layer} | {rule} | {statistics.median(secs):.2f} | {max(secs):.2f} | {statistics.median(ns):.0f} "
                 f"| {max(errs):.1e} | {ok}/{len(pairs)} |"
             )
 

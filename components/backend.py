@@ -57,7 +57,7 @@ def explain_cached(
     text_b: str,
     layer: int | None,
     steps: int | str,
-    rule: str | None,
+    rule: str,
     mode: str | None,
 ) -> Attribution | Failure:
     """explain() with POS annotation, or the Failure message of a PairLensError."""

@@ -18,20 +18,11 @@ from streamlit.delta_generator import DeltaGenerator
 
 from attribution.models import ModelInfo
 from attribution.result import Attribution
-from attribution.settings import get_settings
+from attribution.settings import RULES, get_settings
 
 from . import backend, exports
 from .heatmap import file_stem, short_model_name
-from .state import (
-    DEFAULT_LAYER,
-    LEVEL_OPTIONS,
-    MAX_MODELS,
-    MODE_OPTIONS,
-    RULE_OPTIONS,
-    PageState,
-    diff_options,
-    layer_key,
-)
+from .state import DEFAULT_LAYER, LEVEL_OPTIONS, MAX_MODELS, MODE_OPTIONS, PageState, diff_options, layer_key
 from .tables import score_card_html, top_pairs_frame, top_share_sentence
 
 log = logging.getLogger("pairlens.page")
@@ -126,13 +117,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 help=f"Quadrature nodes: 'auto' raises them until the integration error is within "
                 f"tolerance; or type a whole number from 1 to {settings.max_steps}.",
             )
-            st.selectbox(
-                "Quadrature rule",
-                RULE_OPTIONS,
-                key="rule",
-                format_func=lambda rule: "default (by layer)" if rule == "default" else rule,
-                help="default: midpoint at layer 0, gauss-legendre above (fewest nodes for the same error).",
-            )
+            st.selectbox("Quadrature rule", RULES, key="rule", help="gauss-legendre converges fastest.")
             st.selectbox(
                 "Mode",
                 MODE_OPTIONS,

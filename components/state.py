@@ -14,13 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from attribution.models import ModelInfo
-from attribution.settings import DEFAULT_MODEL, EXAMPLE_PAIR, RULES, get_settings
+from attribution.settings import DEFAULT_MODEL, DEFAULT_RULE, EXAMPLE_PAIR, RULES, get_settings
 
 MAX_MODELS = 3
 MAX_TOP = 50
 DEFAULT_TOP = 5
 MODE_OPTIONS = ("default", "approximate", "exact")
-RULE_OPTIONS = ("default", *RULES)  # "default": the engine picks by layer
 LEVEL_OPTIONS = ("token", "word")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -42,7 +41,7 @@ class PageState:
     models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
     layers: dict[str, int | None] = field(default_factory=dict)  # None or absent: engine default
     steps: str = "auto"
-    rule: str = "default"
+    rule: str = DEFAULT_RULE
     mode: str = "default"
     level: str = "token"
     special: bool = True
@@ -57,10 +56,6 @@ class PageState:
     def steps_value(self) -> int | str:
         """What explain() takes: "auto" or an int."""
         return "auto" if self.steps == "auto" else int(self.steps)
-
-    def rule_value(self) -> str | None:
-        """What explain() takes: None for the engine's default rule at the chosen layer."""
-        return None if self.rule == "default" else self.rule
 
     def mode_value(self) -> str | None:
         """What explain() takes: None for the model's default mode."""
@@ -182,10 +177,10 @@ def parse_query(
     if (raw := _last(params, "steps")) is not None:
         state.steps = parse_steps(raw, notices)
     if (raw := _last(params, "rule")) is not None:
-        if raw in RULE_OPTIONS:
+        if raw in RULES:
             state.rule = raw
         else:
-            notices.append(f"rule={raw!r} is not one of {', '.join(RULE_OPTIONS)}; using the default.")
+            notices.append(f"rule={raw!r} is not one of {', '.join(RULES)}; using {DEFAULT_RULE}.")
     if (raw := _last(params, "mode")) is not None:
         if raw in MODE_OPTIONS:
             state.mode = raw

@@ -11,7 +11,7 @@ import torch
 from attribution import InputError, explain, load_model
 from attribution.baseline import per_dimension_integrated_jacobian
 from attribution.engine import prepare_path
-from attribution.quadrature import quadrature_nodes
+from attribution.quadrature import auto_schedule, quadrature_nodes
 
 A = "A man is playing a guitar on stage."
 B = "Someone performs music with an instrument."
@@ -243,3 +243,11 @@ def test_unsupported_pooling_is_rejected(tiny_models) -> None:  # type: ignore[n
 def test_models_load_once(minilm) -> None:  # type: ignore[no-untyped-def]
     assert load_model("all-MiniLM-L6-v2") is minilm
     assert load_model("sentence-transformers/all-MiniLM-L6-v2") is minilm
+
+
+def test_auto_schedules_start_where_rounds_can_stop_and_end_at_the_cap() -> None:
+    assert auto_schedule("gauss-legendre", 1024, layer=5) == [8, 16, 32, 64, 128, 256, 512, 1024]
+    assert auto_schedule("gauss-legendre", 1024, layer=0) == [32, 64, 128, 256, 512, 1024]
+    assert auto_schedule("midpoint", 1024, layer=0) == [3, 9, 27, 81, 243, 729, 1024]
+    assert auto_schedule("riemann-right", 20, layer=3) == [4, 8, 16, 20]
+    assert auto_schedule("gauss-legendre", 4, layer=0) == [4]
