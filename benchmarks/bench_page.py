@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -28,9 +27,9 @@ from page_driver import (  # noqa: E402
     CHROMIUM,
     SHAPES_JS,
     TICKS_JS,
-    free_port,
     launch,
     open_sessions,
+    serve,
     wait_heatmap,
 )
 
@@ -55,7 +54,7 @@ def report(name: str, seconds: list[float]) -> None:
     print(f"{name:30s} {value:8.3f} s   target <= {target:g} s   {verdict}{spread}")
 
 
-def bench_concurrency(browser: object, url: str, sessions: int) -> None:
+def bench_concurrency(browser: Any, url: str, sessions: int) -> None:
     """`sessions` pairs one after another, then the same pairs at once in as many browser sessions.
 
     The concurrent round appends a space to each text: the same tokens and work, but a new
@@ -85,56 +84,44 @@ def bench_concurrency(browser: object, url: str, sessions: int) -> None:
 def bench_browser(repeats: int, sessions: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
     with sync_playwright() as playwright:
         browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1440, "height": 1200})
-        started = time.perf_counter()
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
+        started = time.perf_counter()  # the server's start counts: serve() launches it
         try:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                        break
-                except OSError:
-                    if server.poll() is not None or time.perf_counter() - started > 60:
-                        raise RuntimeError("streamlit did not start") from None
-                    time.sleep(0.05)
-            page.goto(url)
-            page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=300_000)
-            report("cold start to first heatmap", [time.perf_counter() - started])
-
-            new_pair = []
-            for text_a, text_b in PAIRS[: max(repeats, 1)]:
-                page.get_by_label("Text A — rows").fill(text_a)
-                page.get_by_label("Text B — columns").fill(text_b)
-                first_word = text_a.split()[1]
-                clicked = time.perf_counter()
-                page.get_by_role("button", name="Explain").click()
-                page.wait_for_function(f"() => ({TICKS_JS})().includes({first_word!r})", timeout=120_000)
-                new_pair.append(time.perf_counter() - clicked)
-            report("new pair to heatmap", new_pair)
-
-            slider = page.get_by_role("slider").first
-            moves = []
-            for _ in range(max(repeats, 1) * 2):
-                before = page.evaluate(SHAPES_JS)
-                slider.focus()
-                pressed = time.perf_counter()
-                slider.press("ArrowRight")
-                page.wait_for_function(f"() => ({SHAPES_JS})() > {before}", timeout=60_000)
-                moves.append(time.perf_counter() - pressed)
-            report("slider move re-render", moves)
-            bench_concurrency(browser, url, sessions)
+            with serve() as url:
+                page.goto(url)
+                wait_heatmap(page)
+                report("cold start to first heatmap", [time.perf_counter() - started])
+                measure_interaction(page, repeats)
+                bench_concurrency(browser, url, sessions)
         finally:
             browser.close()
-            server.terminate()
-            server.wait(timeout=15)
+
+
+def measure_interaction(page: Any, repeats: int) -> None:
+    """New pairs typed and explained, then slider key presses, on an open page."""
+    new_pair = []
+    for text_a, text_b in PAIRS[: max(repeats, 1)]:
+        page.get_by_label("Text A — rows").fill(text_a)
+        page.get_by_label("Text B — columns").fill(text_b)
+        first_word = text_a.split()[1]
+        clicked = time.perf_counter()
+        page.get_by_role("button", name="Explain").click()
+        page.wait_for_function(f"() => ({TICKS_JS})().includes({first_word!r})", timeout=120_000)
+        new_pair.append(time.perf_counter() - clicked)
+    report("new pair to heatmap", new_pair)
+
+    slider = page.get_by_role("slider").first
+    moves = []
+    for _ in range(max(repeats, 1) * 2):
+        before = page.evaluate(SHAPES_JS)
+        slider.focus()
+        pressed = time.perf_counter()
+        slider.press("ArrowRight")
+        page.wait_for_function(f"() => ({SHAPES_JS})() > {before}", timeout=60_000)
+        moves.append(time.perf_counter() - pressed)
+    report("slider move re-render", moves)
 
 
 def bench_apptest(repeats: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_result_cache_size_comes_from_the_environment() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={**__import__("os").environ, "PAIRLENS_RESULT_CACHE": "3"},
+        env={**os.environ, "PAIRLENS_RESULT_CACHE": "3"},
         capture_output=True,
         text=True,
         timeout=120,
