@@ -310,6 +310,7 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
     num_layers = int(encoder.config.num_hidden_layers)
     probe = torch.zeros(1, 1, encoder.config.hidden_size)
     max_tokens = min(int(st.max_seq_length or 512), get_settings().max_tokens)
+    st.max_seq_length = max_tokens  # sentence-transformers' own embedding (self-check) truncates alike
     model = LoadedModel(
         name=display,
         source=source,
@@ -342,7 +343,6 @@ def _replace(model: LoadedModel, **changes: Any) -> LoadedModel:
 def _self_check(model: LoadedModel, st: Any) -> None:
     """Our pooled embedding must equal sentence-transformers' own (pre-Normalize) one."""
     text = "PairLens checks that it embeds like sentence-transformers."
-    st.max_seq_length = model.max_tokens  # both sides truncate alike (PAIRLENS_MAX_TOKENS may be small)
     with torch.inference_mode():
         ours = model.embed([text])[0]
         features = st.preprocess([text])
