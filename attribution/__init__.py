@@ -3,22 +3,34 @@
     from attribution import load_model, explain
     model = load_model("all-MiniLM-L6-v2")
     res = explain(model, "A man plays a guitar.", "Someone plays an instrument.")
-    res.matrix  # (len(res.tokens_a), len(res.tokens_b)) contributions to the similarity
+    res.matrix  # (len(res.a), len(res.b)) contributions to the similarity
+
+The data path, one package per stage: core (options, tokens, quadrature, jacobian,
+completeness, engine) -> models (states at layer L, the tail) -> result (record, views, words,
+linguistics) -> viz (figures); workflows (data, evaluate, finetune, corpus) build on them.
 """
 
-from .engine import explain
+from .core.engine import explain
+from .core.execution import Cancelled, Progress, Run
+from .core.options import ExplainOptions
 from .errors import InputError, ModelError, PairLensError
 from .models import LoadedModel, list_models, load_model
-from .result import Attribution
+from .result import Attribution, TextSide, annotate
 
 __all__ = [
     "Attribution",
+    "Cancelled",
+    "ExplainOptions",
     "InputError",
     "LoadedModel",
     "ModelError",
     "PairLensError",
+    "Progress",
+    "Run",
+    "TextSide",
+    "annotate",
     "explain",
     "list_models",
     "load_model",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

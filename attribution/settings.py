@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+from .errors import InputError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_TOLERANCE = 1e-3
-DEFAULT_RULE = "gauss-legendre"
-RULES = ("gauss-legendre", "midpoint", "riemann-right")
-MODES = ("approximate", "exact")
-SIMILARITIES = ("cos", "dot")
+DEFAULT_RULE: Final = "gauss-legendre"
 EXAMPLE_PAIR = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
 
 
@@ -33,9 +33,9 @@ def _env_int(name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number; set it to one between {low} and {high}.") from None
+        raise InputError(f"{name}={raw!r} is not a whole number; set it to one between {low} and {high}.") from None
     if not low <= value <= high:
-        raise ValueError(f"{name}={value} is out of range; set it to a number between {low} and {high}.")
+        raise InputError(f"{name}={value} is out of range; set it to a number between {low} and {high}.")
     return value
 
 

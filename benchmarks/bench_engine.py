@@ -24,12 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from oracle import per_dimension_integrated_jacobian  # noqa: E402
+
 from attribution import explain, load_model  # noqa: E402
-from attribution.baseline import per_dimension_integrated_jacobian  # noqa: E402
-from attribution.data import read_pairs  # noqa: E402
-from attribution.engine import prepare_path  # noqa: E402
-from attribution.jacobian import embedding_tail  # noqa: E402
-from attribution.quadrature import quadrature_nodes  # noqa: E402
+from attribution.core.engine import prepare_path  # noqa: E402
+from attribution.core.quadrature import quadrature_nodes  # noqa: E402
+from attribution.workflows.data import read_pairs  # noqa: E402
 
 STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
 FALLBACK = [
@@ -47,7 +47,7 @@ def sample_pairs(n: int) -> list[tuple[str, str]]:
         return FALLBACK[:n]
     pairs = read_pairs(STSB).pairs
     step = max(1, len(pairs) // n)
-    return [(p.text_a, p.text_b) for p in pairs[::step][:n]]
+    return [(p.a.text, p.b.text) for p in pairs[::step][:n]]
 
 
 def timed(fn, repeat: int):  # type: ignore[no-untyped-def]
@@ -108,7 +108,7 @@ def part_auto(model, pairs, repeat: int, layers: list[int] | None, rules: list[s
 def part_baseline(model, pairs, layer: int, steps: int, repeat: int) -> None:  # type: ignore[no-untyped-def]
     """Forward-mode engine vs one backward pass per embedding dimension, same nodes, same run."""
     nodes, weights = quadrature_nodes("riemann-right", steps)
-    tail = embedding_tail(model, layer)
+    tail = model.tail(layer)
     rows = []
     for a, b in pairs:
         t_engine, res = timed(
@@ -125,7 +125,7 @@ def part_baseline(model, pairs, layer: int, steps: int, repeat: int) -> None:  #
 
         t_base, mat = timed(baseline, 1)
         diff = float(np.abs(mat - res.matrix).max() / np.abs(mat).max())
-        rows.append((len(res.tokens_a), len(res.tokens_b), t_engine, t_base, diff))
+        rows.append((len(res.a.tokens), len(res.b.tokens), t_engine, t_base, diff))
     print(f"\n### {model.name}: layer {layer}, riemann-right, N={steps}: engine vs per-dimension baseline\n")
     print("| tokens A x B | engine s | baseline s | speed-up | max rel. difference |")
     print("|---|---|---|---|---|")
@@ -152,7 +152,7 @@ def part_memory(model_name: str) -> None:
         "text = ' '.join(f'word{i}' for i in range(400))\n"
         "r = explain(m, text, text[::-1], steps=8, pos=False)\n"
         "r0 = explain(m, text, text[::-1], layer=0, steps=1, pos=False)\n"
-        "print(len(r.tokens_a), len(r.tokens_b), base, hwm(), r.seconds, r0.seconds)\n"
+        "print(len(r.a.tokens), len(r.b.tokens), base, hwm(), r.seconds, r0.seconds)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     size_a, size_b, base, peak, t, t0 = out
@@ -176,8 +176,10 @@ def main() -> None:
     rules = args.rules.split(",")
     parts = set(args.part.split(","))
     pairs = sample_pairs(args.pairs)
-    print(f"# PairLens engine benchmark ({len(pairs)} STS-B test pairs; torch threads: "
-          f"{__import__('torch').get_num_threads()})")
+    print(
+        f"# PairLens engine benchmark ({len(pairs)} STS-B test pairs; torch threads: "
+        f"{__import__('torch').get_num_threads()})"
+    )
     for name in args.models.split(","):
         model = load_model(name)
         if "errors" in parts:

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from attribution import explain, load_model  # noqa: E402
-from attribution.data import read_pairs  # noqa: E402
-from attribution.evaluate import evaluate  # noqa: E402
-from attribution.finetune import finetune  # noqa: E402
+from attribution.workflows.data import read_pairs  # noqa: E402
+from attribution.workflows.evaluate import evaluate  # noqa: E402
+from attribution.workflows.finetune import finetune  # noqa: E402
 
 STSB = REPO.parent / "shared" / "data" / "stsbenchmark"
 BASE = "all-MiniLM-L6-v2"
@@ -99,7 +99,7 @@ def main() -> int:
     for pair in sample:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = explain(exact, pair.text_a, pair.text_b, pos=False)
+            res = explain(exact, pair.a.text, pair.b.text, pos=False)
         checks.append(
             {
                 "row": pair.row,

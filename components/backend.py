@@ -1,7 +1,7 @@
 """The page's cached backend: models and the tagger once per process, results in a bounded cache.
 
-`explain_cached` is keyed by every input that changes the numbers (model, texts, layer,
-steps, rule, mode); view changes (top k, overlays, level) never reach it. Input problems
+`explain_cached` is keyed by every input that changes the numbers (model, texts and the
+ExplainOptions); view changes (top k, overlays, level) never reach it. Input problems
 (PairLensError) are cached as a `Failure` so a rerun does not retry them; anything else
 propagates for the page to report.
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from attribution import engine
+from attribution.core import engine
+from attribution.core.options import ExplainOptions
 from attribution.errors import PairLensError
 from attribution.models import LoadedModel, ModelInfo, list_models, load_model
 from attribution.result import Attribution
@@ -39,7 +40,7 @@ def get_model(name: str) -> LoadedModel:
 @st.cache_resource(show_spinner=False)
 def tagger_status() -> tuple[str | None, str | None]:
     """Load the spaCy tagger once; (model name or None, note saying what to install)."""
-    from attribution.linguistics import tagger_status as status
+    from attribution.result.linguistics import tagger_status as status
 
     return status()
 
@@ -51,18 +52,10 @@ def available_models() -> list[ModelInfo]:
 
 
 @st.cache_data(max_entries=get_settings().result_cache, show_spinner=False)
-def explain_cached(
-    model_name: str,
-    text_a: str,
-    text_b: str,
-    layer: int | None,
-    steps: int | str,
-    rule: str,
-    mode: str | None,
-) -> Attribution | Failure:
+def explain_cached(model_name: str, text_a: str, text_b: str, options: ExplainOptions) -> Attribution | Failure:
     """explain() with POS annotation, or the Failure message of a PairLensError."""
     try:
-        return engine.explain(get_model(model_name), text_a, text_b, layer=layer, steps=steps, rule=rule, mode=mode)
+        return engine.explain(get_model(model_name), text_a, text_b, options)
     except PairLensError as exc:
         return Failure(str(exc))
 

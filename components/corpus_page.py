@@ -1,4 +1,4 @@
-"""Pure helpers of the Corpus page (pages/2_Corpus.py): run folders, the pair table, explainer links.
+"""Pure helpers of the Corpus page (pages/corpus.py): run folders, the pair table, explainer links.
 
 Run folders live under one root, `$PAIRLENS_HOME/runs`; the page lists and reads only inside
 it (a typed name that resolves elsewhere, by `..` or a symlink, is refused).
@@ -16,12 +16,12 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
-from attribution.corpus import PAIRS, RUN, SUMMARY
 from attribution.errors import InputError
 from attribution.settings import get_settings
+from attribution.workflows.corpus import PAIRS, RUN, SUMMARY
 
 MAX_PAGE_PAIRS = 50  # a run started from the page
-PAGE_PATH = "Corpus"  # URL path of this page (pages/2_Corpus.py)
+PAGE_PATH = "Corpus"  # URL path of this page (pages/corpus.py)
 SORT_COLUMNS = {
     "score": "score",
     "gold": "gold",

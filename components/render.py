@@ -16,16 +16,18 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from attribution.core.options import RULES
 from attribution.models import ModelInfo
 from attribution.result import Attribution
-from attribution.settings import RULES, get_settings
+from attribution.settings import get_settings
+from attribution.viz import exports
+from attribution.viz.heatmap import file_stem, short_model_name
+from attribution.viz.tables import score_card_html, top_pairs_frame, top_share_sentence
 
-from . import backend, exports
-from .heatmap import file_stem, short_model_name
+from . import backend
 from .state import DEFAULT_LAYER, LEVEL_OPTIONS, MAX_MODELS, MODE_OPTIONS, PageState, diff_options, layer_key
-from .tables import score_card_html, top_pairs_frame, top_share_sentence
 
-log = logging.getLogger("pairlens.page")
+log = logging.getLogger(__name__)
 STEP_CHOICES = ["auto", "8", "16", "32", "64", "128", "256"]
 MODE_LABELS = {"default": "model default", "approximate": "approximate", "exact": "exact"}
 LEVEL_LABELS = {"token": "Tokens", "word": "Words"}

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from attribution.core.options import RULES
 from attribution.models import ModelInfo
-from attribution.settings import DEFAULT_MODEL, DEFAULT_RULE, EXAMPLE_PAIR, RULES, get_settings
+from attribution.settings import DEFAULT_MODEL, DEFAULT_RULE, EXAMPLE_PAIR, get_settings
 
 MAX_MODELS = 3
 MAX_TOP = 50

@@ -30,7 +30,7 @@ def minilm():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    from attribution.packages import minilm_path
+    from attribution.models.packages import minilm_path
 
     return minilm_path()
 

@@ -1,7 +1,7 @@
 """The page through Streamlit's AppTest: rendering, caching, URL state and error handling.
 
 Real-model tests use the packaged all-MiniLM-L6-v2 and count engine calls by wrapping
-`attribution.engine.explain`. The others swap in toy models (no weights) through the
+`attribution.core.engine.explain`. The others swap in toy models (no weights) through the
 backend's functions, so several models, failures and layers are quick to exercise.
 """
 
@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 import streamlit as st
+from helpers import flat_attribution
 from streamlit.testing.v1 import AppTest
 
-from attribution import engine
+from attribution.core import engine
+from attribution.core.options import ExplainOptions
 from attribution.errors import ModelError
-from attribution.linguistics import annotate
 from attribution.models import ModelInfo
 from attribution.result import Attribution
+from attribution.result.linguistics import annotate
 from attribution.settings import EXAMPLE_PAIR
 from components import backend
 
@@ -41,9 +43,9 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, d
     calls: list[tuple[str, str, str, dict[str, Any]]] = []
     real = engine.explain
 
-    def counted(model: Any, text_a: str, text_b: str, **kwargs: Any) -> Attribution:
-        calls.append((getattr(model, "name", str(model)), text_a, text_b, kwargs))
-        return real(model, text_a, text_b, **kwargs)
+    def counted(model: Any, text_a: str, text_b: str, options: ExplainOptions) -> Attribution:
+        calls.append((getattr(model, "name", str(model)), text_a, text_b, options.to_dict()))
+        return real(model, text_a, text_b, options)
 
     monkeypatch.setattr(engine, "explain", counted)
     return calls
@@ -70,7 +72,7 @@ TOY_INFOS = [
 ]
 
 
-def toy_explain(model: ToyModel, text_a: str, text_b: str, **kwargs: Any) -> Attribution:
+def toy_explain(model: ToyModel, text_a: str, text_b: str, options: ExplainOptions) -> Attribution:
     """A deterministic, annotated token-level result: whitespace tokens between [CLS] and [SEP]."""
     if model.name == "toy-broken":
         raise ModelError("toy-broken cannot explain anything: install a real model.")
@@ -91,11 +93,12 @@ def toy_explain(model: ToyModel, text_a: str, text_b: str, **kwargs: Any) -> Att
 
     tok_a, off_a, sp_a = tokens(text_a)
     tok_b, off_b, sp_b = tokens(text_b)
+    kwargs = options.to_dict()
     seed = sum(map(ord, model.name + text_a + text_b)) + int(kwargs.get("layer") or 0)
     matrix = np.random.default_rng(seed).normal(0.02, 0.05, size=(len(tok_a), len(tok_b)))
     total = float(matrix.sum())
     layer = kwargs.get("layer")
-    result = Attribution(
+    result = flat_attribution(
         matrix=matrix,
         tokens_a=tok_a,
         tokens_b=tok_b,
@@ -129,9 +132,9 @@ def toys(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, dict[str,
     """Toy models instead of real ones; returns the list of engine calls."""
     calls: list[tuple[str, str, str, dict[str, Any]]] = []
 
-    def explain(model: ToyModel, text_a: str, text_b: str, **kwargs: Any) -> Attribution:
-        calls.append((model.name, text_a, text_b, kwargs))
-        return toy_explain(model, text_a, text_b, **kwargs)
+    def explain(model: ToyModel, text_a: str, text_b: str, options: ExplainOptions) -> Attribution:
+        calls.append((model.name, text_a, text_b, options.to_dict()))
+        return toy_explain(model, text_a, text_b, options)
 
     monkeypatch.setattr(backend, "available_models", lambda: list(TOY_INFOS))
     monkeypatch.setattr(backend, "get_model", ToyModel)

@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 import warnings
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from attribution import Attribution, InputError, explain
 from attribution.cli import main
-from attribution.data import read_pairs
+from attribution.workflows.data import read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -54,13 +56,13 @@ IDS = list(CASES)
 
 def check_result(res: Attribution, expect: str) -> None:
     """A correct result: finite, shaped by the tokens, summing to the attribution sum."""
-    assert res.matrix.shape == (len(res.tokens_a), len(res.tokens_b))
+    assert res.matrix.shape == (len(res.a.tokens), len(res.b.tokens))
     assert np.isfinite(res.matrix).all()
     assert res.attribution_sum == pytest.approx(float(res.matrix.sum()), rel=1e-9, abs=1e-12)
     assert np.isfinite([res.score, res.target, res.reference_terms]).all()
-    assert res.truncated_a == (expect == "truncated")
+    assert res.a.truncated == (expect == "truncated")
     if expect == "truncated":
-        assert len(res.tokens_a) == 256
+        assert len(res.a.tokens) == 256
         assert any("truncated" in w for w in res.warnings)
 
 
@@ -88,7 +90,7 @@ def test_api_repairs_broken_utf8(minilm) -> None:  # type: ignore[no-untyped-def
     """Lone surrogates (invalid UTF-8 under surrogateescape) become U+FFFD, with a note."""
     with pytest.warns(UserWarning, match="broken UTF-8"):
         res = explain(minilm, "caf\udce9 au lait", "coffee with milk", steps=1)
-    assert res.text_a == "caf\ufffd au lait"
+    assert res.a.text == "caf\ufffd au lait"
     check_result(res, "ok")
     json.dumps(res.to_dict(), ensure_ascii=False).encode("utf-8")  # serialisable as UTF-8
 
@@ -199,3 +201,84 @@ def test_page(minilm, case: str, _fresh_caches: None) -> None:  # type: ignore[n
     else:
         assert charts == []
         assert expect in shown
+
+
+# ----------------------------------------------------------------------------- option values (API)
+
+# (keyword, value, the argument name the message must carry)
+BAD_OPTIONS: list[tuple[str, object, str]] = [
+    ("steps", True, "steps"),
+    ("steps", 4.5, "steps"),
+    ("steps", np.float64(4.5), "steps"),
+    ("steps", Decimal("4.5"), "steps"),
+    ("steps", Fraction(9, 2), "steps"),
+    ("steps", float("inf"), "steps"),
+    ("steps", float("nan"), "steps"),
+    ("steps", 0, "steps"),
+    ("steps", "many", "steps"),
+    ("steps", [8], "steps"),
+    ("layer", True, "layer"),
+    ("layer", -1, "layer"),
+    ("layer", 2.5, "layer"),
+    ("layer", "3x", "layer"),
+    ("similarity", ["cos"], "similarity"),
+    ("similarity", "euclid", "similarity"),
+    ("rule", 5, "rule"),
+    ("mode", "precise", "mode"),
+    ("tolerance", 0, "tolerance"),
+    ("tolerance", -1e-3, "tolerance"),
+    ("tolerance", float("nan"), "tolerance"),
+    ("tolerance", "1e-3", "tolerance"),
+    ("tolerance", True, "tolerance"),
+    ("memory_budget_mb", 0, "memory_budget_mb"),
+    ("memory_budget_mb", -5, "memory_budget_mb"),
+    ("memory_budget_mb", float("nan"), "memory_budget_mb"),
+    ("direction", "sideways", "direction"),
+    ("colour", "red", "colour"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "needle"), BAD_OPTIONS, ids=[f"{n}={v!r}" for n, v, _ in BAD_OPTIONS])
+def test_every_wrong_option_value_is_an_input_error_naming_it(
+    minilm: object, name: str, value: object, needle: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        explain(minilm, "A cat.", "A dog.", **{name: value})  # type: ignore[arg-type]
+    assert needle in str(caught.value) and len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("steps", np.int64(3), 3),
+        ("steps", 3.0, 3),
+        ("steps", " AUTO ", "auto"),
+        ("layer", np.int32(2), 2),
+        ("tolerance", np.float32(1e-3), float(np.float32(1e-3))),
+        ("tolerance", Decimal("0.001"), 1e-3),
+        ("similarity", "cosine", "cos"),
+    ],
+)
+def test_equivalent_values_of_other_types_are_accepted(name: str, value: object, expected: object) -> None:
+    from attribution import ExplainOptions
+
+    assert getattr(ExplainOptions.create(**{name: value}), name) == expected
+
+
+@pytest.mark.parametrize("model", [None, 3, ["all-MiniLM-L6-v2"]])
+def test_a_model_that_is_not_one_is_an_input_error(model: object) -> None:
+    with pytest.raises(InputError, match="model must be a loaded model"):
+        explain(model, "A cat.", "A dog.")  # type: ignore[arg-type]
+
+
+def test_the_cli_checks_options_before_loading_the_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import attribution.models
+
+    def no_loading(name: str) -> None:
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(attribution.models, "load_model", no_loading)
+    assert main(["explain", "A cat.", "A dog.", "--tolerance", "-1"]) == 2
+    assert "tolerance" in capsys.readouterr().err

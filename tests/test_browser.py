@@ -113,8 +113,8 @@ def test_user_markup_never_becomes_live_html(server: str, minilm) -> None:  # ty
     """Tags typed by a user show as text in the labels, hovers, captions and the exported HTML."""
     from playwright.sync_api import sync_playwright
 
-    from components.exports import figure_html
-    from components.heatmap import build_heatmap, chart_config
+    from attribution.viz.exports import figure_html
+    from attribution.viz.heatmap import build_heatmap, chart_config
 
     dialogs: list[str] = []
     with sync_playwright() as playwright:
@@ -139,7 +139,7 @@ def test_user_markup_never_becomes_live_html(server: str, minilm) -> None:  # ty
             assert injected["bold"] <= 1, injected  # the figure title's model name only
             ticks = page.locator(".js-plotly-plot .ytick text, .js-plotly-plot .xtick text").all_text_contents()
             shown = " ".join(ticks)  # what the browser draws, not the escaped source
-            assert "<" in shown and "\"" in shown and "&lt;" not in shown and "&quot;" not in shown
+            assert "<" in shown and '"' in shown and "&lt;" not in shown and "&quot;" not in shown
 
             drag = page.locator(".js-plotly-plot .nsewdrag").first
             box = drag.bounding_box()
@@ -194,7 +194,7 @@ def test_eight_sessions_at_once_match_single_session_results(server: str, minilm
                 wait_heatmap(page, text_a.split()[1])
             for page, (text_a, text_b) in zip(pages, CONCURRENT_PAIRS, strict=True):
                 expected = explain(minilm, text_a, text_b)
-                assert row_labels(page) == expected.tokens_a  # no other session's text
+                assert row_labels(page) == expected.a.tokens  # no other session's text
                 assert page.get_by_label("Text A — rows").input_value() == text_a
                 assert page.get_by_label("Text B — columns").input_value() == text_b
                 np.testing.assert_allclose(np.array(heatmap_matrix(page)), expected.matrix, rtol=1e-5, atol=1e-7)

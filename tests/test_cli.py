@@ -72,7 +72,9 @@ def test_readable_summary(minilm, capsys: pytest.CaptureFixture[str]) -> None:  
 
 def test_models_lists_installed_state(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "models")
-    assert code == 0 and "all-MiniLM-L6-v2" in out and "installed" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line and not line[0].isspace()}
+    assert code == 0 and rows["all-MiniLM-L6-v2"].split()[1:] == ["builtin", "installed"]  # not "not installed"
+    assert "all-mpnet-base-v2" in rows
 
 
 @pytest.mark.parametrize(

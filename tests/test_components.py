@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import flat_attribution
 
 from attribution.models import ModelInfo
-from attribution.result import Attribution
-from components import exports
-from components.display import display_view, without_special_tokens
-from components.heatmap import (
+from attribution.result import Attribution, without_special_tokens
+from attribution.viz import exports
+from attribution.viz.heatmap import (
     COLORBAR_TITLE,
     build_difference_map,
     build_heatmap,
@@ -26,6 +26,16 @@ from components.heatmap import (
     symmetric_limit,
     tick_labels,
 )
+from attribution.viz.tables import (
+    difference_frame,
+    error_is_high,
+    matrix_frame,
+    score_card_html,
+    score_facts,
+    top_pairs_frame,
+    top_share_sentence,
+)
+from components.display import display_view
 from components.state import (
     MAX_TOP,
     PageState,
@@ -35,15 +45,6 @@ from components.state import (
     parse_steps,
     to_query,
     to_session,
-)
-from components.tables import (
-    difference_frame,
-    error_is_high,
-    matrix_frame,
-    score_card_html,
-    score_facts,
-    top_pairs_frame,
-    top_share_sentence,
 )
 
 
@@ -93,7 +94,7 @@ def make_result(
         fields["pos_a"] = ["SPECIAL" if s else "NOUN" for s in special_a]
         fields["pos_b"] = ["SPECIAL" if s else "VERB" for s in special_b]
     fields.update(changes)
-    return Attribution(**fields)  # type: ignore[arg-type]
+    return flat_attribution(**fields)
 
 
 def word_result(
@@ -105,8 +106,11 @@ def word_result(
     model: str,
 ) -> Attribution:
     """A word-level result whose rows/columns are spaCy words `index_a`/`index_b` of the texts."""
-    base = make_result([words_a[w] for w in index_a], [words_b[w] for w in index_b], matrix, special_ends=False)
-    return base.replace(
+    return make_result(
+        [words_a[w] for w in index_a],
+        [words_b[w] for w in index_b],
+        matrix,
+        special_ends=False,
         level="word",
         text_a=" ".join(words_a),
         text_b=" ".join(words_b),
@@ -272,7 +276,7 @@ def test_difference_map_refuses_token_level_or_different_pairs() -> None:
     with pytest.raises(ValueError, match="word-level"):
         build_difference_map(token, token)
     first = word_result(["a"], ["b"], [0], [0], np.ones((1, 1)), "m1")
-    other = first.replace(text_a="something else")
+    other = first.replace(a=first.a.replace(text="something else"))
     with pytest.raises(ValueError, match="different text pairs"):
         build_difference_map(first, other)
 
@@ -283,8 +287,8 @@ def test_difference_map_refuses_token_level_or_different_pairs() -> None:
 def test_without_special_tokens_drops_rows_and_keeps_the_sum() -> None:
     result = make_result(["[CLS]", "a", "b", "[SEP]"], ["[CLS]", "c", "[SEP]"])
     view = without_special_tokens(result)
-    assert view.tokens_a == ["a", "b"] and view.tokens_b == ["c"]
-    assert view.pos_a == ["NOUN", "NOUN"]
+    assert view.a.tokens == ["a", "b"] and view.b.tokens == ["c"]
+    assert view.a.pos == ["NOUN", "NOUN"]
     np.testing.assert_array_equal(view.matrix, result.matrix[1:3, 1:2])
     assert view.attribution_sum == result.attribution_sum
     assert display_view(result, "token", show_special=True) is result
@@ -293,7 +297,9 @@ def test_without_special_tokens_drops_rows_and_keeps_the_sum() -> None:
 
 
 def test_word_view_uses_the_library_grouping() -> None:
-    result = make_result(["[CLS]", "play", "##ing", "[SEP]"], ["[CLS]", "music", "[SEP]"]).replace(
+    result = make_result(
+        ["[CLS]", "play", "##ing", "[SEP]"],
+        ["[CLS]", "music", "[SEP]"],
         text_a="playing",
         text_b="music",
         word_index_a=[-1, 0, 0, -1],
@@ -306,7 +312,7 @@ def test_word_view_uses_the_library_grouping() -> None:
         offsets_b=[(0, 0), (0, 5), (0, 0)],
     )
     view = display_view(result, "word", show_special=False)
-    assert view.level == "word" and view.tokens_a == ["playing"]
+    assert view.level == "word" and view.a.tokens == ["playing"]
     assert view.matrix[0, 0] == pytest.approx(result.matrix[1, 1] + result.matrix[2, 1])
 
 
@@ -352,8 +358,7 @@ def test_csv_and_json_exports_round_trip() -> None:
     frame = pd.read_csv(io.StringIO(exports.matrix_csv(result)), index_col=0)
     np.testing.assert_allclose(frame.to_numpy(), result.matrix, rtol=1e-7)
     back = Attribution.from_dict(json.loads(exports.result_json(result)))
-    np.testing.assert_allclose(back.matrix, result.matrix)
-    assert back.tokens_a == result.tokens_a
+    assert back == result  # every field, not only the matrix
 
 
 def test_standalone_html_inlines_plotly() -> None:

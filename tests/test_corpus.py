@@ -1,7 +1,7 @@
 """Corpus analysis: summary maths on hand-made matrices, resumable runs, the analyze CLI.
 
 Real runs use the packaged all-MiniLM-L6-v2 with few pairs and small fixed steps; engine
-calls are counted by wrapping `attribution.engine.explain`.
+calls are counted by wrapping `attribution.core.engine.explain`.
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import flat_attribution
 
-from attribution import corpus, engine
 from attribution.cli import main
-from attribution.corpus_summary import (
+from attribution.core import engine
+from attribution.core.options import ExplainOptions
+from attribution.errors import InputError
+from attribution.result import Attribution
+from attribution.workflows import corpus
+from attribution.workflows.corpus_summary import (
     ConvergenceAccumulator,
     CorpusAccumulator,
     pair_stats,
     topk_shares,
 )
-from attribution.errors import InputError
-from attribution.result import Attribution
 
 PAIRS = [
     ("A man is playing a guitar.", "A man plays the guitar.", 4.8),
@@ -42,7 +45,7 @@ def make(matrix: list[list[float]], tokens_a: list[str], tokens_b: list[str], po
     """A token-level result with POS tags; [CLS]/[SEP] are the special tokens."""
     m = np.array(matrix, dtype=np.float64)
     total = float(m.sum())
-    return Attribution(
+    return flat_attribution(
         matrix=m,
         tokens_a=tokens_a,
         tokens_b=tokens_b,
@@ -181,7 +184,8 @@ def test_convergence_accumulator() -> None:
 
 def test_convergence_errors_match_explain(minilm) -> None:  # type: ignore[no-untyped-def]
     a, b, _ = PAIRS[0]
-    curves = corpus.convergence_errors(minilm, a, b, 3, ("gauss-legendre", "midpoint"), (1, 2), "approximate", "cos")
+    options = ExplainOptions(layer=3, mode="approximate", similarity="cos")
+    curves = corpus.convergence_errors(minilm, a, b, options, ("gauss-legendre", "midpoint"), (1, 2))
     for rule, curve in curves.items():
         for n, error in curve:
             expected = engine.explain(minilm, a, b, layer=3, steps=n, rule=rule, pos=False).relative_error
@@ -204,9 +208,9 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     calls: list[tuple[str, str]] = []
     real = engine.explain
 
-    def counted(model: Any, text_a: str, text_b: str, **kwargs: Any) -> Attribution:
+    def counted(model: Any, text_a: str, text_b: str, *args: Any, **kwargs: Any) -> Attribution:
         calls.append((text_a, text_b))
-        return real(model, text_a, text_b, **kwargs)
+        return real(model, text_a, text_b, *args, **kwargs)
 
     monkeypatch.setattr(engine, "explain", counted)
     return calls

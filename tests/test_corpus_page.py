@@ -1,4 +1,4 @@
-"""The Corpus page (pages/2_Corpus.py) through Streamlit's AppTest, and its pure helpers.
+"""The Corpus page (pages/corpus.py) through Streamlit's AppTest, and its pure helpers.
 
 Most tests open a result folder prepared from hand-made results (no model); one starts a
 real two-pair run with all-MiniLM-L6-v2 from the page's form (needs the STS Benchmark).
@@ -15,21 +15,17 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_corpus import ONE, TWO
 
-from attribution import corpus
+from attribution.core.options import ExplainOptions
 from attribution.errors import InputError
+from attribution.workflows import corpus
 from components import corpus_page as cp
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Corpus.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "corpus.py")
 TIMEOUT = 300
 SETTINGS = corpus.RunSettings(
     model="all-MiniLM-L6-v2",
     data="/data/pairs.jsonl",
-    layer=5,
-    steps="auto",
-    rule="gauss-legendre",
-    mode="approximate",
-    similarity="cos",
-    tolerance=1e-3,
+    options=ExplainOptions(layer=5, mode="approximate", similarity="cos"),
     convergence_steps=[1, 2],
     convergence_layers=[0, 3, 5],
 )
@@ -47,7 +43,12 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     records = [
         {"row": 1, "key": "1:a", "gold": 1.0, "result": ONE.to_dict()},
         {"row": 2, "key": "2:b", "gold": 4.0, "result": TWO.to_dict()},
-        {"row": 3, "key": "3:c", "gold": 2.5, "result": ONE.replace(score=0.9, text_a="A <b>bold</b> dog").to_dict()},
+        {
+            "row": 3,
+            "key": "3:c",
+            "gold": 2.5,
+            "result": ONE.replace(score=0.9, a=ONE.a.replace(text="A <b>bold</b> dog")).to_dict(),
+        },
     ]
     for record in records:
         corpus.append_line(out / corpus.RESULTS, record)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from attribution import evaluate as evaluate_cli
-from attribution.data import read_pairs
+from attribution.cli import main as cli_main
 from attribution.errors import InputError
+from attribution.workflows.data import read_pairs
 
 STSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsbenchmark"
 
@@ -166,7 +166,7 @@ def test_evaluate_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytes
         ["--model", "all-MiniLM-L6-v2", "--data", str(no_scores)],  # no gold: refused before loading the model
     ]
     for argv in cases:
-        assert evaluate_cli.main(argv) == 2
+        assert cli_main(["evaluate", *argv]) == 2
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err.startswith("pairlens: error: ")

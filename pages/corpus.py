@@ -1,7 +1,7 @@
 """Corpus page: open a result folder of `python -m attribution analyze`, or start a small run.
 
 Wiring only; the pure parts are components.corpus_page (folders, table, links) and
-components.corpus_figures (plots).
+attribution.viz.corpus_figures (plots). A page of app.py's navigation; also runs on its own.
 """
 
 from __future__ import annotations
@@ -11,16 +11,14 @@ from typing import Any
 
 import streamlit as st
 
-from attribution import corpus
-from attribution.data import read_pairs
+from attribution.core.options import RULES
 from attribution.errors import PairLensError
 from attribution.models import list_models
-from attribution.settings import RULES
+from attribution.viz.corpus_figures import corpus_figures
+from attribution.workflows import corpus
+from attribution.workflows.data import read_pairs
 from components import backend
 from components import corpus_page as cp
-from components.corpus_figures import corpus_figures
-
-st.set_page_config(page_title="PairLens · Corpus", page_icon=str(backend.ASSETS / "favicon.png"), layout="wide")
 
 ROOT = Path(__file__).resolve().parents[1]
 STSB_TEST = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"

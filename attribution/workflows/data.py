@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 MAX_EXAMPLES = 5
 STS_COLUMNS = 7  # genre, file, year, id, score, sentence1, sentence2 (+ optional extras)

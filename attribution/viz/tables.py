@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from attribution.result import Attribution
-from attribution.settings import DEFAULT_TOLERANCE
-
+from ..result import Attribution
+from ..settings import DEFAULT_TOLERANCE
 from .heatmap import align_word_matrices, short_model_name, similarity_label
 
 TOP_COLUMNS = ["rank", "text A", "text B", "POS A", "POS B", "value", "share", "cumulative share"]
@@ -55,7 +54,7 @@ def difference_frame(first: Attribution, second: Attribution, k: int = 10) -> pd
     """
     rows, cols, m_1, m_2 = align_word_matrices(first, second)
     diff = m_1 - m_2
-    words_a, words_b = first.words_a or [], first.words_b or []
+    words_a, words_b = first.a.words or [], first.b.words or []
     name_1, name_2 = short_model_name(first.model_name), short_model_name(second.model_name)
     if name_1 == name_2:
         name_1, name_2 = f"{name_1} (1)", f"{name_2} (2)"
@@ -76,8 +75,8 @@ def difference_frame(first: Attribution, second: Attribution, k: int = 10) -> pd
 
 def matrix_frame(result: Attribution) -> pd.DataFrame:
     """The matrix with 'index:token' labels (unique even for repeated tokens), for CSV export."""
-    index = [f"{i}:{t}" for i, t in enumerate(result.tokens_a)]
-    columns = [f"{j}:{t}" for j, t in enumerate(result.tokens_b)]
+    index = [f"{i}:{t}" for i, t in enumerate(result.a.tokens)]
+    columns = [f"{j}:{t}" for j, t in enumerate(result.b.tokens)]
     frame = pd.DataFrame(result.matrix, index=index, columns=columns)
     frame.index.name = "text A \\ text B"
     return frame

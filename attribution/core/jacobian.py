@@ -1,7 +1,7 @@
 """Integrated Jacobians of the embedding with respect to the hidden states at one layer.
 
 For one text, with h, r of shape (S, H) (hidden states of the text and of the reference at the
-input of layer L) and f the pooled embedding computed from there on (`embedding_tail`):
+input of layer L) and f the pooled embedding computed from there on (`LoadedModel.tail`):
 
     E[d, i] = sum_k (h - r)[i, k] * integral_0^1 d f_d / d h[i, k] (r + a (h - r)) da.
 
@@ -12,52 +12,15 @@ reverse mode needs D vector-Jacobian products and is used where S > D.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.func import jvp, vjp, vmap
 
-if TYPE_CHECKING:
-    from .models import LoadedModel
+from .execution import Run
 
 Tail = Callable[[torch.Tensor], torch.Tensor]
-
-# torch's forward-mode AD levels are process-global, not per thread: two threads inside jvp
-# at once corrupt each other's dual level. Each call already uses every core through
-# intra-op threads, so running differentiation one call at a time costs no throughput.
-_DIFFERENTIATION_LOCK = threading.Lock()
-
-
-def embedding_tail(model: LoadedModel, layer: int) -> Tail:
-    """f from layer L on: hidden states (B, S, H) at the input of layer L -> embeddings (B, D).
-
-    Pure: no hooks, no state on the shared modules, so threads may call it at once.
-    """
-    layers = list(model.layers)[layer:]
-
-    def tail(x: torch.Tensor) -> torch.Tensor:
-        extra = model.layer_kwargs(x.shape[0], x.shape[1]) if layers else {}
-        for module in layers:
-            out = module(x, None, **extra)
-            x = out[0] if isinstance(out, tuple) else out
-        return model.pool(x)
-
-    return tail
-
-
-def sequence_bytes(model: LoadedModel, seq_len: int) -> int:
-    """Rough peak working memory of one sequence through one layer, primal and tangent (bytes)."""
-    cfg = model.encoder.config
-    hidden, inter, heads = (
-        model.hidden_size,
-        int(getattr(cfg, "intermediate_size", 4 * model.hidden_size)),
-        int(cfg.num_attention_heads),
-    )
-    floats = seq_len * (10 * hidden + 3 * inter) + 4 * heads * seq_len * seq_len
-    return 2 * 4 * floats
 
 
 def node_contributions(
@@ -69,21 +32,23 @@ def node_contributions(
     direction: str,
     budget_bytes: int,
     bytes_per_sequence: int,
+    run: Run,
 ) -> torch.Tensor:
     """J_f(r + a_n (h - r)) applied to (h - r) row by row, shape (N, D, S), one slice per node.
 
-    Weighting these slices with quadrature weights and summing over n gives E.
+    Weighting these slices with quadrature weights and summing over n gives E. Each chunk of
+    tangent passes runs inside `run.unit` (cancellation, the differentiation gate, progress):
+    S units per node forward, D per node in reverse.
     """
     delta = h - r
     alphas = torch.as_tensor(nodes, dtype=h.dtype)
-    with _DIFFERENTIATION_LOCK:
-        if direction == "forward":
-            return _forward(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
-        return _reverse(tail, r, delta, alphas, budget_bytes, bytes_per_sequence)
+    if direction == "forward":
+        return _forward(tail, r, delta, alphas, budget_bytes, bytes_per_sequence, run)
+    return _reverse(tail, r, delta, alphas, budget_bytes, bytes_per_sequence, run)
 
 
 def _forward(
-    tail: Tail, r: torch.Tensor, delta: torch.Tensor, alphas: torch.Tensor, budget: int, per_seq: int
+    tail: Tail, r: torch.Tensor, delta: torch.Tensor, alphas: torch.Tensor, budget: int, per_seq: int, run: Run
 ) -> torch.Tensor:
     seq_len = delta.shape[0]
     # A chunk holds n_nodes primal sequences and n_nodes * n_tokens tangent sequences.
@@ -100,14 +65,15 @@ def _forward(
                 idx = torch.arange(t0, min(seq_len, t0 + n_tokens))
                 tangents = torch.zeros(len(idx), len(a), *delta.shape, dtype=delta.dtype)
                 tangents[torch.arange(len(idx)), :, idx] = delta[idx][:, None, :]
-                out = vmap(lambda t, p=points: jvp(tail, (p,), (t,))[1])(tangents)  # (t, n, D)
+                with run.unit(len(idx) * len(a)):
+                    out = vmap(lambda t, p=points: jvp(tail, (p,), (t,))[1])(tangents)  # (t, n, D)
                 columns.append(out.permute(1, 2, 0))  # (n, D, t)
             blocks.append(torch.cat(columns, dim=2))
     return torch.cat(blocks, dim=0)
 
 
 def _reverse(
-    tail: Tail, r: torch.Tensor, delta: torch.Tensor, alphas: torch.Tensor, budget: int, per_seq: int
+    tail: Tail, r: torch.Tensor, delta: torch.Tensor, alphas: torch.Tensor, budget: int, per_seq: int, run: Run
 ) -> torch.Tensor:
     blocks = []
     # Reverse mode keeps every layer's activations of the primal batch; cotangents batch over D.
@@ -116,7 +82,8 @@ def _reverse(
         for n0 in range(0, len(alphas), n_nodes):
             a = alphas[n0 : n0 + n_nodes]
             points = r + a[:, None, None] * delta
-            out, pullback = vjp(tail, points)[:2]  # out (n, D)
+            with run.unit(0):
+                out, pullback = vjp(tail, points)[:2]  # out (n, D)
             dim = out.shape[1]
             n_dims = max(1, min(dim, budget // max(1, per_seq * len(a))))
             rows = []
@@ -124,7 +91,8 @@ def _reverse(
                 d_idx = torch.arange(d0, min(dim, d0 + n_dims))
                 cot = torch.zeros(len(d_idx), *out.shape, dtype=out.dtype)
                 cot[torch.arange(len(d_idx)), :, d_idx] = 1.0
-                grads = vmap(pullback)(cot)[0]  # (d, n, S, H)
+                with run.unit(len(d_idx) * len(a)):
+                    grads = vmap(pullback)(cot)[0]  # (d, n, S, H)
                 rows.append((grads * delta).sum(-1).permute(1, 0, 2).detach())  # (n, d, S)
             blocks.append(torch.cat(rows, dim=1))
     return torch.cat(blocks, dim=0)

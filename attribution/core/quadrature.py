@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .settings import RULES
+from ..errors import InputError
+from .options import RULES
 
 
 def quadrature_nodes(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:

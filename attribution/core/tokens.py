@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import InputError
-from .settings import get_settings
+from ..errors import InputError
+from ..settings import get_settings
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
+    from ..models import LoadedModel
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -111,14 +112,26 @@ def _display(text: str, raw: str, span: tuple[int, int], special: bool) -> str:
     return cleaned or raw
 
 
-def reference_ids(model: LoadedModel, length: int) -> torch.Tensor:
-    """[CLS] + [PAD] x (S - 2) + [SEP] from the tokenizer's own special tokens, shape (1, S)."""
-    tok = model.tokenizer
-    first = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
-    last = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
-    if first is None or last is None or tok.pad_token_id is None:
-        raise InputError(f"The tokenizer of '{model.name}' lacks CLS/SEP/PAD tokens needed for the reference input.")
-    ids = torch.full((1, length), int(tok.pad_token_id), dtype=torch.long)
-    ids[0, 0] = int(first)
-    ids[0, -1] = int(last)
-    return ids
+def pad_id(tokenizer: Any) -> int:
+    """The id that stands for "no token" in the reference input: pad, else unk."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.unk_token_id):
+        if candidate is not None:
+            return int(candidate)
+    raise InputError("The tokenizer has neither a pad nor an unk token, so no reference input can be built.")
+
+
+def reference_token_ids(ids: Sequence[int], special: Sequence[bool], tokenizer: Any) -> list[int]:
+    """The reference input of a text: special tokens keep their place, every other token is pad.
+
+    For BERT-like tokenizers that is [CLS] + [PAD] x (S - 2) + [SEP].
+    """
+    if len(ids) != len(special):
+        raise ValueError(f"{len(ids)} ids but {len(special)} special flags")
+    blank = pad_id(tokenizer)
+    return [int(i) if s else blank for i, s in zip(ids, special, strict=True)]
+
+
+def reference_ids(tokens: TokenizedText, tokenizer: Any) -> torch.Tensor:
+    """The reference input of a tokenized text, shape (1, S)."""
+    ids = reference_token_ids(tokens.input_ids[0].tolist(), tokens.special, tokenizer)
+    return torch.tensor([ids], dtype=torch.long)

@@ -8,8 +8,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from attribution.result import Attribution
-
+from ..result import Attribution
 from .tables import matrix_frame
 
 IMAGE_SCALE = 3

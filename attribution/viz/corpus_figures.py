@@ -1,8 +1,8 @@
 """Plotly figures of a corpus summary (summary.json of `python -m attribution analyze`).
 
 Pure functions of plain data: `summary` is the dict of summary.json, `table` holds per-pair
-columns (lists of floats, NaN where missing) read from pairs.csv. No streamlit, and no import
-from the rest of components/, so attribution.corpus can load this file by path.
+columns (lists of floats, NaN where missing) read from pairs.csv. Drawn by the corpus report
+(attribution.workflows.corpus) and the Corpus page alike.
 """
 
 from __future__ import annotations

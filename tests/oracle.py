@@ -1,5 +1,5 @@
-"""The textbook algorithm: one backward pass per embedding dimension (the reference
-implementation's approach). Slow; kept as the exact oracle for tests and the benchmark baseline.
+"""The exact oracle: one backward pass per embedding dimension (the reference implementation's
+approach). Slow; used by the tests and as the benchmark baseline (benchmarks put tests/ on the path).
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .jacobian import Tail
+from attribution.core.jacobian import Tail
 
 
 def per_dimension_integrated_jacobian(

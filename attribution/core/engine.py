@@ -1,0 +1,239 @@
+"""explain(): a text pair -> an `Attribution`.
+
+text pair -> tokens + reference (tokens) -> hidden states at layer L (models) -> quadrature
+nodes (quadrature) -> Jacobian-vector products (jacobian) -> E_a, E_b -> A = E_a^T E_b / norm
+(completeness: score, target, error) -> Attribution (result).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError, PairLensWarning
+from ..models import LoadedModel, load_model
+from ..result import Attribution, TextSide
+from ..settings import get_settings
+from .completeness import Completeness, completeness
+from .execution import Run
+from .jacobian import Tail, integrated_jacobian, node_contributions
+from .options import ExplainOptions
+from .quadrature import auto_schedule, node_key, quadrature_nodes
+from .tokens import TokenizedText, check_text, encode_text, reference_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TextPath:
+    """One text's straight path from reference to input at layer L, with evaluated nodes cached."""
+
+    tokens: TokenizedText
+    h: torch.Tensor  # (S, H) hidden states at the input of layer L
+    r: torch.Tensor  # (S, H) the reference's
+    f: torch.Tensor  # (D,) pooled embedding of the text
+    f_ref: torch.Tensor  # (D,) pooled embedding of the reference
+    evaluated: dict[float, torch.Tensor] = field(default_factory=dict)  # node -> (D, S) slice
+
+    def side(self) -> TextSide:
+        """The text's part of the result (not yet annotated)."""
+        t = self.tokens
+        return TextSide(text=t.text, tokens=t.tokens, offsets=t.offsets, special=t.special, truncated=t.truncated)
+
+
+class NodeEvaluator:
+    """J_f applied to (h - r) row by row at given nodes of a text's path: (N,) -> (N, D, S)."""
+
+    def __init__(self, model: LoadedModel, options: ExplainOptions, run: Run) -> None:
+        assert options.layer is not None, "resolve the options with for_model() first"
+        self.tail: Tail = model.tail(options.layer)
+        self.model = model
+        self.budget = options.budget_bytes
+        self.direction = options.direction
+        self.run = run
+
+    def direction_for(self, seq_len: int) -> str:
+        """S JVPs or D VJPs per node: "auto" takes the fewer."""
+        if self.direction != "auto":
+            return self.direction
+        return "forward" if seq_len <= self.model.embedding_dim else "reverse"
+
+    def units(self, path: TextPath, n_nodes: int) -> int:
+        """Tangent passes that evaluating n_nodes new nodes of this path costs."""
+        seq_len = path.h.shape[0]
+        per_node = seq_len if self.direction_for(seq_len) == "forward" else self.model.embedding_dim
+        return n_nodes * per_node
+
+    def __call__(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
+        seq_len = path.h.shape[0]
+        return node_contributions(
+            self.tail,
+            path.h,
+            path.r,
+            nodes,
+            direction=self.direction_for(seq_len),
+            budget_bytes=self.budget,
+            bytes_per_sequence=self.model.sequence_bytes(seq_len),
+            run=self.run,
+        )
+
+    def missing(self, path: TextPath, nodes: np.ndarray) -> list[float]:
+        return [a for a in nodes if node_key(a) not in path.evaluated]
+
+    def integrated(self, path: TextPath, nodes: np.ndarray, weights: np.ndarray) -> torch.Tensor:
+        """E (D, S) of one text for these nodes, evaluating only nodes the path has not seen."""
+        missing = self.missing(path, nodes)
+        if missing:
+            slices = self(path, np.asarray(missing))
+            for a, s in zip(missing, slices, strict=True):
+                path.evaluated[node_key(a)] = s
+        stacked = torch.stack([path.evaluated[node_key(a)] for a in nodes])
+        return integrated_jacobian(stacked, weights)
+
+
+@dataclass
+class PairPaths:
+    """Both texts' paths at one layer, what their attributions must sum to, and their evaluator."""
+
+    a: TextPath
+    b: TextPath
+    completeness: Completeness
+    evaluator: NodeEvaluator
+
+    def matrix(self, rule: str, steps: int) -> torch.Tensor:
+        """A = E_a^T E_b / norm for an N-node rule, shape (S_a, S_b)."""
+        nodes, weights = quadrature_nodes(rule, steps)
+        evaluator = self.evaluator
+        evaluator.run.plan(sum(evaluator.units(p, len(evaluator.missing(p, nodes))) for p in (self.a, self.b)))
+        e_a = self.evaluator.integrated(self.a, nodes, weights)
+        e_b = self.evaluator.integrated(self.b, nodes, weights)
+        return (e_a.T @ e_b) / self.completeness.norm
+
+
+def prepare_path(model: LoadedModel, text: str, layer: int, label: str) -> TextPath:
+    """Tokenize one text and compute its and its reference's states at layer L and embeddings."""
+    tokens = encode_text(model, text, label)
+    with torch.no_grad():
+        states = model.hidden_states(tokens.input_ids)
+        ref_states = model.hidden_states(reference_ids(tokens, model.tokenizer))
+        f = model.pool(states[-1])[0]
+        f_ref = model.pool(ref_states[-1])[0]
+    return TextPath(tokens, states[layer][0].clone(), ref_states[layer][0].clone(), f, f_ref)
+
+
+def prepare_pair(
+    model: LoadedModel, text_a: str, text_b: str, options: ExplainOptions, run: Run | None = None
+) -> PairPaths:
+    """Both paths for options already resolved with `options.for_model(model)`."""
+    assert options.layer is not None and options.mode is not None and options.similarity is not None
+    path_a = prepare_path(model, text_a, options.layer, "A")
+    path_b = prepare_path(model, text_b, options.layer, "B")
+    check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
+    return PairPaths(path_a, path_b, check, NodeEvaluator(model, options, run or Run()))
+
+
+def explain(
+    model: LoadedModel | str,
+    text_a: str,
+    text_b: str,
+    options: ExplainOptions | None = None,
+    *,
+    pos: bool = True,
+    run: Run | None = None,
+    **option_values: Any,
+) -> Attribution:
+    """Attribute the similarity of `text_a` and `text_b` to token pairs.
+
+    Options come as an ExplainOptions or as its fields by keyword (layer=, steps=, rule=,
+    mode=, similarity=, tolerance=, direction=, memory_budget_mb=); see ExplainOptions.
+    pos: annotate words and POS tags (attribution.annotate). run: cancellation, progress and
+    the differentiation gate (attribution.core.execution.Run); raises Cancelled when cancelled.
+    """
+    if options is not None and option_values:
+        raise InputError("Give either an ExplainOptions or option keywords, not both.")
+    if options is None:
+        options = ExplainOptions.create(**option_values)
+    elif not isinstance(options, ExplainOptions):
+        raise InputError(f"options must be an ExplainOptions, not {type(options).__name__}.")
+    loaded = _as_model(model)
+    text_a = check_text(text_a, "A")
+    text_b = check_text(text_b, "B")
+    options = options.for_model(loaded)
+    assert options.layer is not None and options.mode is not None and options.similarity is not None
+    started = time.perf_counter()
+
+    run = run or Run()
+    run.check()
+    pair = prepare_pair(loaded, text_a, text_b, options, run)
+    notes = pair.a.tokens.notes("A") + pair.b.tokens.notes("B")
+    check = pair.completeness
+
+    fixed = options.fixed_steps
+    schedule = [fixed] if fixed is not None else auto_schedule(options.rule, get_settings().max_steps, options.layer)
+    history: list[tuple[int, float]] = []
+    matrix = torch.zeros(0)
+    total = relative = math.nan
+    n_used = schedule[0]
+    for n_used in schedule:
+        matrix = pair.matrix(options.rule, n_used)
+        total = float(matrix.double().sum())
+        relative = check.relative_error(total)
+        history.append((n_used, relative))
+        log.debug("%s: %d nodes, relative error %.2e", loaded.name, n_used, relative)
+        if relative <= options.tolerance:
+            break
+    converged = fixed is not None or relative <= options.tolerance
+    if not converged:
+        notes.append(
+            f"steps=auto stopped at the cap of {n_used} nodes with relative integration error {relative:.2e} "
+            f"above the tolerance {options.tolerance:g}; raise PAIRLENS_MAX_STEPS, use a deeper layer or rule "
+            "'gauss-legendre'."
+        )
+
+    result = Attribution(
+        matrix=matrix.detach().double().numpy(),
+        a=pair.a.side(),
+        b=pair.b.side(),
+        score=check.score,
+        target=check.target,
+        attribution_sum=total,
+        integration_error=total - check.target,
+        relative_error=relative,
+        reference_terms=check.reference_terms,
+        layer=options.layer,
+        num_layers=loaded.num_layers,
+        steps=n_used,
+        rule=options.rule,
+        mode=options.mode,
+        similarity=options.similarity,
+        model_name=loaded.name,
+        seconds=time.perf_counter() - started,
+        tolerance=None if fixed is not None else options.tolerance,
+        converged=converged,
+        error_by_steps=history,
+        warnings=notes,
+    )
+    for message in notes:  # for API users; the page and CLI read result.warnings
+        warnings.warn(message, PairLensWarning, stacklevel=2)
+    if pos:
+        from ..result.linguistics import annotate
+
+        result = annotate(result)
+    return result
+
+
+def _as_model(model: object) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str):
+        return load_model(model)
+    raise InputError(
+        f"model must be a loaded model (attribution.load_model) or a model name, not {type(model).__name__}."
+    )

@@ -1,0 +1,219 @@
+"""ExplainOptions: every choice that changes the numbers of explain(), validated once.
+
+The engine, the CLI (`add_explain_options`, `options_from_args`), the corpus run settings and
+the page's cache key all use this one type. Model-independent checks run when an
+ExplainOptions is made; `for_model` fills the model's defaults (layer, mode, similarity) and
+checks the layer against the model's depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import decimal
+import math
+import numbers
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from ..errors import InputError
+from ..settings import DEFAULT_RULE, DEFAULT_TOLERANCE, get_settings
+
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+
+Rule = Literal["gauss-legendre", "midpoint", "riemann-right"]
+Mode = Literal["approximate", "exact"]
+Similarity = Literal["cos", "dot"]
+Direction = Literal["auto", "forward", "reverse"]
+Steps = int | Literal["auto"]
+
+RULES: tuple[Rule, ...] = get_args(Rule)
+MODES: tuple[Mode, ...] = get_args(Mode)
+SIMILARITIES: tuple[Similarity, ...] = get_args(Similarity)
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+_SIMILARITY_ALIASES = {"cos": "cos", "cosine": "cos", "dot": "dot", "dot_product": "dot", "dot-product": "dot"}
+MAX_MEMORY_BUDGET_MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What to compute. None means "the model's default" (resolved by `for_model`).
+
+    layer: attribute at the input of this encoder layer (0 = embeddings; None: the last layer's
+    input). steps: quadrature nodes N, or "auto" (raise N until |integration error| <=
+    tolerance x |target|). rule: quadrature rule. mode: "approximate" explains f, "exact" the
+    shifted f(x) - f(r_x). similarity: "cos" or "dot". direction: "forward" (S JVPs per node),
+    "reverse" (D VJPs) or "auto" (the fewer). memory_budget_mb: working memory of one chunk of
+    JVPs (None: PAIRLENS_MEMORY_BUDGET_MB).
+    """
+
+    layer: int | None = None
+    steps: Steps = "auto"
+    rule: Rule = DEFAULT_RULE
+    mode: Mode | None = None
+    similarity: Similarity | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    direction: Direction = "auto"
+    memory_budget_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        checked = {
+            "layer": None if self.layer is None else whole_number(self.layer, "layer", 0, None),
+            "steps": check_steps(self.steps),
+            "rule": choice(self.rule if self.rule is not None else DEFAULT_RULE, "rule", RULES),
+            "mode": None if self.mode is None else choice(self.mode, "mode", MODES),
+            "similarity": None if self.similarity is None else check_similarity(self.similarity),
+            "tolerance": check_tolerance(self.tolerance),
+            "direction": choice(self.direction, "direction", DIRECTIONS),
+            "memory_budget_mb": None
+            if self.memory_budget_mb is None
+            else whole_number(self.memory_budget_mb, "memory_budget_mb", 1, MAX_MEMORY_BUDGET_MB),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def create(cls, **values: object) -> ExplainOptions:
+        """ExplainOptions from values of any type (user input): each is checked, InputError if wrong."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            names = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise InputError(f"Unknown option {unknown[0]!r}: the options are {names}.")
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def fixed_steps(self) -> int | None:
+        """N for a fixed rule, None for steps="auto"."""
+        return None if self.steps == "auto" else int(self.steps)
+
+    @property
+    def budget_bytes(self) -> int:
+        return (self.memory_budget_mb or get_settings().memory_budget_mb) * 2**20
+
+    def replace(self, **changes: Any) -> ExplainOptions:
+        return dataclasses.replace(self, **changes)
+
+    def for_model(self, model: LoadedModel) -> ExplainOptions:
+        """These options with the model's defaults filled in and the layer checked against its depth."""
+        layer = model.default_layer if self.layer is None else self.layer
+        if layer > model.num_layers:
+            raise InputError(
+                f"layer must be a whole number from 0 to {model.num_layers} for {model.name} (got {layer})."
+            )
+        return self.replace(
+            layer=layer,
+            mode=self.mode or model.default_mode,
+            similarity=self.similarity or model.similarity,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the fields by name."""
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def whole_number(value: object, name: str, low: int, high: int | None) -> int:
+    """`value` as an int when it is a whole number in [low, high]; else InputError naming `name`."""
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    wanted = f"{name} must be a whole number {span} (got {value!r})."
+    if isinstance(value, bool):
+        raise InputError(wanted)
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    elif isinstance(value, (numbers.Real, decimal.Decimal)):
+        try:
+            exact = value if isinstance(value, decimal.Decimal) else decimal.Decimal(float(value))
+            if not exact.is_finite() or exact != exact.to_integral_value():
+                raise InputError(wanted)
+            number = int(exact)
+        except (ValueError, TypeError, ArithmeticError):
+            raise InputError(wanted) from None
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    else:
+        raise InputError(wanted)
+    if number < low or (high is not None and number > high):
+        raise InputError(wanted)
+    return number
+
+
+def check_steps(value: object) -> Steps:
+    """'auto' (any case) or a whole number from 1 to PAIRLENS_MAX_STEPS."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    max_steps = get_settings().max_steps
+    try:
+        return whole_number(value, "steps", 1, max_steps)
+    except InputError:
+        raise InputError(f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {value!r}).") from None
+
+
+def choice(value: object, name: str, allowed: tuple[str, ...]) -> Any:
+    """`value` when it is one of `allowed` (strings); else InputError listing them."""
+    if isinstance(value, str) and value in allowed:
+        return value
+    listed = ", ".join(f"'{a}'" for a in allowed)
+    raise InputError(f"Unknown {name} {_short(value)}: choose one of {listed}.")
+
+
+def check_similarity(value: object) -> Similarity:
+    if isinstance(value, str) and value.strip().lower() in _SIMILARITY_ALIASES:
+        return _SIMILARITY_ALIASES[value.strip().lower()]  # type: ignore[return-value]
+    raise InputError(f"Unknown similarity {_short(value)}: choose 'cos' or 'dot'.")
+
+
+def check_tolerance(value: object) -> float:
+    """A positive finite number (NumPy floats and Decimals accepted)."""
+    wanted = f"tolerance must be a positive number such as 1e-3 (got {_short(value)})."
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+        raise InputError(wanted)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(wanted) from None
+    if not math.isfinite(number) or number <= 0:
+        raise InputError(wanted)
+    return number
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters (messages never echo a huge input whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _steps_argument(value: str) -> Steps:
+    try:
+        return check_steps(value)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_explain_options(parser: argparse.ArgumentParser) -> None:
+    """--layer --steps --rule --mode --similarity --tolerance, as ExplainOptions accepts them."""
+    parser.add_argument("--layer", type=int, default=None, help="attribute at the input of this layer (default: last)")
+    parser.add_argument("--steps", type=_steps_argument, default="auto", help="quadrature nodes N, or 'auto' (default)")
+    parser.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help=f"quadrature rule (default {DEFAULT_RULE})")
+    parser.add_argument("--mode", choices=MODES, default=None, help="default: exact for exact models, else approximate")
+    parser.add_argument("--similarity", choices=SIMILARITIES, default=None, help="default: the model's own")
+    parser.add_argument(
+        "--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative integration error for --steps auto"
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> ExplainOptions:
+    """The ExplainOptions of parsed `add_explain_options` arguments (checked before any model loads)."""
+    return ExplainOptions.create(
+        layer=args.layer,
+        steps=args.steps,
+        rule=args.rule,
+        mode=args.mode,
+        similarity=args.similarity,
+        tolerance=args.tolerance,
+    )

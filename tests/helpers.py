@@ -1,0 +1,12 @@
+"""Test helpers: hand-built results from the flat field names of the JSON form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attribution.result import Attribution
+
+
+def flat_attribution(**fields: Any) -> Attribution:
+    """An Attribution from flat keyword fields (`tokens_a`, `pos_b`, `tag_a`, ... as in to_dict())."""
+    return Attribution.from_dict(fields)
