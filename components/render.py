@@ -25,7 +25,16 @@ from attribution.viz.heatmap import file_stem, short_model_name
 from attribution.viz.tables import score_card_html, top_pairs_frame, top_share_sentence
 
 from . import backend
-from .state import DEFAULT_LAYER, LEVEL_OPTIONS, MAX_MODELS, MODE_OPTIONS, PageState, diff_options, layer_key
+from .state import (
+    DEFAULT_LAYER,
+    LEVEL_OPTIONS,
+    MAX_MODELS,
+    MODE_OPTIONS,
+    PageState,
+    diff_options,
+    layer_key,
+    literal_markdown,
+)
 
 log = logging.getLogger(__name__)
 STEP_CHOICES = ["auto", "8", "16", "32", "64", "128", "256"]
@@ -69,9 +78,10 @@ def render_header() -> None:
 
 
 def render_notices(notices: Sequence[str]) -> None:
-    """One warning box listing every link or input value that was adjusted."""
+    """One warning box listing every link or input value that was adjusted (shown as literal text)."""
     if notices:
-        st.warning("Some settings were adjusted:\n" + "\n".join(f"- {n}" for n in notices), icon="⚠️")
+        items = "\n".join(f"- {literal_markdown(n)}" for n in notices)
+        st.warning("Some settings were adjusted:\n" + items, icon="⚠️")
 
 
 def render_example_picker(examples: Sequence[dict[str, str]], on_pick: Callable[[], None]) -> None:
@@ -273,8 +283,8 @@ def render_downloads(view: Attribution, fig: go.Figure, config: dict, key: str, 
 
 
 def render_failure(name: str, message: str) -> None:
-    """An error box in a model's column (the other columns still render)."""
-    st.error(message, icon="🚫")
+    """An error box in a model's column (the other columns still render); the message is literal text."""
+    st.error(literal_markdown(message), icon="🚫")
 
 
 def render_unexpected(name: str, exc: BaseException) -> None:

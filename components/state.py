@@ -9,6 +9,7 @@ each such change is reported as a notice for the page to show.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +27,31 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 LAYER_KEY_PREFIX = "layer::"
 DEFAULT_LAYER = "default"  # the layer widget's value for the engine's default (None in PageState)
+
+
+ECHO_CHARS = 40  # the most characters of a value from a link that a notice repeats
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def cut(text: str, limit: int = ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quoted(value: object, limit: int = ECHO_CHARS) -> str:
+    """How a notice repeats a value it was given: repr(value), cut to `limit` characters."""
+    return cut(repr(value), limit)
+
+
+def literal_markdown(text: str) -> str:
+    """Plain text as Markdown that shows exactly these characters.
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark allows it for all of
+    them) and line breaks become spaces, so no link, image, autolink, HTML, emphasis, heading,
+    list or Streamlit directive (`:red[...]`) can come out of a value echoed from a link.
+    Notices and error messages are plain text; the renderers pass them through this.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(text.splitlines()))
 
 
 def layer_key(model: str) -> str:
@@ -103,7 +129,7 @@ def _bool(raw: str | None, name: str, default: bool, notices: list[str]) -> bool
         return True
     if value in _FALSE:
         return False
-    notices.append(f"{name}={raw!r} is not 1 or 0; using {int(default)}.")
+    notices.append(f"{name}={quoted(raw)} is not 1 or 0; using {int(default)}.")
     return default
 
 
@@ -116,11 +142,11 @@ def parse_steps(raw: str, notices: list[str], where: str = "steps") -> str:
     try:
         value = int(text)
     except ValueError:
-        notices.append(f"{where}={raw!r} is not 'auto' or a whole number; using auto.")
+        notices.append(f"{where}={quoted(raw)} is not 'auto' or a whole number; using auto.")
         return "auto"
     if not 1 <= value <= max_steps:
         clamped = min(max(value, 1), max_steps)
-        notices.append(f"{where}={value} is outside 1–{max_steps}; using {clamped}.")
+        notices.append(f"{where}={quoted(value)} is outside 1–{max_steps}; using {clamped}.")
         return str(clamped)
     return str(value)
 
@@ -155,7 +181,7 @@ def parse_query(
     for k, name in enumerate(requested):
         info = by_name.get(name) or by_lower.get(name.strip().lower())
         if info is None and not allow_custom:
-            notices.append(f"Model '{name}' is not available here; ignored.")
+            notices.append(f"Model {quoted(name)} is not available here; ignored.")
             continue
         if info is not None and not info.installed:
             notices.append(f"Model '{info.name}' is not installed ({info.install_hint}); ignored.")
@@ -164,7 +190,7 @@ def parse_query(
         if resolved in chosen:
             continue
         if len(chosen) == MAX_MODELS:
-            notices.append(f"At most {MAX_MODELS} models side by side; '{resolved}' ignored.")
+            notices.append(f"At most {MAX_MODELS} models side by side; {quoted(resolved)} ignored.")
             continue
         chosen.append(resolved)
         if k < len(raw_layers):
@@ -181,17 +207,17 @@ def parse_query(
         if raw in RULES:
             state.rule = raw
         else:
-            notices.append(f"rule={raw!r} is not one of {', '.join(RULES)}; using {DEFAULT_RULE}.")
+            notices.append(f"rule={quoted(raw)} is not one of {', '.join(RULES)}; using {DEFAULT_RULE}.")
     if (raw := _last(params, "mode")) is not None:
         if raw in MODE_OPTIONS:
             state.mode = raw
         else:
-            notices.append(f"mode={raw!r} is not approximate, exact or default; using the model's default.")
+            notices.append(f"mode={quoted(raw)} is not approximate, exact or default; using the model's default.")
     if (raw := _last(params, "level")) is not None:
         if raw in LEVEL_OPTIONS:
             state.level = raw
         else:
-            notices.append(f"level={raw!r} is not token or word; using token.")
+            notices.append(f"level={quoted(raw)} is not token or word; using token.")
     state.special = _bool(_last(params, "special"), "special", state.special, notices)
     state.pos = _bool(_last(params, "pos"), "pos", state.pos, notices)
     state.shared = _bool(_last(params, "shared"), "shared", state.shared, notices)
@@ -209,10 +235,10 @@ def _parse_layer(raw: str, model: str, notices: list[str]) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        notices.append(f"layer={raw!r} for {model} is not a whole number; using the default layer.")
+        notices.append(f"layer={quoted(raw)} for {cut(model)} is not a whole number; using the default layer.")
         return None
     if value < 0:
-        notices.append(f"layer={value} for {model} is negative; using 0.")
+        notices.append(f"layer={quoted(value)} for {cut(model)} is negative; using 0.")
         return 0
     return value
 
@@ -222,18 +248,18 @@ def clamp_layer(value: int | None, num_layers: int, model: str) -> tuple[int | N
     if value is None or 0 <= value <= num_layers:
         return value, None
     clamped = min(max(value, 0), num_layers)
-    return clamped, f"Layer {value} does not exist in {model} (0–{num_layers}); using {clamped}."
+    return clamped, f"Layer {quoted(value)} does not exist in {cut(model)} (0–{num_layers}); using {clamped}."
 
 
 def _parse_top(raw: str, notices: list[str]) -> int:
     try:
         value = int(raw.strip())
     except ValueError:
-        notices.append(f"top={raw!r} is not a whole number; using {DEFAULT_TOP}.")
+        notices.append(f"top={quoted(raw)} is not a whole number; using {DEFAULT_TOP}.")
         return DEFAULT_TOP
     if not 0 <= value <= MAX_TOP:
         clamped = min(max(value, 0), MAX_TOP)
-        notices.append(f"top={value} is outside 0–{MAX_TOP}; using {clamped}.")
+        notices.append(f"top={quoted(value)} is outside 0–{MAX_TOP}; using {clamped}.")
         return clamped
     return value
 
@@ -242,10 +268,10 @@ def _parse_diff(raw: str, n_models: int, notices: list[str]) -> tuple[int, int]:
     try:
         first, second = (int(part) - 1 for part in raw.split(","))
     except ValueError:
-        notices.append(f"diff={raw!r} is not two model numbers such as 1,2; comparing the first two models.")
+        notices.append(f"diff={quoted(raw)} is not two model numbers such as 1,2; comparing the first two models.")
         return (0, 1)
     if n_models >= 2 and (first == second or not (0 <= first < n_models and 0 <= second < n_models)):
-        notices.append(f"diff={raw!r} does not name two of the {n_models} models; comparing the first two.")
+        notices.append(f"diff={quoted(raw)} does not name two of the {n_models} models; comparing the first two.")
         return (0, 1)
     return (first, second)
 

@@ -13,6 +13,7 @@ import dataclasses
 import decimal
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -34,6 +35,7 @@ SIMILARITIES: tuple[Similarity, ...] = get_args(Similarity)
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 _SIMILARITY_ALIASES = {"cos": "cos", "cosine": "cos", "dot": "dot", "dot_product": "dot", "dot-product": "dot"}
 MAX_MEMORY_BUDGET_MB = 1 << 20
+_DIGITS = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only ("²" is a digit to str.isdigit, not to int)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class ExplainOptions:
 def whole_number(value: object, name: str, low: int, high: int | None) -> int:
     """`value` as an int when it is a whole number in [low, high]; else InputError naming `name`."""
     span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-    wanted = f"{name} must be a whole number {span} (got {value!r})."
+    wanted = f"{name} must be a whole number {span} (got {_short(value)})."
     if isinstance(value, bool):
         raise InputError(wanted)
     if isinstance(value, numbers.Integral):
@@ -131,7 +133,7 @@ def whole_number(value: object, name: str, low: int, high: int | None) -> int:
             number = int(exact)
         except (ValueError, TypeError, ArithmeticError):
             raise InputError(wanted) from None
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         number = int(value.strip())
     else:
         raise InputError(wanted)
@@ -148,7 +150,7 @@ def check_steps(value: object) -> Steps:
     try:
         return whole_number(value, "steps", 1, max_steps)
     except InputError:
-        raise InputError(f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {value!r}).") from None
+        raise InputError(f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {_short(value)}).") from None
 
 
 def choice(value: object, name: str, allowed: tuple[str, ...]) -> Any:

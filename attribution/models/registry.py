@@ -7,8 +7,10 @@ and similarity function are respected.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -160,7 +162,7 @@ def _load_uncached(display: str, source: str) -> LoadedModel:
     is_hub = not Path(source).exists()
     log.info("loading model %s from %s", display, source)
     try:
-        with quiet_transformers():
+        with quiet_transformers(), loading_reports() as reports:
             st = SentenceTransformer(
                 source,
                 device="cpu",
@@ -179,8 +181,75 @@ def _load_uncached(display: str, source: str) -> LoadedModel:
             f"Could not load the model in '{source}' ({reason}). The folder may be incomplete or corrupt: "
             "reinstall or re-save it."
         ) from None
+    check_weights(display, reports)
     st.eval()
     return _describe(display, source, st)
+
+
+# Weights that sentence-transformers never uses (the HF pooler: embeddings come from the hidden
+# states) or that are recomputed (position id buffers): missing or extra, they change nothing.
+_IGNORED_WEIGHTS = re.compile(r"(^|\.)pooler\.|(^|\.)position_ids$")
+_reports: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("pairlens_loading_reports", default=None)
+_hook_lock = threading.Lock()
+
+
+def _install_report_hook() -> None:
+    """Wrap transformers' loading report (once) so that loads inside `loading_reports()` record it."""
+    from transformers import modeling_utils
+
+    with _hook_lock:
+        report = getattr(modeling_utils, "log_state_dict_report", None)
+        if report is None or getattr(report, "pairlens_hook", False):
+            return
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            reports = _reports.get()
+            if reports is not None:
+                reports.append(kwargs.get("loading_info", args[3] if len(args) > 3 else None))
+            return report(*args, **kwargs)
+
+        recording.pairlens_hook = True  # type: ignore[attr-defined]
+        modeling_utils.log_state_dict_report = recording
+
+
+@contextlib.contextmanager
+def loading_reports() -> Iterator[list[Any]]:
+    """transformers' loading info (missing and unexpected weights) of every model loaded in the block.
+
+    transformers only logs a model whose checkpoint lacks weights (they are initialised at
+    random) or holds extra ones; PairLens silences those logs, so it records them here.
+    """
+    _install_report_hook()
+    reports: list[Any] = []
+    token = _reports.set(reports)
+    try:
+        yield reports
+    finally:
+        _reports.reset(token)
+
+
+def check_weights(display: str, reports: list[Any]) -> None:
+    """ModelError when a checkpoint lacked weights (random layers) or held weights the model has no place for."""
+    missing: set[str] = set()
+    unexpected: set[str] = set()
+    for info in reports:
+        missing |= {k for k in getattr(info, "missing_keys", ()) or () if not _IGNORED_WEIGHTS.search(k)}
+        unexpected |= {k for k in getattr(info, "unexpected_keys", ()) or () if not _IGNORED_WEIGHTS.search(k)}
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        parts.append(f"{_count(missing)} missing from its files (e.g. {min(missing)}) and would be left at random values")
+    if unexpected:
+        parts.append(f"{_count(unexpected)} in its files that the model has no place for (e.g. {min(unexpected)})")
+    raise ModelError(
+        f"'{display}' does not match its config.json: {'; '.join(parts)}. The folder is incomplete or config.json "
+        "describes another model (such as more or fewer layers): re-save or re-download it."
+    )
+
+
+def _count(names: set[str]) -> str:
+    return "1 weight is" if len(names) == 1 else f"{len(names)} weights are"
 
 
 def _describe(display: str, source: str, st: Any) -> LoadedModel:
