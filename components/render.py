@@ -6,10 +6,10 @@ writes the widget keys listed in `components.state`.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 from collections.abc import Callable, Sequence
-from urllib.parse import urlencode
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -33,7 +33,9 @@ from .state import (
     PageState,
     diff_options,
     layer_key,
+    link_problem,
     literal_markdown,
+    share_url,
 )
 
 log = logging.getLogger(__name__)
@@ -330,11 +332,23 @@ def render_difference(fig: go.Figure, config: dict, frame: pd.DataFrame) -> None
         )
 
 
-def render_share(query: dict[str, str | list[str]]) -> None:
-    """A copyable link that reopens exactly this view."""
-    base = st.context.url or "http://localhost:8501/"
-    link = base.split("?", 1)[0] + "?" + urlencode(query, doseq=True)
+def render_share(query: dict[str, str | list[str]], results: Sequence[Attribution] = ()) -> None:
+    """A copyable link that reopens exactly this view; past MAX_LINK_CHARS a notice and JSON downloads instead."""
+    link = share_url(st.context.url, query)
+    problem = link_problem(link)
     with st.expander("Share this view", icon=":material/link:"):
+        if problem is not None:
+            st.info(literal_markdown(problem), icon=":material/link_off:")
+            for index, result in enumerate(results):
+                st.download_button(
+                    f"Result of {short_model_name(result.model_name)} (JSON)",
+                    functools.partial(exports.result_json, result),
+                    f"{file_stem(result)}.json",
+                    "application/json",
+                    key=f"share-json-{index}",
+                    on_click="ignore",
+                )
+            return
         st.caption("This link reopens the page with these texts, models and display settings.")
         st.code(link, language=None, wrap_lines=True)
 
@@ -346,7 +360,9 @@ def render_how_to_read() -> None:
 
 
 def write_query(query: dict[str, str | list[str]]) -> None:
-    """Mirror the current inputs into the URL (only when they changed)."""
+    """Mirror the current inputs into the URL (only when they changed, and only a link that fits)."""
+    if link_problem(share_url(st.context.url, query)) is not None:
+        return  # the address bar keeps the last link that the server accepts
     current = {k: st.query_params.get_all(k) for k in st.query_params}
     wanted = {k: v if isinstance(v, list) else [v] for k, v in query.items()}
     if current != wanted:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlencode
 
 from attribution.core.options import RULES
 from attribution.models import ModelInfo
@@ -296,6 +297,28 @@ def to_query(state: PageState) -> dict[str, str | list[str]]:
     if pair is not None:
         out["diff"] = f"{pair[0] + 1},{pair[1] + 1}"
     return out
+
+
+# The longest share link offered. Streamlit's server answers a blank HTTP 400 to request lines
+# of about 130 kB, and proxies and CDNs often stop at 32 kB; longer views are shared as JSON.
+MAX_LINK_CHARS = 32_000
+
+
+def share_url(page_url: str | None, query: Mapping[str, str | list[str]]) -> str:
+    """The absolute link that reopens `query` on the page at `page_url` (its own query dropped)."""
+    base = (page_url or "http://localhost:8501/").split("?", 1)[0].split("#", 1)[0]
+    return base + "?" + urlencode(query, doseq=True)
+
+
+def link_problem(link: str, limit: int = MAX_LINK_CHARS) -> str | None:
+    """None when `link` can be shared, else a notice saying why not and what to do instead."""
+    if len(link) <= limit:
+        return None
+    return (
+        f"This view's link would be {len(link):,} characters long, more than a link can safely carry "
+        f"({limit:,}; longer ones are refused by the server): shorten the texts to share a link, or share "
+        "the result as JSON (download it below)."
+    )
 
 
 # Session-state keys of the widgets (layers: layer_key(model)).

@@ -6,6 +6,7 @@ import streamlit as st
 
 from attribution.core.options import ExplainOptions
 from attribution.core.tokens import check_text
+from attribution.core.work import check_work, estimate_work
 from attribution.errors import PairLensError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
@@ -100,6 +101,8 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
             options = ExplainOptions.create(
                 layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value()
             )
+            # The operator's cap, for links and typed input alike, before anything is computed.
+            check_work(estimate_work(model, state.text_a, state.text_b, options), get_settings().max_page_work)
             outcome = backend.explain_cached(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
         render.render_failure(name, str(exc))
@@ -221,7 +224,7 @@ def show_results(models: list[ModelInfo]) -> None:
             render.render_prompt("The difference map needs both models to succeed.")
 
     query = to_query(state)
-    render.render_share(query)
+    render.render_share(query, [results[name] for name in state.models if name in results])
     render.write_query(query)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import streamlit as st
-from helpers import flat_attribution
+from helpers import flat_attribution, shown_text
 from streamlit.testing.v1 import AppTest
 
 from attribution.core import engine
@@ -53,14 +53,21 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, d
 
 @dataclass(frozen=True)
 class ToyModel:
-    """What the page reads of a loaded model."""
+    """What the page reads of a loaded model (and the work estimate: a whitespace tokenizer)."""
 
     name: str
     num_layers: int = 4
+    default_mode: str = "approximate"
+    similarity: str = "cos"
+    max_tokens: int = 128
+    embedding_dim: int = 16
 
     @property
     def default_layer(self) -> int:
         return self.num_layers - 1
+
+    def tokenizer(self, text: str, truncation: bool = True, max_length: int = 128) -> dict[str, list[int]]:
+        return {"input_ids": [0, *range(len(text.split()))[: max_length - 2], 0]}
 
 
 TOY_INFOS = [
@@ -161,7 +168,7 @@ def submit(at: AppTest) -> AppTest:
 
 
 def messages(elements: Any) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return "\n".join(shown_text(str(e.value)) for e in elements)
 
 
 def assert_clean(at: AppTest) -> None:
