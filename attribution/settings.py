@@ -9,7 +9,7 @@
 | PAIRLENS_RESULT_CACHE        | 64                 | results kept by the page's cache                |
 | PAIRLENS_MAX_TEXT_CHARS      | 20000              | characters accepted per text                    |
 | PAIRLENS_ALLOW_CUSTOM_MODELS | 0                  | page accepts typed local paths / hub ids if 1   |
-| PAIRLENS_MAX_PAGE_WORK       | 20000000           | work one page request may ask for (core.work)   |
+| PAIRLENS_MAX_PAGE_WORK       | 1500000            | work one page request may ask for (core.work)   |
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .errors import InputError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_TOLERANCE = 1e-3
 DEFAULT_RULE: Final = "gauss-legendre"
-DEFAULT_MAX_PAGE_WORK = 20_000_000
+DEFAULT_MAX_PAGE_WORK = 1_500_000  # two 256-token texts, auto, default layer: 1,048,576
 EXAMPLE_PAIR = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
 
 

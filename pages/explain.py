@@ -6,7 +6,7 @@ import streamlit as st
 
 from attribution.core.options import ExplainOptions
 from attribution.core.tokens import check_text
-from attribution.core.work import check_work, estimate_work
+from attribution.core.work import estimate_work, limit_work
 from attribution.errors import PairLensError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
@@ -102,7 +102,8 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
                 layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value()
             )
             # The operator's cap, for links and typed input alike, before anything is computed.
-            check_work(estimate_work(model, state.text_a, state.text_b, options), get_settings().max_page_work)
+            estimate = estimate_work(model, state.text_a, state.text_b, options)
+            options = limit_work(estimate, options, get_settings().max_page_work)
             outcome = backend.explain_cached(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
         render.render_failure(name, str(exc))
@@ -113,6 +114,12 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
     if isinstance(outcome, backend.Failure):
         render.render_failure(name, outcome.message)
         return None
+    if options.auto_max_steps is not None and not outcome.converged and outcome.steps >= options.auto_max_steps:
+        notices.append(
+            f"{short_model_name(name)}: steps=auto stopped at {outcome.steps} steps, the most this server allows for "
+            "these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the integration error reached the "
+            "tolerance. Shorter texts or a deeper layer allow more."
+        )
     return outcome
 
 

@@ -339,40 +339,60 @@ def test_page_notices_cut_a_huge_link_value(_fresh_caches: None) -> None:
 
 def test_work_estimate_is_pure_and_grows_with_tokens_steps_and_layers(minilm) -> None:  # type: ignore[no-untyped-def]
     from attribution import ExplainOptions
-    from attribution.core.work import check_work, estimate_work, work_units
+    from attribution.core.work import estimate_work, limit_work, node_work
 
-    assert work_units((10, 20), nodes=8, layers=2, embedding_dim=384) == (10 * 10 + 20 * 20) * 8 * 2
-    assert work_units((500,), nodes=1, layers=1, embedding_dim=384) == 384 * 500  # reverse mode: D passes
-    assert work_units((5,), nodes=1, layers=0, embedding_dim=384) == 25  # pooling alone still counts
+    assert node_work((10, 20), layers=2, embedding_dim=384) == (10 * 10 + 20 * 20) * 2
+    assert node_work((500,), layers=1, embedding_dim=384) == 384 * 500  # reverse mode: D passes
+    assert node_work((5,), layers=0, embedding_dim=384) == 25  # pooling alone still counts
     short = estimate_work(minilm, "A cat.", "A dog.", ExplainOptions(steps=8))
-    assert (short.tokens_a, short.nodes, short.layers) == (5, 8, 1)
+    assert (short.tokens_a, short.nodes, short.layers, short.per_node) == (5, 8, 1, 50)
     longer = estimate_work(minilm, "A cat sat on the mat all day.", "A dog.", ExplainOptions(steps=8))
     more_steps = estimate_work(minilm, "A cat.", "A dog.", ExplainOptions(steps=64))
     lower_layer = estimate_work(minilm, "A cat.", "A dog.", ExplainOptions(steps=8, layer=0))
     assert short.units < min(longer.units, more_steps.units, lower_layer.units)
-    assert estimate_work(minilm, "A cat.", "A dog.", ExplainOptions()).nodes == 8  # auto: its first round
-    check_work(short, short.units)  # at the limit: allowed
+    fixed = ExplainOptions(steps=64)
+    assert limit_work(more_steps, fixed, more_steps.units) is fixed  # at the limit: allowed as asked
     with pytest.raises(InputError, match="fewer steps, shorter texts or a deeper layer") as info:
-        check_work(more_steps, short.units)
+        limit_work(more_steps, fixed, short.units)
     assert "8.0 times" in str(info.value) and "64 steps" in str(info.value)
+    # steps=auto is charged its first round (8 nodes here) and stops at the most nodes the cap allows
+    auto = estimate_work(minilm, "A cat.", "A dog.", ExplainOptions())
+    assert auto.nodes == 8
+    assert limit_work(auto, ExplainOptions(), 10**9).auto_max_steps is None
+    capped = limit_work(auto, ExplainOptions(), 50 * 20)
+    assert capped.auto_max_steps == 20
+    with pytest.raises(InputError, match="first round of steps=auto"):
+        limit_work(auto, ExplainOptions(), 50 * 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = explain(minilm, "A cat.", "A dog.", capped.replace(tolerance=1e-12), pos=False)
+    assert res.steps == 20 and not res.converged  # the engine stopped at the cap
 
 
-@pytest.mark.parametrize("how", ["link", "typed"])
+@pytest.mark.parametrize("how", ["link", "typed", "auto"])
 def test_page_refuses_work_over_the_operator_cap(
     minilm, how: str, monkeypatch: pytest.MonkeyPatch, _fresh_caches: None
 ) -> None:  # type: ignore[no-untyped-def]
     from attribution.core import engine
 
-    calls: list[int] = []
+    calls: list[Any] = []
     real = engine.explain
-    monkeypatch.setattr(engine, "explain", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setenv("PAIRLENS_MAX_PAGE_WORK", "1000")  # 2 x 5 tokens (50 units per node): 20 nodes
+
+    def counted(model: Any, text_a: str, text_b: str, options: Any, **kwargs: Any) -> Attribution:
+        calls.append(options)
+        return real(model, text_a, text_b, options, **kwargs)
+
+    monkeypatch.setattr(engine, "explain", counted)
+    monkeypatch.setenv("PAIRLENS_MAX_PAGE_WORK", "1000")  # 2 x 5 tokens at the last layer: 50 per node, 20 nodes
     at = AppTest.from_file(APP, default_timeout=300)
     at.query_params["a"] = "A cat."
     at.query_params["b"] = "A dog."
-    at.query_params["steps"] = "64" if how == "link" else "1"
+    at.query_params["steps"] = {"link": "64", "typed": "1", "auto": "auto"}[how]
     at.run()
     assert not at.exception, messages(at.exception)
+    if how == "auto":  # allowed, told to stop at the 20 nodes the cap allows
+        assert [o.auto_max_steps for o in calls] == [20] and not at.error and at.get("plotly_chart")
+        return
     if how == "typed":
         assert len(calls) == 1 and not at.error  # 1 node: allowed
         at.selectbox(key="steps").set_value("256")

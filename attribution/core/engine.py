@@ -20,7 +20,6 @@ import torch
 from ..errors import InputError, PairLensWarning
 from ..models import LoadedModel, load_model
 from ..result import Attribution, TextSide
-from ..settings import get_settings
 from .completeness import Completeness, completeness
 from .execution import Run
 from .jacobian import Tail, integrated_jacobian, node_contributions
@@ -176,7 +175,7 @@ def explain(
     check = pair.completeness
 
     fixed = options.fixed_steps
-    schedule = [fixed] if fixed is not None else auto_schedule(options.rule, get_settings().max_steps, options.layer)
+    schedule = [fixed] if fixed is not None else auto_schedule(options.rule, options.auto_cap, options.layer)
     history: list[tuple[int, float]] = []
     matrix = torch.zeros(0)
     total = relative = math.nan

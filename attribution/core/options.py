@@ -47,7 +47,8 @@ class ExplainOptions:
     tolerance x |target|). rule: quadrature rule. mode: "approximate" explains f, "exact" the
     shifted f(x) - f(r_x). similarity: "cos" or "dot". direction: "forward" (S JVPs per node),
     "reverse" (D VJPs) or "auto" (the fewer). memory_budget_mb: working memory of one chunk of
-    JVPs (None: PAIRLENS_MEMORY_BUDGET_MB).
+    JVPs (None: PAIRLENS_MEMORY_BUDGET_MB). auto_max_steps: the most nodes steps="auto" may
+    reach (None: PAIRLENS_MAX_STEPS); a front end's work cap sets it (attribution.core.work).
     """
 
     layer: int | None = None
@@ -58,6 +59,7 @@ class ExplainOptions:
     tolerance: float = DEFAULT_TOLERANCE
     direction: Direction = "auto"
     memory_budget_mb: int | None = None
+    auto_max_steps: int | None = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -71,6 +73,9 @@ class ExplainOptions:
             "memory_budget_mb": None
             if self.memory_budget_mb is None
             else whole_number(self.memory_budget_mb, "memory_budget_mb", 1, MAX_MEMORY_BUDGET_MB),
+            "auto_max_steps": None
+            if self.auto_max_steps is None
+            else whole_number(self.auto_max_steps, "auto_max_steps", 1, get_settings().max_steps),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -88,6 +93,11 @@ class ExplainOptions:
     def fixed_steps(self) -> int | None:
         """N for a fixed rule, None for steps="auto"."""
         return None if self.steps == "auto" else int(self.steps)
+
+    @property
+    def auto_cap(self) -> int:
+        """The most nodes steps="auto" may reach: auto_max_steps, else PAIRLENS_MAX_STEPS."""
+        return self.auto_max_steps or get_settings().max_steps
 
     @property
     def budget_bytes(self) -> int:
@@ -150,7 +160,8 @@ def check_steps(value: object) -> Steps:
     try:
         return whole_number(value, "steps", 1, max_steps)
     except InputError:
-        raise InputError(f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {_short(value)}).") from None
+        wanted = f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {_short(value)})."
+        raise InputError(wanted) from None
 
 
 def choice(value: object, name: str, allowed: tuple[str, ...]) -> Any:

@@ -239,7 +239,8 @@ def check_weights(display: str, reports: list[Any]) -> None:
         return
     parts = []
     if missing:
-        parts.append(f"{_count(missing)} missing from its files (e.g. {min(missing)}) and would be left at random values")
+        example = min(missing)
+        parts.append(f"{_count(missing)} missing from its files (e.g. {example}) and would be left at random values")
     if unexpected:
         parts.append(f"{_count(unexpected)} in its files that the model has no place for (e.g. {min(unexpected)})")
     raise ModelError(

@@ -14,11 +14,16 @@ Files in DIR:
 - summary.json        corpus statistics (attribution.workflows.corpus_summary) and what was plotted.
 - report.html         all plots, interactive (plotly.js inlined once, works offline).
 - plots/*.png         the same plots as images, when kaleido finds a Chrome/Chromium.
+- .analyze.lock       held (flock) by the run using the folder: a second run into it is refused
+                      (exit 2) while the first runs; the system drops the lock when a run dies.
 
 A pair is identified by its row (line number) and a hash of its two texts; re-running the
 same command skips finished pairs, and refuses (exit 2) when the settings differ from
 run.json. A line cut short by an interruption (no final newline) is dropped on resume.
-Results are never held together: the summary streams over attributions.jsonl.
+Results are never held together: the summary streams over attributions.jsonl. `--limit N`
+reads only as far into the data file as its N-th usable pair. A folder or output file that
+cannot be written is refused (exit 2) before the model loads; `--threads` above the CPU cores
+available is lowered to them.
 """
 
 from __future__ import annotations
