@@ -6,7 +6,9 @@ it (a typed name that resolves elsewhere, by `..` or a symlink, is refused).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import time
@@ -19,7 +21,7 @@ import pandas as pd
 
 from attribution.errors import InputError
 from attribution.settings import get_settings
-from attribution.workflows.corpus import PAIRS, RUN, SUMMARY
+from attribution.workflows.corpus import LOCK, PAIRS, RUN, SUMMARY
 
 from .state import quoted
 
@@ -109,10 +111,25 @@ def remove_unstarted_run(out: Path) -> bool:
     A refused upload (no usable pair, a file that is not a pairs file) or a model that fails to
     load must not leave an orphan folder holding the name.
     """
-    if (out / RUN).exists() or not out.is_dir():
+    if (out / RUN).exists() or not out.is_dir() or _in_use(out):
         return False
     shutil.rmtree(out, ignore_errors=True)
     return not out.exists()
+
+
+def _in_use(out: Path) -> bool:
+    """True while an analyze run holds the folder's lock (another session may have started it)."""
+    try:
+        fd = os.open(out / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def new_run_name(name: str | None = None) -> str:

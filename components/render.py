@@ -120,7 +120,9 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
             max_selections=MAX_MODELS,
             format_func=short_model_name,
             accept_new_options=settings.allow_custom_models,
-            help="\n\n".join(f"**{short_model_name(n)}**: {descriptions.get(n, 'custom model')}" for n in options),
+            help="\n\n".join(
+                f"**{literal_markdown(short_model_name(n))}**: {descriptions.get(n, 'custom model')}" for n in options
+            ),
         )
         with col_adv.popover("Advanced options", width="stretch"):
             st.selectbox(

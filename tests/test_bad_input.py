@@ -587,6 +587,19 @@ def test_corpus_page_runs_a_file_with_a_lone_surrogate(minilm, corpus_root: Path
     assert summary["pairs"] == 1
 
 
+def test_only_unstarted_unlocked_run_folders_are_removed(tmp_path: Path) -> None:
+    from attribution.workflows.corpus import RUN, output_folder
+    from components.corpus_page import remove_unstarted_run
+
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / RUN).write_text("{}", encoding="utf-8")
+    assert not remove_unstarted_run(started) and started.is_dir()
+    with output_folder(tmp_path / "running") as running:  # another session's run, before its run.json
+        assert not remove_unstarted_run(running) and running.is_dir()
+    assert remove_unstarted_run(running) and not running.exists()
+
+
 HOLD_LOCK = """
 import sys, time
 from attribution.workflows.corpus import output_folder
