@@ -572,11 +572,17 @@ def test_corpus_page_failed_start_leaves_no_folder(corpus_root: Path, monkeypatc
     def broken(name: str) -> None:
         raise ModelError("the model folder is corrupt: reinstall it.")
 
+    from attribution.workflows import data as data_module
+
+    read: list[Any] = []
+    real = data_module.read_pairs
+    monkeypatch.setattr(data_module, "read_pairs", lambda *a, **k: read.append(real(*a, **k)) or read[-1])
     monkeypatch.setattr(backend, "get_model", broken)
-    at = start_upload((SURROGATE + "\n" + DEEP + "\n").encode(), "broken-model")
+    at = start_upload((SURROGATE + "\n" + DEEP + "\n").encode() * 1000, "broken-model")
     assert not at.exception, messages(at.exception)
     assert "the model folder is corrupt" in messages(at.error)
     assert not (corpus_root / "broken-model").exists()
+    assert [r.lines_read for r in read] == [1]  # the upload is read only as far as the pairs asked for
 
 
 def test_corpus_page_runs_a_file_with_a_lone_surrogate(minilm, corpus_root: Path) -> None:  # type: ignore[no-untyped-def]
