@@ -95,6 +95,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
     missing = [m for m in models if not m.installed]
     options = installed + [m for m in state.models if m not in installed]
     descriptions = {m.name: m.description for m in models}
+    architectures = {m.name: m.architecture for m in models}
     steps_options = STEP_CHOICES + ([state.steps] if state.steps not in STEP_CHOICES else [])
     with st.form("inputs", border=False, enter_to_submit=False):
         col_a, col_b = st.columns(2)
@@ -108,7 +109,11 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
             max_selections=MAX_MODELS,
             format_func=short_model_name,
             accept_new_options=settings.allow_custom_models,
-            help="\n\n".join(f"**{short_model_name(n)}**: {descriptions.get(n, 'custom model')}" for n in options),
+            help="\n\n".join(
+                f"**{short_model_name(n)}**{f' ({architectures[n]})' if architectures.get(n) else ''}: "
+                f"{descriptions.get(n, 'custom model')}"
+                for n in options
+            ),
         )
         with col_adv.popover("Advanced options", width="stretch"):
             st.selectbox(
@@ -127,6 +132,20 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 format_func=lambda mode: MODE_LABELS[mode],
                 help="approximate explains f(a)·f(b); exact explains (f(a) − f(ref))·(f(b) − f(ref)), the "
                 "default of models fine-tuned for it. The layer is chosen per model above its map.",
+            )
+            st.text_input(
+                "Prompt name",
+                key="prompt_name",
+                placeholder="the model's default",
+                help="One of the model's saved prompts (e.g. query, document), prepended to both texts as "
+                "sentence-transformers does. Prompt tokens stay in the reference and show with Special tokens.",
+            )
+            st.text_input(
+                "Prompt text",
+                key="prompt",
+                placeholder="none",
+                max_chars=settings.max_text_chars,
+                help="Or the prompt itself, e.g. 'query: ' (used instead of the prompt name).",
             )
         submitted = col_go.form_submit_button("Explain", type="primary", width="stretch")
     if missing:
@@ -165,7 +184,7 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
         disabled=not has_pos,
         help="Colour strips and labels by part of speech (spaCy UPOS)." if has_pos else pos_note,
     )
-    cols[3].toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> rows and columns.")
+    cols[3].toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> and prompt rows and columns.")
     cols[4].toggle(
         "Shared colour scale",
         key="shared",
