@@ -153,7 +153,7 @@ def _display(text: str, raw: str, span: tuple[int, int], special: bool) -> str:
     if piece:
         return piece
     cleaned = raw.removeprefix("##").replace("Ġ", "").replace("▁", "").strip()
-    return cleaned or raw
+    return cleaned or "␣"  # a token that covers only a space (SentencePiece '▁', byte-level 'Ġ')
 
 
 def pad_id(tokenizer: Any) -> int:

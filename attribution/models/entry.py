@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -141,6 +142,13 @@ def transformer_and_head(st: Any, display: str = "the model") -> tuple[Any, Any,
             f"'{display}' uses custom modelling code ({type(hf).__name__} from {class_module}, trust_remote_code); "
             "PairLens never runs remote code and enters only architectures implemented in transformers itself. "
             f"{SUPPORTED_TEXT}"
+        )
+    attention = getattr(config, "_attn_implementation", None) or "eager"
+    if attention != "eager":
+        raise ModelError(
+            f"'{display}' runs '{attention}' attention; PairLens needs eager attention (forward-mode "
+            "differentiation of the fused CPU kernels is not implemented in torch): load it with "
+            "model_kwargs={'attn_implementation': 'eager'}, as load_model does."
         )
     if hasattr(hf, "peft_config"):
         raise ModelError(f"'{display}' is a PEFT adapter: merge it (merge_and_unload) and save the model first.")
@@ -423,18 +431,23 @@ class Entry:
 
         Raises ModelError when entering at some layer does not reproduce it.
         """
-        errors = []
+        errors: list[float] = []
+        failure = ""
         with torch.inference_mode():
             states = self.hidden_states(input_ids)
             for layer in range(self.num_layers + 1):
-                got = self.tail(layer)(states[layer])
-                errors.append(float((got - expected).abs().max()))
+                try:
+                    got = self.tail(layer)(states[layer])
+                    errors.append(float((got - expected).abs().max()))
+                except Exception as exc:  # any failure to enter is a refusal, not a crash later
+                    errors.append(math.inf)
+                    failure = failure or f"; {type(exc).__name__}: {str(exc).strip()[:200]}"
         scale = max(1.0, float(expected.abs().max()))
         bad = [layer for layer, e in enumerate(errors) if not e <= rtol * scale]
         if bad:
             raise ModelError(
                 f"Entering '{self.display}' ({self.architecture}) at layer(s) {bad} does not reproduce its embedding "
-                f"(max difference {max(errors):.2e}), so it cannot be explained. {SUPPORTED_TEXT}"
+                f"(max difference {max(errors):.2e}{failure}), so it cannot be explained. {SUPPORTED_TEXT}"
             )
         return errors
 
