@@ -3,7 +3,8 @@
 Query string (repeated keys for lists): a, b, model (1-3), layer (one per model: a whole
 number or "default"), steps ("auto" or N), rule, mode ("default", "approximate", "exact"),
 level ("token", "word"), special, pos, shared (1/0), top (0-50), diff ("1,2": which two
-models, 1-based, the difference map compares), prompt_name and prompt (absent: none). Invalid values are clamped or ignored, and
+models, 1-based, the difference map compares), prompt_name and prompt (absent: none
+given). Invalid values are clamped or ignored, and
 each such change is reported as a notice for the page to show.
 """
 

@@ -98,7 +98,11 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
         layer = session_layer(st.session_state.get(layer_key(name)))
         with st.spinner(f"Explaining with {short_model_name(name)}…", show_time=True):
             options = ExplainOptions.create(
-                layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value(), **state.prompt_values()
+                layer=layer,
+                steps=state.steps_value(),
+                rule=state.rule,
+                mode=state.mode_value(),
+                **state.prompt_values(),
             )
             outcome = backend.explain_cached(name, state.text_a, state.text_b, options)
     except PairLensError as exc:

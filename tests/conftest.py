@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -44,7 +44,7 @@ class TinyModels(Mapping[str, Path]):
     Names: every architecture of tiny_models.SPECS with its default head, plus the variants in VARIANTS.
     """
 
-    VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    VARIANTS: ClassVar[dict[str, tuple[str, dict[str, Any]]]] = {
         "bert-cls-dot": (
             "bert",
             {"pooling": "cls", "normalize": False, "similarity": "dot", "dense": (16,), "dense_activation": "tanh"},

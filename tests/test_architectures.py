@@ -214,7 +214,7 @@ def test_explicit_prompt_default_prompt_and_errors(tiny_models: Mapping[str, Pat
     assert res.a.tokens[:3] == ["[CLS]", "query", ":"] and res.a.prompt[:4] == [False, True, True, False]
     assert res.score == pytest.approx(st_similarity(tiny_models["bert"], A, B, prompt="query: "), abs=2e-5)
     assert relative_error(res.matrix, oracle_matrix(bert.prompted(prompt="query: "), 1)) <= 1e-5
-    with pytest.raises(InputError, match="no prompt named 'passage'.*'query', 'document'"):
+    with pytest.raises(InputError, match=r"no prompt named 'passage'.*'query', 'document'"):
         explain(loaded("qwen3"), A, B, prompt_name="passage", pos=False)
     with pytest.raises(InputError, match="not both"):
         explain(bert, A, B, prompt_name="query", prompt="query: ", pos=False)
@@ -229,7 +229,8 @@ def test_explicit_prompt_default_prompt_and_errors(tiny_models: Mapping[str, Pat
     with_default = explain(default, A, B, layer=1, steps=STEPS, pos=False)
     named = explain(default, A, B, layer=1, steps=STEPS, prompt_name="query", pos=False)
     assert with_default.a.tokens == named.a.tokens and np.array_equal(with_default.matrix, named.matrix)
-    assert with_default.score == pytest.approx(float(st.similarity(*st.encode([A, B], convert_to_tensor=True)[:, None])))
+    encoded = st.encode([A, B], convert_to_tensor=True)
+    assert with_default.score == pytest.approx(float(st.similarity(encoded[0:1], encoded[1:2])[0, 0]), abs=2e-5)
     none = explain(default, A, B, layer=1, steps=STEPS, prompt="", pos=False)  # "" overrides the default
     assert not any(none.a.prompt) and len(none.a.tokens) < len(named.a.tokens)
 
@@ -267,7 +268,7 @@ def _st(tiny_models: Mapping[str, Path], name: str) -> Any:
 
 
 def test_encoder_decoders_are_refused(tiny_models: Mapping[str, Path]) -> None:
-    with pytest.raises(ModelError, match="encoder-decoder.*T5EncoderModel"):
+    with pytest.raises(ModelError, match=r"encoder-decoder.*T5EncoderModel"):
         load_model(str(tiny_models["bart"]))
 
 
@@ -276,7 +277,7 @@ def test_static_embeddings_are_refused(tiny_models: Mapping[str, Path]) -> None:
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
     st = SentenceTransformer(modules=[StaticEmbedding(_st(tiny_models, "roberta").tokenizer, embedding_dim=16)])
-    with pytest.raises(ModelError, match="StaticEmbedding.*no encoder layers.*PairLens supports"):
+    with pytest.raises(ModelError, match=r"StaticEmbedding.*no encoder layers.*PairLens supports"):
         _describe("static", "static", st)
 
 
@@ -284,7 +285,7 @@ def test_remote_code_is_refused(tiny_models: Mapping[str, Path]) -> None:
     st = _st(tiny_models, "bert")
     hf = st[0].auto_model
     hf.__class__ = type("RemoteBertModel", (type(hf),), {"__module__": "transformers_modules.someone.bert"})
-    with pytest.raises(ModelError, match="custom modelling code.*never runs remote code.*tested: bert"):
+    with pytest.raises(ModelError, match=r"custom modelling code.*never runs remote code.*tested: bert"):
         _describe("remote", "remote", st)
 
 
@@ -344,7 +345,7 @@ def test_reference_filler_is_pad_else_unk() -> None:
         1, 5, 7, 2,
     ]  # fmt: skip
     Tok.unk_token_id = None
-    with pytest.raises(InputError, match="set tokenizer.pad_token"):
+    with pytest.raises(InputError, match=r"set tokenizer.pad_token"):
         reference_token_ids([1, 5], [True, False], Tok())
 
 

@@ -197,7 +197,9 @@ def check_tolerance(value: object) -> float:
 def check_prompt_name(value: object) -> str:
     """A non-empty string (the name of one of the model's prompts; checked against them by for_model)."""
     if not isinstance(value, str) or not value.strip():
-        raise InputError(f"prompt_name must be the name of one of the model's prompts, such as 'query' (got {_short(value)}).")
+        raise InputError(
+            f"prompt_name must be the name of one of the model's prompts, such as 'query' (got {_short(value)})."
+        )
     return value.strip()
 
 

@@ -105,9 +105,7 @@ def encode_text(model: LoadedModel, text: str, label: str = "") -> TokenizedText
     spans = [(int(s), int(e)) for s, e in enc["offset_mapping"]]
     full_length = len(tok(full, truncation=False, add_special_tokens=True)["input_ids"])
     raw = tok.convert_ids_to_tokens(ids)
-    tokens = [
-        _display(full, raw_tok, span, sp) for raw_tok, span, sp in zip(raw, spans, special, strict=True)
-    ]
+    tokens = [_display(full, raw_tok, span, sp) for raw_tok, span, sp in zip(raw, spans, special, strict=True)]
     shift = len(prompt)
     offsets = [
         (0, 0) if sp or pr else (max(s - shift, 0), max(e - shift, 0))
@@ -126,7 +124,9 @@ def encode_text(model: LoadedModel, text: str, label: str = "") -> TokenizedText
     )
 
 
-def prompt_flags(tokenizer: Any, prompt: str, ids: Sequence[int], special: Sequence[bool], max_tokens: int) -> list[bool]:
+def prompt_flags(
+    tokenizer: Any, prompt: str, ids: Sequence[int], special: Sequence[bool], max_tokens: int
+) -> list[bool]:
     """Which of a prompted text's tokens are the prompt's: the common prefix of its ids with the prompt's
     ids tokenized alone, special tokens apart (they keep their own flag).
 

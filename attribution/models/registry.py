@@ -209,9 +209,9 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
     """The LoadedModel of a sentence transformer, or ModelError saying what is supported and why not."""
     entry = Entry(st, display)  # refuses what cannot be entered at a layer
     encoder = entry.hf
-    pooling_module = next(m for m in entry.head if type(m).__name__ == "Pooling")
+    pooling_module: Any = next(m for m in entry.head if type(m).__name__ == "Pooling")
     mode = pooling_module.pooling_mode
-    pooling = mode if isinstance(mode, str) else "+".join(mode)
+    pooling = mode if isinstance(mode, str) else "+".join(str(m) for m in mode)
     fn = str(getattr(st, "similarity_fn_name", None) or "cosine")
     if entry.normalized or fn == "cosine":
         similarity = "cos"  # a dot product of normalised embeddings is the cosine of the pooled ones
