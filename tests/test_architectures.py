@@ -398,3 +398,32 @@ def test_threads_share_models_and_nothing_shared_changes(loaded: Any) -> None:
     for k, matrix in got.items():
         assert relative_error(matrix, expected[k % len(jobs)]) <= 1e-5
     assert {a: state(loaded(a)) for a, _ in jobs} == before
+
+
+def test_cli_prompt_options(tiny_models: Mapping[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from attribution.cli import main
+
+    folder = str(tiny_models["qwen3"])
+    args = ["explain", A, B, "--model", folder, "--layer", "1", "--steps", "1", "--json"]
+    assert main([*args, "--prompt-name", "query"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert any(payload["prompt_a"]) and any(payload["prompt_b"]) and not any(payload["special_a"][:1])
+    assert main([*args, "--prompt-name", "passage"]) == 2
+    assert "no prompt named 'passage'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--prompt-name", "query", "--prompt", "x: "])  # argparse: not both
+
+
+def test_page_state_carries_the_prompt() -> None:
+    from components.state import PageState, from_session, parse_query, to_query, to_session
+
+    state, notices = parse_query({"prompt_name": [" query "], "prompt": ["search: "]}, [])
+    assert (state.prompt_name, state.prompt, notices) == ("query", "search: ", [])
+    assert state.prompt_values() == {"prompt_name": None, "prompt": "search: "}  # the typed text wins
+    assert PageState(prompt_name="query").prompt_values() == {"prompt_name": "query", "prompt": None}
+    assert PageState().prompt_values() == {"prompt_name": None, "prompt": None}
+    assert parse_query(to_query(state), [])[0].prompt == "search: "
+    assert from_session(to_session(state)).prompt_name == "query"
+    assert "prompt" not in to_query(PageState())  # links without a prompt stay as they were
