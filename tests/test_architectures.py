@@ -115,6 +115,12 @@ def loaded(tiny_models: Mapping[str, Path]) -> Any:
 # ------------------------------------------------------------------------------- every architecture x every layer
 
 
+def test_every_tested_architecture_has_a_tiny_model() -> None:
+    from attribution.models import TESTED_ARCHITECTURES
+
+    assert set(TESTED_ARCHITECTURES) == set(ARCHITECTURES)
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_layer_matches_the_oracle(loaded: Any, arch: str) -> None:
     """explain() at every layer 0..num_layers equals the independent oracle within 1e-5 relative."""
