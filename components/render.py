@@ -107,6 +107,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
     missing = [m for m in models if not m.installed]
     options = installed + [m for m in state.models if m not in installed]
     descriptions = {m.name: m.description for m in models}
+    architectures = {m.name: m.architecture for m in models}
     steps_options = STEP_CHOICES + ([state.steps] if state.steps not in STEP_CHOICES else [])
     with st.form("inputs", border=False, enter_to_submit=False):
         col_a, col_b = st.columns(2)
@@ -121,7 +122,9 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
             format_func=short_model_name,
             accept_new_options=settings.allow_custom_models,
             help="\n\n".join(
-                f"**{literal_markdown(short_model_name(n))}**: {descriptions.get(n, 'custom model')}" for n in options
+                f"**{literal_markdown(short_model_name(n))}**{_architecture_note(architectures.get(n))}: "
+                f"{descriptions.get(n, 'custom model')}"
+                for n in options
             ),
         )
         with col_adv.popover("Advanced options", width="stretch"):
@@ -142,12 +145,31 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 help="approximate explains f(a)·f(b); exact explains (f(a) − f(ref))·(f(b) − f(ref)), the "
                 "default of models fine-tuned for it. The layer is chosen per model above its map.",
             )
+            st.text_input(
+                "Prompt name",
+                key="prompt_name",
+                placeholder="the model's default",
+                help="One of the model's saved prompts (e.g. query, document), prepended to both texts as "
+                "sentence-transformers does. Prompt tokens stay in the reference and show with Special tokens.",
+            )
+            st.text_input(
+                "Prompt text",
+                key="prompt",
+                placeholder="none",
+                max_chars=settings.max_text_chars,
+                help="Or the prompt itself, e.g. 'query: ' (used instead of the prompt name).",
+            )
         submitted = col_go.form_submit_button("Explain", type="primary", width="stretch")
     if missing:
         st.caption(
             "Not installed: " + "; ".join(f"**{short_model_name(m.name)}** — `{m.install_hint}`" for m in missing)
         )
     return bool(submitted)
+
+
+def _architecture_note(architecture: str | None) -> str:
+    """' (bert)' after a model name in the picker's help, literal; '' when unknown."""
+    return f" ({literal_markdown(architecture)})" if architecture else ""
 
 
 def render_prompt(message: str) -> None:
@@ -179,7 +201,7 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
         disabled=not has_pos,
         help="Colour strips and labels by part of speech (spaCy UPOS)." if has_pos else pos_note,
     )
-    cols[3].toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> rows and columns.")
+    cols[3].toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> and prompt rows and columns.")
     cols[4].toggle(
         "Shared colour scale",
         key="shared",

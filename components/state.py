@@ -3,7 +3,8 @@
 Query string (repeated keys for lists): a, b, model (1-3), layer (one per model: a whole
 number or "default"), steps ("auto" or N), rule, mode ("default", "approximate", "exact"),
 level ("token", "word"), special, pos, shared (1/0), top (0-50), diff ("1,2": which two
-models, 1-based, the difference map compares). Invalid values are clamped or ignored, and
+models, 1-based, the difference map compares), prompt_name and prompt (absent: none
+given). Invalid values are clamped or ignored, and
 each such change is reported as a notice for the page to show.
 """
 
@@ -77,6 +78,8 @@ class PageState:
     shared: bool = True
     top: int = DEFAULT_TOP
     diff: tuple[int, int] = (0, 1)  # indices into models
+    prompt_name: str = ""  # one of the models' prompts; "": the model's default
+    prompt: str = ""  # the prompt text itself; "": none given (used instead of prompt_name when given)
 
     def layer_of(self, model: str) -> int | None:
         return self.layers.get(model)
@@ -88,6 +91,12 @@ class PageState:
     def mode_value(self) -> str | None:
         """What explain() takes: None for the model's default mode."""
         return None if self.mode == "default" else self.mode
+
+    def prompt_values(self) -> dict[str, str | None]:
+        """What explain() takes: prompt_name= and prompt= (the typed prompt text wins over the name)."""
+        if self.prompt:
+            return {"prompt_name": None, "prompt": self.prompt}
+        return {"prompt_name": self.prompt_name.strip() or None, "prompt": None}
 
     def diff_pair(self) -> tuple[int, int] | None:
         """The two model indices the difference map compares, or None with fewer than 2 models."""
@@ -226,6 +235,12 @@ def parse_query(
         state.top = _parse_top(raw, notices)
     if (raw := _last(params, "diff")) is not None:
         state.diff = _parse_diff(raw, len(state.models), notices)
+    if (raw := _last(params, "prompt_name")) is not None:
+        state.prompt_name = raw.strip()[:200]
+    if (raw := _last(params, "prompt")) is not None:
+        if len(raw) > max_chars:
+            notices.append(f"The prompt from the link had {len(raw):,} characters; cut to the limit of {max_chars:,}.")
+        state.prompt = raw[:max_chars]
     return state, notices
 
 
@@ -296,6 +311,10 @@ def to_query(state: PageState) -> dict[str, str | list[str]]:
     pair = state.diff_pair()
     if pair is not None:
         out["diff"] = f"{pair[0] + 1},{pair[1] + 1}"
+    if state.prompt_name:
+        out["prompt_name"] = state.prompt_name
+    if state.prompt:
+        out["prompt"] = state.prompt
     return out
 
 
@@ -335,6 +354,8 @@ SESSION_KEYS = (
     "shared",
     "top",
     "diff",
+    "prompt_name",
+    "prompt",
 )
 
 

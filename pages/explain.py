@@ -99,7 +99,11 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
         layer = session_layer(st.session_state.get(layer_key(name)))
         with st.spinner(f"Explaining with {short_model_name(name)}…", show_time=True):
             options = ExplainOptions.create(
-                layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value()
+                layer=layer,
+                steps=state.steps_value(),
+                rule=state.rule,
+                mode=state.mode_value(),
+                **state.prompt_values(),
             )
             # The operator's cap, for links and typed input alike, before anything is computed.
             estimate = estimate_work(model, state.text_a, state.text_b, options)

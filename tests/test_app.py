@@ -352,3 +352,18 @@ def test_share_link_reopens_the_view(toys: list) -> None:
     link = messages(at.code)
     assert "a=dogs+run" in link and "top=4" in link and "model=toy-one" in link
     assert "puppies+%3Cb%3Eplay%3C%2Fb%3E" in link
+
+
+def test_prompt_option_reaches_the_engine_and_hides_with_special_tokens(engine_calls: list) -> None:
+    """The Advanced options' prompt (from the URL here) is applied to both texts; its rows show with the
+    special tokens and hide with them; the link keeps it."""
+    at = new_app(prompt="query: ").run()
+    assert_clean(at)
+    assert engine_calls[0][3]["prompt"] == "query: " and engine_calls[0][3]["prompt_name"] is None
+    assert at.text_input(key="prompt").value == "query: "
+    labels = charts(at)[0]["layout"]["yaxis"]["ticktext"]
+    assert any(label.startswith("query") for label in labels)
+    at.toggle(key="special").set_value(False).run()
+    labels = charts(at)[0]["layout"]["yaxis"]["ticktext"]
+    assert not any(label.startswith(("query", "[CLS]")) for label in labels)
+    assert at.query_params["prompt"] == "query: " and len(engine_calls) == 1

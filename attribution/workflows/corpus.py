@@ -69,7 +69,7 @@ RUN_SCHEMA = 1
 CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64)
 STS_GOLD_SCALE = 5.0
 # The ExplainOptions fields that change the numbers, as run.json's settings name them.
-NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance")
+NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt")
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, phase) with phase "pairs" | "convergence"
