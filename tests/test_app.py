@@ -69,6 +69,10 @@ class ToyModel:
     def tokenizer(self, text: str, truncation: bool = True, max_length: int = 128) -> dict[str, list[int]]:
         return {"input_ids": [0, *range(len(text.split()))[: max_length - 2], 0]}
 
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
+        """Toy models have no saved prompts: only a prompt text applies."""
+        return prompt or None
+
 
 TOY_INFOS = [
     ModelInfo("toy-one", "builtin", True, "", "toy model one"),
