@@ -61,6 +61,7 @@ class ToyModel:
     similarity: str = "cos"
     max_tokens: int = 128
     embedding_dim: int = 16
+    default_prompt_name: str | None = None
 
     @property
     def default_layer(self) -> int:
