@@ -174,9 +174,29 @@ def explain(
     run = run or Run()
     run.check()
     pair = prepare_pair(loaded, text_a, text_b, options, run)
-    notes = pair.a.tokens.notes("A") + pair.b.tokens.notes("B")
-    check = pair.completeness
+    return explain_prepared(loaded, pair, options, started=started, pos=pos)
 
+
+@dataclass
+class Integration:
+    """What integrating a pair's paths gave: A, its sum, the error history and the nodes used."""
+
+    matrix: torch.Tensor  # (S_a, S_b)
+    total: float  # sum of A
+    relative: float  # |sum - target| / |target|
+    steps: int  # nodes per text of the final rule
+    history: list[tuple[int, float]]  # (nodes, relative error) per round
+    converged: bool
+    notes: list[str]
+
+
+def integrate(pair: PairPaths, options: ExplainOptions) -> Integration:
+    """Integrate both paths: the fixed N-node rule, or steps="auto"'s rounds until within tolerance.
+
+    Nodes already in `pair.a.evaluated` / `pair.b.evaluated` are reused (explain_many fills them).
+    """
+    assert options.layer is not None
+    check = pair.completeness
     fixed = options.fixed_steps
     schedule = [fixed] if fixed is not None else auto_schedule(options.rule, options.auto_cap, options.layer)
     history: list[tuple[int, float]] = []
@@ -188,42 +208,54 @@ def explain(
         total = float(matrix.double().sum())
         relative = check.relative_error(total)
         history.append((n_used, relative))
-        log.debug("%s: %d nodes, relative error %.2e", loaded.name, n_used, relative)
+        log.debug("%d nodes, relative error %.2e", n_used, relative)
         if relative <= options.tolerance:
             break
     converged = fixed is not None or relative <= options.tolerance
+    notes = []
     if not converged:
         notes.append(
             f"steps=auto stopped at the cap of {n_used} nodes with relative integration error {relative:.2e} "
             f"above the tolerance {options.tolerance:g}; raise PAIRLENS_MAX_STEPS, use a deeper layer or rule "
             "'gauss-legendre'."
         )
+    return Integration(matrix, total, relative, n_used, history, converged, notes)
 
+
+def explain_prepared(
+    loaded: LoadedModel, pair: PairPaths, options: ExplainOptions, *, started: float, pos: bool = True
+) -> Attribution:
+    """Integrate a prepared pair (options resolved for the model) and build its Attribution."""
+    assert options.layer is not None and options.mode is not None and options.similarity is not None
+    check = pair.completeness
+    done = integrate(pair, options)
+    notes = pair.a.tokens.notes("A") + pair.b.tokens.notes("B") + done.notes
+    fixed = options.fixed_steps
     result = Attribution(
-        matrix=matrix.detach().double().numpy(),
+        matrix=done.matrix.detach().double().cpu().numpy(),
         a=pair.a.side(),
         b=pair.b.side(),
         score=check.score,
         target=check.target,
-        attribution_sum=total,
-        integration_error=total - check.target,
-        relative_error=relative,
+        attribution_sum=done.total,
+        integration_error=done.total - check.target,
+        relative_error=done.relative,
         reference_terms=check.reference_terms,
         layer=options.layer,
         num_layers=loaded.num_layers,
-        steps=n_used,
+        steps=done.steps,
         rule=options.rule,
         mode=options.mode,
         similarity=options.similarity,
         model_name=loaded.name,
         seconds=time.perf_counter() - started,
         tolerance=None if fixed is not None else options.tolerance,
-        converged=converged,
-        error_by_steps=history,
+        converged=done.converged,
+        error_by_steps=done.history,
         warnings=notes,
     )
     for message in notes:  # for API users; the page and CLI read result.warnings
-        warnings.warn(message, PairLensWarning, stacklevel=2)
+        warnings.warn(message, PairLensWarning, stacklevel=3)
     if pos:
         from ..result.linguistics import annotate
 
