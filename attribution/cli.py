@@ -87,7 +87,7 @@ def _explain(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     if args.top is not None and args.top < 0:
         raise InputError(f"--top must be 0 or more (got {args.top}).")
-    model = load_model(args.model)
+    model = load_model(args.model, device=options.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # collected in result.warnings and printed below
         result = explain(model, args.text_a, args.text_b, options, pos=bool(args.pos or args.words or args.top))

@@ -10,6 +10,7 @@
 | PAIRLENS_MAX_TEXT_CHARS      | 20000              | characters accepted per text                    |
 | PAIRLENS_ALLOW_CUSTOM_MODELS | 0                  | page accepts typed local paths / hub ids if 1   |
 | PAIRLENS_MAX_PAGE_WORK       | 1500000            | work one page request may ask for (core.work)   |
+| PAIRLENS_DEVICE              | auto               | cpu, cuda, cuda:N, mps; auto: cuda if present    |
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Settings:
     max_text_chars: int
     allow_custom_models: bool
     max_page_work: int  # attribution.core.work units: tokens x passes x nodes x layers
+    device: str = "auto"  # where models load by default (attribution.devices), checked against this machine
 
     @property
     def models_dir(self) -> Path:
@@ -70,4 +72,15 @@ def get_settings() -> Settings:
         max_text_chars=_env_int("PAIRLENS_MAX_TEXT_CHARS", 20_000, 1, 10_000_000),
         max_page_work=_env_int("PAIRLENS_MAX_PAGE_WORK", DEFAULT_MAX_PAGE_WORK, 1, 10**15),
         allow_custom_models=os.environ.get("PAIRLENS_ALLOW_CUSTOM_MODELS", "0").strip().lower() in ("1", "true", "yes"),
+        device=_env_device(),
     )
+
+
+def _env_device() -> str:
+    """PAIRLENS_DEVICE checked against this machine ("auto" when unset)."""
+    from .devices import check_device
+
+    raw = os.environ.get("PAIRLENS_DEVICE")
+    if raw is None or raw.strip() == "":
+        return "auto"
+    return check_device(raw, "PAIRLENS_DEVICE")

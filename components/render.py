@@ -217,6 +217,11 @@ def render_model_header(info: ModelInfo | None, name: str) -> None:
         st.caption(info.description)
 
 
+def render_device_caption(device: str) -> None:
+    """Which device computes this model's attributions (the library chose it: PAIRLENS_DEVICE)."""
+    st.caption(f"computed on {'GPU ' if device.startswith('cuda') else ''}`{device}`")
+
+
 def render_layer_select(model: str, num_layers: int, default_layer: int) -> None:
     """Per-model layer choice (None = the engine's default)."""
     st.selectbox(

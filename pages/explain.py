@@ -88,6 +88,8 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
     try:
         with st.spinner(f"Loading {short_model_name(name)} (once per server)…", show_time=True):
             model = backend.get_model(name)
+        with head:
+            render.render_device_caption(model.device)
         layer, notice = clamp_layer(state.layer_of(name), model.num_layers, short_model_name(name))
         if notice:
             notices.append(notice)

@@ -62,6 +62,7 @@ class ToyModel:
     max_tokens: int = 128
     embedding_dim: int = 16
     default_prompt_name: str | None = None
+    device: str = "cpu"  # the page shows where a model computes
 
     @property
     def default_layer(self) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, PairLensWarning
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, load_model, on_device
 from ..result import Attribution, TextSide
 from .completeness import Completeness, completeness
 from .execution import Run
@@ -154,7 +154,8 @@ def explain(
     """Attribute the similarity of `text_a` and `text_b` to token pairs.
 
     Options come as an ExplainOptions or as its fields by keyword (layer=, steps=, rule=,
-    mode=, similarity=, tolerance=, direction=, memory_budget_mb=, prompt_name=, prompt=); see ExplainOptions.
+    mode=, similarity=, tolerance=, direction=, memory_budget_mb=, prompt_name=, prompt=, device=); see
+    ExplainOptions. device= other than the loaded model's computes on a copy loaded there.
     pos: annotate words and POS tags (attribution.annotate). run: cancellation, progress and
     the differentiation gate (attribution.core.execution.Run); raises Cancelled when cancelled.
     """
@@ -164,7 +165,7 @@ def explain(
         options = ExplainOptions.create(**option_values)
     elif not isinstance(options, ExplainOptions):
         raise InputError(f"options must be an ExplainOptions, not {type(options).__name__}.")
-    loaded = _as_model(model)
+    loaded = as_model(model, options.device)
     text_a = check_text(text_a, "A")
     text_b = check_text(text_b, "B")
     options = options.for_model(loaded)
@@ -263,11 +264,12 @@ def explain_prepared(
     return result
 
 
-def _as_model(model: object) -> LoadedModel:
+def as_model(model: object, device: str | None = None) -> LoadedModel:
+    """A loaded model on `device` (None: where it is, or PAIRLENS_DEVICE for a name)."""
     if isinstance(model, LoadedModel):
-        return model
+        return on_device(model, device)
     if isinstance(model, str):
-        return load_model(model)
+        return load_model(model, device=device)
     raise InputError(
         f"model must be a loaded model (attribution.load_model) or a model name, not {type(model).__name__}."
     )

@@ -41,7 +41,7 @@ def node_contributions(
     S units per node forward, D per node in reverse.
     """
     delta = h - r
-    alphas = torch.as_tensor(nodes, dtype=h.dtype)
+    alphas = torch.as_tensor(nodes, dtype=h.dtype, device=h.device)
     if direction == "forward":
         return _forward(tail, r, delta, alphas, budget_bytes, bytes_per_sequence, run)
     return _reverse(tail, r, delta, alphas, budget_bytes, bytes_per_sequence, run)
@@ -62,9 +62,9 @@ def _forward(
             points = r + a[:, None, None] * delta  # (n, S, H)
             columns = []
             for t0 in range(0, seq_len, n_tokens):
-                idx = torch.arange(t0, min(seq_len, t0 + n_tokens))
-                tangents = torch.zeros(len(idx), len(a), *delta.shape, dtype=delta.dtype)
-                tangents[torch.arange(len(idx)), :, idx] = delta[idx][:, None, :]
+                idx = torch.arange(t0, min(seq_len, t0 + n_tokens), device=delta.device)
+                tangents = torch.zeros(len(idx), len(a), *delta.shape, dtype=delta.dtype, device=delta.device)
+                tangents[torch.arange(len(idx), device=delta.device), :, idx] = delta[idx][:, None, :]
                 with run.unit(len(idx) * len(a)):
                     out = vmap(lambda t, p=points: jvp(tail, (p,), (t,))[1])(tangents)  # (t, n, D)
                 columns.append(out.permute(1, 2, 0))  # (n, D, t)
@@ -88,9 +88,9 @@ def _reverse(
             n_dims = max(1, min(dim, budget // max(1, per_seq * len(a))))
             rows = []
             for d0 in range(0, dim, n_dims):
-                d_idx = torch.arange(d0, min(dim, d0 + n_dims))
-                cot = torch.zeros(len(d_idx), *out.shape, dtype=out.dtype)
-                cot[torch.arange(len(d_idx)), :, d_idx] = 1.0
+                d_idx = torch.arange(d0, min(dim, d0 + n_dims), device=out.device)
+                cot = torch.zeros(len(d_idx), *out.shape, dtype=out.dtype, device=out.device)
+                cot[torch.arange(len(d_idx), device=out.device), :, d_idx] = 1.0
                 with run.unit(len(d_idx) * len(a)):
                     grads = vmap(pullback)(cot)[0]  # (d, n, S, H)
                 rows.append((grads * delta).sum(-1).permute(1, 0, 2).detach())  # (n, d, S)
@@ -100,5 +100,5 @@ def _reverse(
 
 def integrated_jacobian(node_slices: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
     """E = sum_n w_n * slice_n: (N, D, S) and (N,) -> (D, S)."""
-    w = torch.as_tensor(weights, dtype=node_slices.dtype)
+    w = torch.as_tensor(weights, dtype=node_slices.dtype, device=node_slices.device)
     return torch.einsum("n,nds->ds", w, node_slices)

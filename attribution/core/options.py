@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from ..devices import check_device
 from ..errors import InputError
 from ..settings import DEFAULT_RULE, DEFAULT_TOLERANCE, get_settings
 
@@ -52,7 +53,10 @@ class ExplainOptions:
     prompt_name: one of the model's saved prompts (e.g. "query"), prepended to both texts as
     sentence-transformers' encode(prompt_name=...) does; prompt: the prompt text itself ("" for
     none, overriding a model's default prompt). Give one or neither; with neither, the model's
-    default prompt applies (if it has one).
+    default prompt applies (if it has one). device: where to compute ("cpu", "cuda", "cuda:N",
+    "mps", "auto"; None: wherever the model is loaded); explain() on a model loaded elsewhere
+    uses a copy loaded on this device (attribution.models.on_device). The device does not change
+    the numbers beyond float rounding (1e-4 relative), so the corpus run settings leave it out.
     """
 
     layer: int | None = None
@@ -66,6 +70,7 @@ class ExplainOptions:
     auto_max_steps: int | None = None
     prompt_name: str | None = None
     prompt: str | None = None
+    device: str | None = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -84,6 +89,7 @@ class ExplainOptions:
             else whole_number(self.auto_max_steps, "auto_max_steps", 1, get_settings().max_steps),
             "prompt_name": None if self.prompt_name is None else check_prompt_name(self.prompt_name),
             "prompt": None if self.prompt is None else check_prompt(self.prompt),
+            "device": None if self.device is None else check_device(self.device),
         }
         if checked["prompt_name"] is not None and checked["prompt"] is not None:
             raise InputError("Give either prompt_name (one of the model's prompts) or prompt (its text), not both.")
@@ -244,7 +250,8 @@ def _steps_argument(value: str) -> Steps:
 
 
 def add_explain_options(parser: argparse.ArgumentParser) -> None:
-    """--layer --steps --rule --mode --similarity --tolerance --prompt-name --prompt, as ExplainOptions takes them."""
+    """--layer --steps --rule --mode --similarity --tolerance --prompt-name --prompt --device, as ExplainOptions
+    takes them."""
     parser.add_argument("--layer", type=int, default=None, help="attribute at the input of this layer (default: last)")
     parser.add_argument("--steps", type=_steps_argument, default="auto", help="quadrature nodes N, or 'auto' (default)")
     parser.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help=f"quadrature rule (default {DEFAULT_RULE})")
@@ -260,6 +267,12 @@ def add_explain_options(parser: argparse.ArgumentParser) -> None:
     prompts.add_argument(
         "--prompt", default=None, metavar="TEXT", help="prompt text prepended to both texts ('' for none)"
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:N, mps or auto (default: PAIRLENS_DEVICE, else auto = cuda when available)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ExplainOptions:
@@ -273,4 +286,5 @@ def options_from_args(args: argparse.Namespace) -> ExplainOptions:
         tolerance=args.tolerance,
         prompt_name=getattr(args, "prompt_name", None),
         prompt=getattr(args, "prompt", None),
+        device=getattr(args, "device", None),
     )

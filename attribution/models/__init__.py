@@ -6,7 +6,7 @@ pooled embedding computed from there on; `entry` enters any transformers encoder
 
 from .entry import ENTRY_FACTS, NOT_ENTERABLE, TESTED_ARCHITECTURES, Entry, EntryFacts
 from .loaded import LoadedModel
-from .registry import BUILTIN_MODELS, EXACT_MARKER, ModelInfo, list_models, load_model, resolve_source
+from .registry import BUILTIN_MODELS, EXACT_MARKER, ModelInfo, list_models, load_model, on_device, resolve_source
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -20,5 +20,6 @@ __all__ = [
     "ModelInfo",
     "list_models",
     "load_model",
+    "on_device",
     "resolve_source",
 ]

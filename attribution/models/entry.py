@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..devices import device_of
 from ..errors import ModelError
 
 Tail = Callable[[torch.Tensor], torch.Tensor]  # (B, S, H) hidden states at layer L -> (B, D)
@@ -353,11 +354,17 @@ class Entry:
         self.fixed_kwargs: dict[str, Any] = {"use_cache": False} if "use_cache" in params else {}
         self._views: dict[int, nn.Module] = {}
         self._lock = threading.Lock()
+        self.device = device_of(self.hf)  # where the weights live; token ids are moved here
+
+    def on_device(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (or any tensor) moved to the model's device (a no-op when already there)."""
+        return input_ids.to(self.device)
 
     # -- the model's own path --------------------------------------------------------------------------
 
     def hidden_states(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Index L = the input of layer L, each (B, S, H); index num_layers = last_hidden_state. All attended."""
+        input_ids = self.on_device(input_ids)
         out = self.hf(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
@@ -374,7 +381,12 @@ class Entry:
 
     def last_hidden_state(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The model's output token states (B, S, H) for a batch."""
-        out = self.hf(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **self.fixed_kwargs)
+        out = self.hf(
+            input_ids=self.on_device(input_ids),
+            attention_mask=self.on_device(attention_mask),
+            return_dict=True,
+            **self.fixed_kwargs,
+        )
         return out.last_hidden_state
 
     def pool(

@@ -47,6 +47,11 @@ class LoadedModel:
     prompt_length: int | None = None  # sentence-transformers' token count of `prompt` (see Entry.prompt_length)
 
     @property
+    def device(self) -> str:
+        """Where the model computes: "cpu", "cuda:0", "mps" (see attribution.devices)."""
+        return self.entry.device
+
+    @property
     def default_layer(self) -> int:
         """The input of the last encoder layer."""
         return self.num_layers - 1
@@ -93,7 +98,8 @@ class LoadedModel:
 
     def embed_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled embeddings (B, D) before Normalize of a batch of token ids (all attended by default)."""
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        input_ids = self.entry.on_device(input_ids)
+        mask = torch.ones_like(input_ids) if attention_mask is None else self.entry.on_device(attention_mask)
         return self.pool(self.entry.last_hidden_state(input_ids, mask), mask)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -102,7 +108,7 @@ class LoadedModel:
 
         with torch.inference_mode():
             out = [self.embed_ids(encode_text(self, text).input_ids)[0] for text in texts]
-        return torch.stack(out).numpy() if out else np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return torch.stack(out).cpu().numpy() if out else np.zeros((0, self.embedding_dim), dtype=np.float32)
 
     def tail(self, layer: int) -> Tail:
         """f from layer L on: hidden states (B, S, H) at the input of layer L -> embeddings (B, D).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 import re
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..errors import ModelError
 from ..settings import get_settings
 from . import packages
@@ -150,20 +152,47 @@ def resolve_source(name_or_path: str) -> tuple[str, str]:
     )
 
 
-def load_model(name_or_path: str) -> LoadedModel:
-    """Load (once per process) and check a sentence transformer. Raises ModelError with a fix."""
+def load_model(name_or_path: str, device: str | None = None) -> LoadedModel:
+    """Load (once per process and device) and check a sentence transformer. Raises ModelError with a fix.
+
+    device: "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available, else the CPU); None:
+    PAIRLENS_DEVICE (default "auto"). A device this machine lacks is an InputError naming those it has.
+    """
+    where = resolve_device(device)
     display, source = resolve_source(name_or_path)
+    return _cached(display, source, where)
+
+
+def on_device(model: LoadedModel, device: str | None) -> LoadedModel:
+    """`model` itself when it computes on `device` (None: wherever it is), else a copy loaded there.
+
+    The copy is loaded from the model's source through the registry (once per process and device;
+    both stay in memory while both are used) and keeps the bound prompt.
+    """
+    if device is None:
+        return model
+    where = resolve_device(device)
+    if where == model.device:
+        return model
+    moved = _cached(model.name, model.source, where)
+    if moved.prompt != model.prompt:
+        moved = dataclasses.replace(moved, prompt=model.prompt, prompt_length=model.prompt_length)
+    return moved
+
+
+def _cached(display: str, source: str, device: str) -> LoadedModel:
+    key = f"{source}\n{device}"
     with _cache_lock:
-        if source in _cache:
-            return _cache[source]
-        lock = _load_locks.setdefault(source, threading.Lock())
-    with lock:  # one load per model even when sessions ask at once
+        if key in _cache:
+            return _cache[key]
+        lock = _load_locks.setdefault(key, threading.Lock())
+    with lock:  # one load per model and device even when sessions ask at once
         with _cache_lock:
-            if source in _cache:
-                return _cache[source]
-        model = _load_uncached(display, source)
+            if key in _cache:
+                return _cache[key]
+        model = _load_uncached(display, source, device)
         with _cache_lock:
-            _cache[source] = model
+            _cache[key] = model
         return model
 
 
@@ -178,7 +207,7 @@ def _read_marker(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _load_uncached(display: str, source: str) -> LoadedModel:
+def _load_uncached(display: str, source: str, device: str = "cpu") -> LoadedModel:
     from sentence_transformers import SentenceTransformer
 
     is_hub = not Path(source).exists()
@@ -187,7 +216,7 @@ def _load_uncached(display: str, source: str) -> LoadedModel:
         with quiet_transformers(), loading_reports() as reports:
             st = SentenceTransformer(
                 source,
-                device="cpu",
+                device=device,
                 trust_remote_code=False,
                 model_kwargs={"attn_implementation": "eager"},
                 local_files_only=not is_hub,
@@ -346,6 +375,7 @@ def _self_check(model: LoadedModel, st: Any) -> None:
         tokens = encode_text(model, text)
         ours = model.embed_ids(tokens.input_ids)
         features = st.preprocess([text])
+        features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         out = st[0](features)
         for module in list(st)[1:]:
             if type(module).__name__ == "Normalize":
@@ -353,7 +383,7 @@ def _self_check(model: LoadedModel, st: Any) -> None:
             out = module(out)
         theirs = out["sentence_embedding"]
     if tuple(features["input_ids"].shape) != tuple(tokens.input_ids.shape) or not np.allclose(
-        ours.numpy(), theirs.numpy(), rtol=1e-3, atol=1e-4
+        ours.cpu().numpy(), theirs.cpu().numpy(), rtol=1e-3, atol=1e-4
     ):
         difference = float((ours - theirs).abs().max()) if ours.shape == theirs.shape else float("nan")
         raise ModelError(

@@ -52,7 +52,7 @@ from ..core import engine
 from ..core.options import RULES, ExplainOptions, add_explain_options, options_from_args
 from ..errors import InputError
 from ..jsonable import json_ready
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel
 from ..result import Attribution
 from ..settings import DEFAULT_MODEL, get_settings
 from .corpus_summary import LEVELS, ConvergenceAccumulator, CorpusAccumulator, PairStats
@@ -362,7 +362,7 @@ def _analyze(
     on_progress: ProgressFn | None,
 ) -> RunReport:
     """analyze() inside its locked, writable output folder."""
-    loaded = load_model(model) if isinstance(model, str) else model
+    loaded = engine.as_model(model, options.device)
     options = options.for_model(loaded)
     settings = RunSettings(
         model=loaded.name,

@@ -83,7 +83,7 @@ def embed_ids(embed: EmbedFn, id_lists: Sequence[Sequence[int]], batch_size: int
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 batch = torch.tensor([list(id_lists[i]) for i in chunk], dtype=torch.long)
-                pooled = embed(batch).float()
+                pooled = embed(batch).float().cpu()
                 if out is None:
                     out = torch.zeros(len(id_lists), pooled.shape[-1])
                 out[chunk] = pooled

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from ..core.options import SIMILARITIES
+from ..devices import resolve_device
 from ..errors import InputError
 from ..models import EXACT_MARKER, load_model
 from ..models.registry import quiet_transformers
@@ -118,7 +119,8 @@ class _Embedder(torch.nn.Module):
         return features["sentence_embedding"]
 
     def unpadded(self, ids: torch.Tensor) -> torch.Tensor:
-        """Same as forward for a batch of equal-length texts (all positions attended)."""
+        """Same as forward for a batch of equal-length texts (all positions attended), on the model's device."""
+        ids = ids.to(next(self.parameters()).device)
         return self(ids, torch.ones_like(ids))
 
 
@@ -140,11 +142,12 @@ def batch_similarity(
     refs, rows = reference_rows(texts, tokenizer) if exact else ([], [])
     seqs += [list(r) for r in refs]
     padded = tokenizer.pad({"input_ids": seqs}, padding=True, return_tensors="pt")
-    pooled = embedder(padded["input_ids"], padded["attention_mask"])
+    device = next(embedder.parameters()).device
+    pooled = embedder(padded["input_ids"].to(device), padded["attention_mask"].to(device))
     n = len(texts_a)
     u, v = pooled[:n], pooled[n : 2 * n]
     if exact:
-        ref_rows = torch.tensor(rows, dtype=torch.long) + 2 * n
+        ref_rows = torch.tensor(rows, dtype=torch.long, device=pooled.device) + 2 * n
         u = u - pooled[ref_rows[:n]]
         v = v - pooled[ref_rows[n:]]
     if similarity == "dot":
@@ -333,11 +336,13 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def _load_st(source: str) -> Any:
+    """The SentenceTransformer to train, on PAIRLENS_DEVICE (default: CUDA when available, else the CPU)."""
     from sentence_transformers import SentenceTransformer
 
+    device = resolve_device(None)
     try:
         with quiet_transformers():
-            st = SentenceTransformer(source, device="cpu", local_files_only=Path(source).exists())
+            st = SentenceTransformer(source, device=device, local_files_only=Path(source).exists())
     except Exception as exc:  # a broken checkpoint becomes one clear message
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise InputError(
@@ -402,7 +407,7 @@ def _train_epoch(
         predicted = batch_similarity(
             embedder, tokenizer, max_tokens, [p.text_a for p in batch], [p.text_b for p in batch], exact, similarity
         )
-        target = torch.tensor([p.gold / SCORE_MAX for p in batch], dtype=predicted.dtype)
+        target = torch.tensor([p.gold / SCORE_MAX for p in batch], dtype=predicted.dtype, device=predicted.device)
         loss = torch.nn.functional.mse_loss(predicted, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
