@@ -4,6 +4,7 @@
     model = load_model("all-MiniLM-L6-v2")
     res = explain(model, "A man plays a guitar.", "Someone plays an instrument.")
     res.matrix  # (len(res.a), len(res.b)) contributions to the similarity
+    many = explain_many(model, [(a1, b1), (a2, b2), ...])  # many pairs at once, same results
 
 The data path, one package per stage: core (options, tokens, quadrature, jacobian,
 completeness, engine) -> models (states at layer L, the tail) -> result (record, views, words,
@@ -12,6 +13,7 @@ linguistics) -> viz (figures); workflows (data, evaluate, finetune, corpus) buil
 
 from .core.engine import explain
 from .core.execution import Cancelled, Progress, Run
+from .core.many import explain_many
 from .core.options import ExplainOptions
 from .errors import InputError, ModelError, PairLensError
 from .models import LoadedModel, list_models, load_model
@@ -30,6 +32,7 @@ __all__ = [
     "TextSide",
     "annotate",
     "explain",
+    "explain_many",
     "list_models",
     "load_model",
 ]
