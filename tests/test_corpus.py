@@ -1,7 +1,7 @@
 """Corpus analysis: summary maths on hand-made matrices, resumable runs, the analyze CLI.
 
 Real runs use the packaged all-MiniLM-L6-v2 with few pairs and small fixed steps; engine
-calls are counted by wrapping `attribution.core.engine.explain`.
+calls are counted by wrapping `attribution.core.many.explain_outcomes`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from helpers import flat_attribution
 
 from attribution.cli import main
-from attribution.core import engine
+from attribution.core import engine, many
 from attribution.core.options import ExplainOptions
 from attribution.errors import InputError
 from attribution.result import Attribution
@@ -204,15 +204,16 @@ def write_pairs(path: Path, pairs: list[tuple[str, str, float]] = PAIRS) -> Path
 
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Texts of every pair that reaches the engine (the real engine runs underneath)."""
+    """Texts of every pair that reaches the engine (the real engine runs underneath): the corpus
+    hands its pairs to explain_many in batches."""
     calls: list[tuple[str, str]] = []
-    real = engine.explain
+    real = many.explain_outcomes
 
-    def counted(model: Any, text_a: str, text_b: str, *args: Any, **kwargs: Any) -> Attribution:
-        calls.append((text_a, text_b))
-        return real(model, text_a, text_b, *args, **kwargs)
+    def counted(model: Any, pairs: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.extend((a, b) for a, b in pairs)
+        return real(model, pairs, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "explain", counted)
+    monkeypatch.setattr(many, "explain_outcomes", counted)
     return calls
 
 
