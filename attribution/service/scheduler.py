@@ -203,7 +203,11 @@ class NotFinished(PairLensError):
 
 
 class JobFailed(PairLensError):
-    """The job ended without a result; the message says why."""
+    """The job ended without a result; the message says why. kind: "input", "model" or "internal"."""
+
+    def __init__(self, message: str, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def check_model_name(name: object, allow_custom: bool | None = None) -> str:
@@ -352,6 +356,7 @@ class _Job:
         self.progress = Progress(0, 0, 0.0)
         self.result: Attribution | None = None
         self.error: str | None = None
+        self.error_kind: str | None = None  # "input" | "model" | "internal" when it failed
         self.cached = False
 
     def status(self) -> JobStatus:
@@ -461,7 +466,9 @@ class JobManager:
         if status.state is JobState.CANCELLED:
             raise Cancelled(status.error or "The computation was cancelled.")
         if status.state is JobState.FAILED:
-            raise JobFailed(status.error or "The computation failed.")
+            with self._lock:
+                kind = self._job(job_id).error_kind or "internal"
+            raise JobFailed(status.error or "The computation failed.", kind)
         raise NotFinished(f"Job {job_id} is {status.state.value} ({100 * status.fraction:.0f} % done).")
 
     def explain(self, request: ExplainRequest, timeout: float | None = None) -> Attribution:
@@ -508,12 +515,17 @@ class JobManager:
         return job
 
     def _lookup(self, request: ExplainRequest) -> Attribution | None:
-        """A cached result without loading the model (None when unknown or the cache is off)."""
+        """A cached result without loading the model (None when unknown or the cache is off).
+
+        InputError when the model's facts are known and the options do not fit it (layer too deep).
+        """
         cache = self.cache
         if cache is None:
             return None
         try:
             return lookup_unloaded(cache, request.model, request.text_a, request.text_b, request.options, request.pos)
+        except InputError:
+            raise  # a layer the model does not have: refused at once
         except PairLensError:
             return None  # the worker reports it with the model loaded
 
@@ -571,10 +583,12 @@ class JobManager:
                 self._end(job, JobState.CANCELLED, "The computation was cancelled.")
         except PairLensError as exc:
             with self._lock:
+                job.error_kind = "model" if isinstance(exc, ModelError) else "input"
                 self._end(job, JobState.FAILED, str(exc))
         except Exception as exc:  # a bug: the traceback goes to the log, the caller gets a sentence
             log.exception("PairLens: job %s failed", job.id)
             with self._lock:
+                job.error_kind = "internal"
                 self._end(job, JobState.FAILED, f"The computation failed unexpectedly ({type(exc).__name__}).")
         else:
             with self._lock:
