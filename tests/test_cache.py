@@ -86,7 +86,8 @@ def test_key_covers_everything_that_changes_the_numbers(monkeypatch: pytest.Monk
 def test_cached_explain_computes_once_and_resolves_defaults(tmp_path: Path, minilm: Any) -> None:
     cache = ResultCache(tmp_path / "c.sqlite", 8 << 20)
     first, hit1 = cached_explain(minilm, A, B, ExplainOptions(steps=2), pos=False, cache=cache)
-    again, hit2 = cached_explain(minilm, A, B, ExplainOptions(steps=2, layer=minilm.default_layer), pos=False, cache=cache)
+    resolved = ExplainOptions(steps=2, layer=minilm.default_layer)
+    again, hit2 = cached_explain(minilm, A, B, resolved, pos=False, cache=cache)
     assert (hit1, hit2) == (False, True) and same(first, again)
     budget, hit3 = cached_explain(minilm, A, B, ExplainOptions(steps=2, memory_budget_mb=1), pos=False, cache=cache)
     assert hit3 and same(budget, first)
