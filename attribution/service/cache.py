@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from ..core.engine import ENGINE_VERSION, explain
+from ..core import engine
+from ..core.engine import ENGINE_VERSION
 from ..core.execution import Run
 from ..core.options import ExplainOptions
 from ..core.tokens import check_text
@@ -456,7 +457,7 @@ def cached_explain(
     Inputs are checked exactly as explain() checks them, before any lookup. cache: a
     ResultCache, None (compute, store nothing) or "default" (`default_cache()`).
     """
-    from ..models import load_model
+    from ..models import LoadedModel, load_model
 
     store = default_cache() if cache == "default" else cache
     if options is None:
@@ -464,8 +465,8 @@ def cached_explain(
     text_a = check_text(text_a, "A")
     text_b = check_text(text_b, "B")
     loaded = load_model(model) if isinstance(model, str) else model
-    if store is None:
-        return explain(loaded, text_a, text_b, options, pos=pos, run=run), False
+    if store is None or not isinstance(loaded, LoadedModel):  # only loaded models have an identity
+        return engine.explain(loaded, text_a, text_b, options, pos=pos, run=run), False
     resolved = options.for_model(loaded)
     identity = model_identity(loaded)
     assert identity is not None
@@ -474,7 +475,7 @@ def cached_explain(
     hit = store.lookup(identity, text_a, text_b, resolved, pos)
     if hit is not None:
         return hit, True
-    result = explain(loaded, text_a, text_b, resolved, pos=pos, run=run)
+    result = engine.explain(loaded, text_a, text_b, resolved, pos=pos, run=run)
     store.store(identity, text_a, text_b, resolved, pos, result)
     if store.model_facts(identity.fingerprint) is None:
         store.store_model_facts(identity.fingerprint, ModelFacts.of(loaded))

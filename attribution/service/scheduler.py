@@ -29,7 +29,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from ..core.execution import Cancelled, Progress, Run
 from ..core.options import ExplainOptions
 from ..core.tokens import check_text
 from ..errors import InputError, ModelError, PairLensError
+from ..models import load_model
 from ..result import Attribution
 from ..settings import DEFAULT_MODEL, get_settings
 from .cache import CacheChoice, ResultCache, cached_explain, default_cache, lookup_unloaded
@@ -374,7 +375,8 @@ class JobManager:
     workers, max_jobs: PAIRLENS_WORKERS and PAIRLENS_MAX_JOBS by default. chunk_mb: the cap on a
     scheduled chunk's memory budget (PAIRLENS_CHUNK_MB; None leaves the options' budget alone).
     cache: a ResultCache, None (no cache) or "default" (PAIRLENS_HOME's, per process).
-    keep_seconds: how long a finished job stays readable.
+    keep_seconds: how long a finished job stays readable. load: model name -> loaded model
+    (default attribution.load_model; the page passes its own per-process loader).
     """
 
     def __init__(
@@ -386,6 +388,7 @@ class JobManager:
         chunk_mb: int | Literal["default"] | None = "default",
         cache: CacheChoice = "default",
         keep_seconds: float = 600.0,
+        load: Callable[[str], Any] | None = None,
     ) -> None:
         settings = get_settings()
         self.workers = workers or settings.workers
@@ -394,6 +397,7 @@ class JobManager:
         self.chunk_mb = settings.chunk_mb if chunk_mb == "default" else chunk_mb
         self._cache_choice = cache
         self.keep_seconds = keep_seconds
+        self.load = load
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -575,8 +579,9 @@ class JobManager:
                 options = options.replace(memory_budget_mb=self.chunk_mb)
         run = _ScheduledRun(job, self.gate)
         try:
+            model = (self.load or load_model)(request.model)
             result, cached = cached_explain(
-                request.model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache
+                model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache
             )
         except Cancelled:
             with self._lock:
@@ -589,7 +594,12 @@ class JobManager:
             log.exception("PairLens: job %s failed", job.id)
             with self._lock:
                 job.error_kind = "internal"
-                self._end(job, JobState.FAILED, f"The computation failed unexpectedly ({type(exc).__name__}).")
+                name = request.model.rstrip("/").rsplit("/", 1)[-1] or request.model
+                message = (
+                    f"{name} failed unexpectedly ({type(exc).__name__}). Try again or pick another model; "
+                    "the details are in the server log."
+                )
+                self._end(job, JobState.FAILED, message)
         else:
             with self._lock:
                 job.result, job.cached = result, cached
