@@ -224,3 +224,52 @@ def test_default_cache_follows_the_settings(tmp_path: Path, monkeypatch: pytest.
     assert cache is not None and cache.path == tmp_path / "cache" / "results.sqlite" and cache.max_bytes == 3 << 20
     monkeypatch.setenv("PAIRLENS_CACHE_MB", "0")
     assert cache_module.default_cache() is None
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Texts A that reach the engine, with a fresh cache under a temporary PAIRLENS_HOME/cache."""
+    from attribution.core import engine
+
+    monkeypatch.setenv("PAIRLENS_HOME", str(tmp_path / "home"))
+    calls: list[str] = []
+    real = engine.explain
+
+    def wrapper(model: Any, text_a: str, text_b: str, *args: Any, **kwargs: Any) -> Attribution:
+        calls.append(text_a)
+        return real(model, text_a, text_b, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "explain", wrapper)
+    return calls
+
+
+def test_cli_uses_the_cache_unless_told_not_to(
+    counted: list[str], minilm: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from attribution.cli import main
+
+    args = ["explain", A, B, "--steps", "2", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert counted == [A] and first == second  # the second answer came from the cache
+    assert main([*args, "--no-cache"]) == 0
+    assert counted == [A, A] and json.loads(capsys.readouterr().out)["matrix"] == first["matrix"]
+
+
+def test_corpus_analysis_shares_the_cache(counted: list[str], minilm: Any, tmp_path: Path) -> None:
+    from attribution.workflows import corpus
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps({"text_a": a, "text_b": b, "score": 1.0}) for a, b in [(A, B), (B, A)]) + "\n")
+    fast = {"steps": 2, "convergence_pairs": 0, "png": False, "progress": False}
+    first = corpus.analyze(minilm, data, tmp_path / "one", **fast)  # type: ignore[arg-type]
+    assert counted == [A, B]
+    again = corpus.analyze(minilm, data, tmp_path / "two", **fast)  # type: ignore[arg-type]
+    assert counted == [A, B] and again.computed == 2  # both from the cache
+    lines_one = (tmp_path / "one" / "attributions.jsonl").read_text().splitlines()
+    lines_two = (tmp_path / "two" / "attributions.jsonl").read_text().splitlines()
+    assert lines_one == lines_two and first.summary["pairs"] == 2
+    corpus.analyze(minilm, data, tmp_path / "three", cache=False, **fast)  # type: ignore[arg-type]
+    assert counted == [A, B, A, B]
