@@ -12,7 +12,7 @@
 | PAIRLENS_CACHE_MB            | 256                | persistent result cache on disk (0: off)        |
 | PAIRLENS_WORKERS             | 4                  | computations a backend runs at once             |
 | PAIRLENS_MAX_JOBS            | 32                 | jobs queued or running; more are refused (busy) |
-| PAIRLENS_CHUNK_MB            | 256                | memory budget of one scheduled chunk (fairness) |
+| PAIRLENS_CHUNK_MB            | 512                | memory budget of one scheduled chunk (fairness) |
 | PAIRLENS_BACKEND_URL         | (none)             | the page uses this `pairlens serve` backend     |
 """
 
@@ -84,6 +84,6 @@ def get_settings() -> Settings:
         cache_mb=_env_int("PAIRLENS_CACHE_MB", 256, 0, 1 << 20),
         workers=_env_int("PAIRLENS_WORKERS", 4, 1, 64),
         max_jobs=_env_int("PAIRLENS_MAX_JOBS", 32, 1, 100_000),
-        chunk_mb=_env_int("PAIRLENS_CHUNK_MB", 256, 1, 1 << 20),
+        chunk_mb=_env_int("PAIRLENS_CHUNK_MB", 512, 1, 1 << 20),
         backend_url=(os.environ.get("PAIRLENS_BACKEND_URL") or "").strip() or None,
     )

@@ -1,14 +1,19 @@
 """The backend as a service: fairness, cancellation, the persistent cache, HTTP clients, memory.
 
-    python benchmarks/bench_service.py [--scenarios fairness,restart,concurrent,memory]
+    python benchmarks/bench_service.py [--scenarios fairness,pages,chunks,restart,concurrent,memory]
                                        [--requests 300] [--out benchmarks/service_results.md]
 
 fairness    In-process JobManager (what the page runs), all-MiniLM-L6-v2, default options:
-            a short pair alone, then the same pair submitted while a long pair (two ~250-token
-            texts) computes, per gate policy (fifo = the old first-come order, round-robin,
-            shortest). Ratio = short behind long / short alone (target <= 2). Then the long job
-            is cancelled: seconds until it reports cancelled and the process CPU (cores busy)
-            in windows after the cancel (target: idle within 2 s).
+            a short pair alone, then the same pair submitted while a long pair (two ~240-token
+            texts) computes, per gate policy (lock = main's FifoGate, a plain lock; fifo =
+            waiting runs in arrival order; round-robin; shortest) and chunk cap. Ratio = short
+            behind long / short alone (target <= 2). Then the long job is cancelled: seconds until
+            it reports cancelled and the process CPU (cores busy) in windows after the cancel
+            (target: idle within 2 s).
+pages       The same through the page: two AppTest sessions in one process (the in-process
+            backend), the whole page run of the short pair alone and behind the long pair, this
+            page against main's behaviour (`lock`).
+chunks      What capping a chunk's memory budget costs in throughput (interleaved, 3 rounds).
 restart     `pairlens serve` on 127.0.0.1: a request computed, the server restarted, the same
             request timed (target <= 0.2 s, from the cache, before any model is loaded); a
             second server process and a second page process (AppTest, the in-process backend)
@@ -26,6 +31,7 @@ Network traffic stays on 127.0.0.1; every loop is bounded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -53,7 +59,11 @@ LONG_A = (
     "to save it by selling cakes, old records and hand-painted postcards every Saturday for almost ten years. "
     "When the last piece ended, people did not want to leave; they stayed in the foyer, talking about the "
     "concerts they remembered from their childhood and the ones they hoped to hear next season, while the "
-    "musicians packed their instruments slowly and the caretaker waited patiently with his keys."
+    "musicians packed their instruments slowly and the caretaker waited patiently with his keys. Outside, "
+    "the rain had stopped, the cafés around the square were still open, and small groups walked home "
+    "through the narrow streets, humming the melodies they had just heard and promising each other to "
+    "come back for the winter festival, when the choir of the old school would sing with the orchestra "
+    "again."
 )
 LONG_B = (
     "After a long restoration, the historic concert hall near the town market opened its doors again this "
@@ -64,7 +74,11 @@ LONG_B = (
     "spent a decade collecting donations through bake sales, flea markets and charity auctions to keep it "
     "standing. Once the final applause faded, the crowd lingered in the lobby, sharing memories of concerts "
     "from decades ago and wishes for the coming programme, while the players put away their instruments "
-    "and the night porter quietly waited to lock the doors behind the last guests."
+    "and the night porter quietly waited to lock the doors behind the last guests. By then the weather had "
+    "cleared, the coffee shops on the square were still serving, and people strolled home along the old "
+    "lanes, whistling tunes from the concert and agreeing to return in December, when the school choir "
+    "is expected to join the ensemble for the annual winter celebration, an evening that the younger "
+    "players say they are already rehearsing for."
 )
 SUBJECTS = ["A man", "A woman", "The child", "An old farmer", "The teacher", "A young girl", "The chef", "A dog"]
 VERBS = ["is slicing", "is painting", "is carrying", "is washing", "is looking at", "is buying", "is cleaning"]
@@ -132,23 +146,37 @@ def say(text: str = "") -> None:
 # ----------------------------------------------------------------------------- fairness
 
 
-def fairness(policies: list[str], fifo_cap: float) -> None:
+def parse_configs(text: str) -> list[tuple[str, int | str | None]]:
+    """ "shortest:default,fifo:none,shortest:512" -> [(policy, chunk cap in MB | None | "default")]."""
+    configs: list[tuple[str, int | str | None]] = []
+    for item in text.split(","):
+        policy, _, cap = item.partition(":")
+        configs.append((policy, "default" if cap in ("", "default") else None if cap == "none" else int(cap)))
+    return configs
+
+
+def fairness(configs: list[tuple[str, int | str | None]], fifo_cap: float) -> None:
     from attribution import load_model
+    from attribution.core.execution import FifoGate
     from attribution.service import ExplainRequest, FairGate, JobManager, JobState
+    from attribution.settings import get_settings
 
     model = load_model("all-MiniLM-L6-v2")
     tokens = [len(model.tokenizer(t)["input_ids"]) for t in (LONG_A, LONG_B)]
+    default_cap = get_settings().chunk_mb
     say(f"### Two sessions: a short pair behind a long one ({tokens[0]} and {tokens[1]} tokens), MiniLM, defaults")
     say()
     say(
-        "| policy | short alone (s) | short behind long (s) | ratio | long done when short finished | "
-        "cancel -> stopped (s) | cores busy 0-0.5 / 0.5-1 / 1-2 / 2-3 s after cancel |"
+        "| policy | chunk cap (MB) | short alone (s) | short behind long (s) | ratio | long done when short "
+        "finished | cancel -> stopped (s) | cores busy 0-0.5 / 0.5-1 / 1-2 / 2-3 s after cancel |"
     )
-    say("|---|---|---|---|---|---|---|")
+    say("|---|---|---|---|---|---|---|---|")
     short = ExplainRequest.create(*SHORT)
     long = ExplainRequest.create(LONG_A, LONG_B)
-    for policy in policies:
-        jobs = JobManager(workers=4, gate=FairGate(policy), cache=None)  # type: ignore[arg-type]
+    for policy, cap in configs:
+        gate = FifoGate() if policy == "lock" else FairGate(policy)  # type: ignore[arg-type]
+        jobs = JobManager(workers=4, gate=gate, cache=None, chunk_mb=cap)  # type: ignore[arg-type]
+        cap_text = f"{default_cap} (default)" if cap == "default" else "none (2048 budget)" if cap is None else cap
         try:
             jobs.explain(short)  # warm-up (tagger, first-call costs), not timed
             started = time.perf_counter()
@@ -160,11 +188,10 @@ def fairness(policies: list[str], fifo_cap: float) -> None:
                 time.sleep(0.05)
             started = time.perf_counter()
             short_id = jobs.submit(short)
-            status = jobs.wait(short_id, timeout=max(fifo_cap, 20 * alone) if policy == "fifo" else 600)
+            status = jobs.wait(short_id, timeout=fifo_cap if policy in ("fifo", "lock") else 600)
             behind = time.perf_counter() - started
             finished = status.state is JobState.DONE
-            long_status = jobs.status(long_id)
-            long_share = f"{100 * long_status.fraction:.0f} %"
+            long_share = f"{100 * jobs.status(long_id).fraction:.0f} %"
             cancel_at = time.perf_counter()
             jobs.cancel(long_id)
             jobs.cancel(short_id)
@@ -174,11 +201,159 @@ def fairness(policies: list[str], fifo_cap: float) -> None:
             ratio = behind / alone
             shown = f"{behind:.1f}" if finished else f"> {behind:.0f} (not done)"
             say(
-                f"| {policy} | {alone:.1f} | {shown} | {'' if finished else '> '}{ratio:.2f} | {long_share} | "
-                f"{stop_seconds:.2f} ({stopped.state.value}) | {' / '.join(f'{r:.2f}' for r in rates)} |"
+                f"| {policy} | {cap_text} | {alone:.1f} | {shown} | {'' if finished else '> '}{ratio:.2f} | "
+                f"{long_share} | {stop_seconds:.2f} ({stopped.state.value}) | "
+                f"{' / '.join(f'{r:.2f}' for r in rates)} |"
             )
         finally:
             jobs.shutdown()
+    say()
+
+
+def chunks(budgets: list[int], reps: int) -> None:
+    """What a chunk cap costs: one ~240-token text, one node, forward JVPs, by memory budget (interleaved)."""
+    import numpy as np
+
+    from attribution import Run, load_model
+    from attribution.core.engine import prepare_path
+    from attribution.core.jacobian import node_contributions
+
+    model = load_model("all-MiniLM-L6-v2")
+    path = prepare_path(model, LONG_A, model.default_layer, "A")
+    seq = path.h.shape[0]
+    tail = model.tail(model.default_layer)
+    say(f"### What a chunk cap costs: {seq} tangent passes (one {seq}-token text, one node), by chunk budget")
+    say()
+    seconds: dict[int, list[float]] = {b: [] for b in budgets}
+    longest: dict[int, list[float]] = {b: [] for b in budgets}
+    for _ in range(reps):
+        for budget in budgets:
+            times: list[float] = []
+            last = [time.perf_counter()]
+
+            def tick(progress: Any, times: list[float] = times, last: list[float] = last) -> None:
+                now = time.perf_counter()
+                times.append(now - last[0])
+                last[0] = now
+
+            started = time.perf_counter()
+            node_contributions(
+                tail,
+                path.h,
+                path.r,
+                np.array([0.5]),
+                direction="forward",
+                budget_bytes=budget * 2**20,
+                bytes_per_sequence=model.sequence_bytes(seq),
+                run=Run(on_progress=tick),
+            )
+            seconds[budget].append(time.perf_counter() - started)
+            longest[budget].append(max(times))
+    base = statistics.median(seconds[budgets[0]])
+    say("| chunk budget (MB) | passes per chunk | time (s, median) | vs first | longest chunk (s, median) |")
+    say("|---|---|---|---|---|")
+    for budget in budgets:
+        per_chunk = max(1, min(seq, budget * 2**20 // model.sequence_bytes(seq)))
+        median = statistics.median(seconds[budget])
+        say(
+            f"| {budget} | {per_chunk} | {median:.1f} | {median / base:.2f} | "
+            f"{statistics.median(longest[budget]):.2f} |"
+        )
+    say()
+
+
+PAGE_SESSIONS = """
+import json, os, sys, threading, time
+root, policy, cap = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sys.path.insert(0, os.path.join(root, "benchmarks"))
+from streamlit.testing.v1 import AppTest
+from bench_service import SHORT, LONG_A, LONG_B
+from components import backend
+if policy == "lock":  # main's behaviour: engine calls in the script threads behind one lock, no chunk cap
+    from attribution.core.execution import FifoGate
+    from attribution.service import JobManager
+    def init(self):
+        self.jobs = JobManager(load=lambda name: backend.get_model(name), gate=FifoGate(), chunk_mb=None)
+    backend.LocalBackend.__init__ = init
+APP = os.path.join(root, "app.py")
+
+def session(a, b, timeout=900):
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.query_params["a"], at.query_params["b"] = a, b
+    return at
+
+def timed(at):
+    started = time.perf_counter()
+    try:
+        at.run()
+    except RuntimeError:  # AppTest's timeout: the run is stopped
+        return None
+    assert not at.exception and len(at.get("plotly_chart")) == 1, [e.value for e in at.error]
+    return time.perf_counter() - started
+
+session("A warm-up sentence.", "Another sentence.").run()
+alone = []
+for _ in range(3):
+    backend.registry().clear()
+    alone.append(timed(session(*SHORT)))
+backend.registry().clear()
+jobs = backend.get_backend().jobs
+long = session(LONG_A, LONG_B)
+thread = threading.Thread(target=long.run, daemon=True)
+thread.start()
+deadline = time.monotonic() + 600
+def long_job():  # the long pair plans thousands of units, the short one a few hundred
+    return [s for s in jobs.statuses() if s.planned > 1000 and not s.finished]
+while not any(s.done > 0 for s in long_job()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+behind = []
+for _ in range(3):  # while the long pair still computes
+    backend.registry().clear()
+    behind.append(timed(session(*SHORT, timeout=cap)))
+    if behind[-1] is None or not long_job():
+        break
+long_done = max((s.fraction for s in long_job()), default=1.0)
+for status in jobs.statuses():
+    jobs.cancel(status.id)
+thread.join(120)
+print(json.dumps({"alone": alone, "behind": behind, "long_done": long_done}), flush=True)
+os._exit(0)  # daemon threads of Streamlit and torch must not run into interpreter shutdown
+"""
+
+
+def page_sessions(policies: list[str], cap: float) -> None:
+    say("### Two page sessions (AppTest, one process, the in-process backend, no disk cache)")
+    say()
+    say("Session 2 explains the short pair alone (whole page run, 3 times), then 3 times while session 1 computes")
+    say(f"the long pair; `lock` is main's behaviour (one lock, no chunk cap). A run may wait {cap:.0f} s at most.")
+    say()
+    say("| policy | short alone (s, median (runs)) | short behind long (s, median (runs)) | ratio | long done |")
+    say("|---|---|---|---|---|")
+    for policy in policies:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PAIRLENS_CACHE_MB": "0"}
+        env.pop("PAIRLENS_BACKEND_URL", None)
+        out = subprocess.run(
+            [sys.executable, "-c", PAGE_SESSIONS, str(ROOT), policy, str(cap)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=3000,
+            check=False,
+        )
+        if out.returncode != 0:
+            say(f"| {policy} | failed: {out.stderr.strip().splitlines()[-1][:120] if out.stderr else '?'} | | | |")
+            continue
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        alone = statistics.median(row["alone"])
+        runs = row["behind"]
+        if None in runs:
+            shown, ratio = f"> {cap:.0f} (stopped)", f"> {cap / alone:.1f}"
+        else:
+            behind = statistics.median(runs)
+            shown, ratio = f"{behind:.1f} ({', '.join(f'{x:.1f}' for x in runs)})", f"{behind / alone:.2f}"
+        alone_text = f"{alone:.1f} ({', '.join(f'{x:.1f}' for x in row['alone'])})"
+        say(f"| {policy} | {alone_text} | {shown} | {ratio} | {100 * row['long_done']:.0f} % |")
     say()
 
 
@@ -276,20 +451,22 @@ def restart(home: Path) -> None:
         # an abandoned request: the client gives up after 3 s
         before = proc_cpu_seconds(server.pid)
         given_up = time.perf_counter()
-        try:
+        with contextlib.suppress(httpx.ReadTimeout):
             httpx.post(f"{base}/explain", json={"text_a": LONG_A, "text_b": LONG_B}, timeout=3)
-        except httpx.ReadTimeout:
-            pass
         busy_before = (proc_cpu_seconds(server.pid) - before) / (time.perf_counter() - given_up)
         rates = cpu_after(lambda: proc_cpu_seconds(server.pid), [0.5, 0.5, 1.0, 1.0, 2.0])
         cancelled = httpx.get(f"{base}/health").json()["jobs"]["cancelled"]
     finally:
         stop_server(server)
-    say(f"- first request, computed (model loaded on demand): {computed:.2f} s; repeated in the same server: "
-        f"median {statistics.median(repeat):.3f} s")
-    say(f"- abandoned request (client gave up after 3 s; server cores busy meanwhile {busy_before:.2f}): "
+    say(
+        f"- first request, computed (model loaded on demand): {computed:.2f} s; repeated in the same server: "
+        f"median {statistics.median(repeat):.3f} s"
+    )
+    say(
+        f"- abandoned request (client gave up after 3 s; server cores busy meanwhile {busy_before:.2f}): "
         f"server cores busy 0-0.5 / 0.5-1 / 1-2 / 2-3 / 3-5 s after: {' / '.join(f'{r:.2f}' for r in rates)}; "
-        f"jobs cancelled: {cancelled}")
+        f"jobs cancelled: {cancelled}"
+    )
 
     server = start_server(home, port)
     try:
@@ -302,8 +479,10 @@ def restart(home: Path) -> None:
     finally:
         stop_server(server)
     verdict = "ok" if after_restart <= 0.2 else "MISSED"
-    say(f"- after a restart: {after_restart:.3f} s (target <= 0.2 s: {verdict}); same matrix: {same}; "
-        f"served at submission from the cache ({loaded})")
+    say(
+        f"- after a restart: {after_restart:.3f} s (target <= 0.2 s: {verdict}); same matrix: {same}; "
+        f"served at submission from the cache ({loaded})"
+    )
 
     port2 = free_port()
     second = start_server(home, port2)
@@ -313,14 +492,18 @@ def restart(home: Path) -> None:
         second_seconds = time.perf_counter() - started
     finally:
         stop_server(second)
-    say(f"- a second server process on the same PAIRLENS_HOME: {second_seconds:.3f} s, same matrix: "
-        f"{other.json()['matrix'] == first.json()['matrix']}")
+    say(
+        f"- a second server process on the same PAIRLENS_HOME: {second_seconds:.3f} s, same matrix: "
+        f"{other.json()['matrix'] == first.json()['matrix']}"
+    )
     replica_one = page_replica(home, ("Two dogs are running through a snowy field.", "Puppies play in the snow."))
     replica_two = page_replica(home, ("Two dogs are running through a snowy field.", "Puppies play in the snow."))
-    say(f"- page replica 1 (new link, own process): {replica_one['seconds']:.2f} s for the whole page run, engine "
+    say(
+        f"- page replica 1 (new link, own process): {replica_one['seconds']:.2f} s for the whole page run, engine "
         f"calls {replica_one['engine_calls']}; page replica 2 (same link, another process): "
         f"{replica_two['seconds']:.2f} s, engine calls {replica_two['engine_calls']} (charts "
-        f"{replica_two['charts']}, errors {replica_two['errors'] or 'none'})")
+        f"{replica_two['charts']}, errors {replica_two['errors'] or 'none'})"
+    )
     say()
 
 
@@ -362,11 +545,15 @@ def concurrent(home: Path, clients: int) -> None:
         stop_server(server)
     errors = [float(np.abs(np.array(r["matrix"]) - e).max()) for r, e in zip(results, expected, strict=True)]
     verdict = "ok" if max(errors) <= 1e-6 else "MISSED"
-    say(f"- all {clients} answered in {wall:.1f} s (per client median {statistics.median(took):.1f} s, "
+    say(
+        f"- all {clients} answered in {wall:.1f} s (per client median {statistics.median(took):.1f} s, "
         f"max {max(took):.1f} s); largest |difference| to in-process explain: {max(errors):.2e} "
-        f"(target <= 1e-6: {verdict})")
-    say(f"- server RSS {before['VmRSS']:.0f} MiB before, {after['VmRSS']:.0f} MiB after; peak (VmHWM) "
-        f"{after['VmHWM']:.0f} MiB")
+        f"(target <= 1e-6: {verdict})"
+    )
+    say(
+        f"- server RSS {before['VmRSS']:.0f} MiB before, {after['VmRSS']:.0f} MiB after; peak (VmHWM) "
+        f"{after['VmHWM']:.0f} MiB"
+    )
     say()
 
 
@@ -433,8 +620,15 @@ def memory(home: Path, requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default="fairness,restart,concurrent,memory")
-    parser.add_argument("--policies", default="shortest,round-robin,fifo")
+    parser.add_argument("--scenarios", default="fairness,pages,chunks,restart,concurrent,memory")
+    parser.add_argument(
+        "--configs",
+        default="shortest:default,round-robin:default,shortest:none,lock:none",
+        help="policy:chunk cap in MB (default = PAIRLENS_CHUNK_MB, none = the full memory budget)",
+    )
+    parser.add_argument("--page-policies", default="shortest,lock", help="shortest = this page; lock = main's")
+    parser.add_argument("--page-cap", type=float, default=240.0, help="seconds the short page run may wait")
+    parser.add_argument("--budgets", default="2048,1024,512,256", help="chunk budgets (MB) for the chunks scenario")
     parser.add_argument("--fifo-cap", type=float, default=150.0, help="seconds the fifo short pair may wait")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=300)
@@ -448,7 +642,11 @@ def main() -> None:
         home = Path(tmp)
         os.environ["PAIRLENS_HOME"] = str(home)
         if "fairness" in scenarios:
-            fairness(args.policies.split(","), args.fifo_cap)
+            fairness(parse_configs(args.configs), args.fifo_cap)
+        if "pages" in scenarios:
+            page_sessions(args.page_policies.split(","), args.page_cap)
+        if "chunks" in scenarios:
+            chunks([int(b) for b in args.budgets.split(",")], reps=3)
         if "restart" in scenarios:
             restart(home / "restart")
         if "concurrent" in scenarios:

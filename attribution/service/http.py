@@ -298,7 +298,7 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
             "status": "ok",
             "version": __version__,
             "engine": ENGINE_VERSION,
-            "policy": jobs.gate.policy,
+            "policy": getattr(jobs.gate, "policy", type(jobs.gate).__name__),
             "workers": jobs.workers,
             "max_jobs": jobs.max_jobs,
             "jobs": jobs.counts(),

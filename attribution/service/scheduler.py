@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..core.execution import Cancelled, Progress, Run
+from ..core.execution import Cancelled, Gate, Progress, Run
 from ..core.options import ExplainOptions
 from ..core.tokens import check_text
 from ..errors import InputError, ModelError, PairLensError
@@ -370,7 +370,7 @@ class _Job:
 
 
 class JobManager:
-    """Worker threads computing ExplainRequests through one FairGate and the result cache.
+    """Worker threads computing ExplainRequests through one gate (a FairGate) and the result cache.
 
     workers, max_jobs: PAIRLENS_WORKERS and PAIRLENS_MAX_JOBS by default. chunk_mb: the cap on a
     scheduled chunk's memory budget (PAIRLENS_CHUNK_MB; None leaves the options' budget alone).
@@ -384,7 +384,7 @@ class JobManager:
         *,
         workers: int | None = None,
         max_jobs: int | None = None,
-        gate: FairGate | None = None,
+        gate: Gate | None = None,
         chunk_mb: int | Literal["default"] | None = "default",
         cache: CacheChoice = "default",
         keep_seconds: float = 600.0,
@@ -393,7 +393,7 @@ class JobManager:
         settings = get_settings()
         self.workers = workers or settings.workers
         self.max_jobs = max_jobs or settings.max_jobs
-        self.gate = gate or FairGate()
+        self.gate: Gate = gate or FairGate()
         self.chunk_mb = settings.chunk_mb if chunk_mb == "default" else chunk_mb
         self._cache_choice = cache
         self.keep_seconds = keep_seconds
@@ -430,8 +430,8 @@ class JobManager:
                     "try again in a moment."
                 )
             self._jobs[job.id] = job
+            self._queue.put(job)  # under the lock: an idle worker cannot leave between the two
             self._start_workers()
-        self._queue.put(job)
         return job.id
 
     def status(self, job_id: str) -> JobStatus:
@@ -486,6 +486,11 @@ class JobManager:
         except BaseException:
             self.cancel(job_id)
             raise
+
+    def statuses(self) -> list[JobStatus]:
+        """Every job still known, oldest first."""
+        with self._lock:
+            return [job.status() for job in self._jobs.values()]
 
     def counts(self) -> dict[str, int]:
         """Jobs known by state (queued, running, done, failed, cancelled)."""
@@ -618,7 +623,7 @@ class JobManager:
 class _ScheduledRun(Run):
     """A Run whose progress lands in its job."""
 
-    def __init__(self, job: _Job, gate: FairGate) -> None:
+    def __init__(self, job: _Job, gate: Gate) -> None:
         super().__init__(cancel=job.cancel, on_progress=self._progress, gate=gate)
         self.job = job
 
