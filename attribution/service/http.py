@@ -6,7 +6,8 @@
     POST   /jobs               the same body -> 202 {"id", "state", "progress", ...} at once
     GET    /jobs/{id}          state (queued|running|done|failed|cancelled), progress
                                {done, planned, fraction, seconds, seconds_left}, cached, error
-    DELETE /jobs/{id}          cancel (a running job stops before its next chunk)
+    DELETE /jobs/{id}          cancel (a running job stops before its next chunk); answers once it has
+                               stopped (at most 5 s), with its status
     GET    /jobs/{id}/result   200 the explain object | 409 not finished | 410 cancelled | 4xx failed
     GET    /models             the models this backend serves
     GET    /models/{name}      layers, default layer, mode and similarity of one model (loads it)
@@ -42,6 +43,7 @@ from .scheduler import Busy, ExplainRequest, JobFailed, JobManager, JobState, No
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
+CANCEL_WAIT_SECONDS = 5.0  # DELETE /jobs/{id} answers once the job has stopped, or after this long
 
 
 class ExplainBody(BaseModel):
@@ -250,7 +252,8 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
 
     @app.delete("/jobs/{job_id}")
     def cancel_job(job_id: str) -> dict[str, Any]:
-        return jobs.cancel(job_id).to_dict()
+        jobs.cancel(job_id)
+        return jobs.wait(job_id, timeout=CANCEL_WAIT_SECONDS).to_dict()  # "cancelled" once its chunk is over
 
     @app.get("/jobs/{job_id}/result")
     def job_result(job_id: str) -> JSONResponse:
