@@ -235,3 +235,12 @@ def test_pairlens_serve_on_loopback_cancels_abandoned_requests_and_keeps_its_cac
         assert json.dumps(again["matrix"]) == json.dumps(first.json()["matrix"])
     finally:
         stop(server)
+
+
+def test_serve_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from attribution.cli import main
+
+    assert main(["serve", "--port", "0"]) == 2
+    assert main(["serve", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--port must be" in err and "--workers must be" in err
