@@ -1,6 +1,6 @@
 """The backend as a service: fairness, cancellation, the persistent cache, HTTP clients, memory.
 
-    python benchmarks/bench_service.py [--scenarios fairness,pages,chunks,restart,concurrent,memory]
+    python benchmarks/bench_service.py [--scenarios fairness,pages,cancel,chunks,restart,concurrent,memory]
                                        [--requests 300] [--out benchmarks/service_results.md]
 
 fairness    In-process JobManager (what the page runs), all-MiniLM-L6-v2, default options:
@@ -13,6 +13,8 @@ fairness    In-process JobManager (what the page runs), all-MiniLM-L6-v2, defaul
 pages       The same through the page: two AppTest sessions in one process (the in-process
             backend), the whole page run of the short pair alone and behind the long pair, this
             page against main's behaviour (`lock`).
+cancel      A long pair alone, cancelled 0.5, 1.3 and 2.1 s into its chunks (with the default chunk
+            cap and without): seconds until it stops and the process CPU after (target: 2 s).
 chunks      What capping a chunk's memory budget costs in throughput (interleaved, 3 rounds).
 restart     `pairlens serve` on 127.0.0.1: a request computed, the server restarted, the same
             request timed (target <= 0.2 s, from the cache, before any model is loaded); a
@@ -21,8 +23,9 @@ restart     `pairlens serve` on 127.0.0.1: a request computed, the server restar
             client gives up after 3 s) and the server's CPU after it.
 concurrent  8 HTTP clients at once, 8 distinct pairs; every matrix against in-process explain
             (target <= 1e-6) and the server's RSS before and after.
-memory      `--requests` distinct pairs through the page (AppTest in one process, the in-process
-            backend, PAIRLENS_CACHE_MB=1 so the cache bound is reached), RSS every 50.
+memory      `--requests` distinct pairs of ~30-token texts through the page (AppTest in one
+            process, the in-process backend, PAIRLENS_CACHE_MB=1 and PAIRLENS_RESULT_CACHE=32 so both
+            bounds are reached), RSS every 50.
 
 Every number comes from one run (ratios inside it); the load average is printed with them.
 Network traffic stays on 127.0.0.1; every loop is bounded.
@@ -99,6 +102,17 @@ def distinct_pairs(count: int) -> list[tuple[str, str]]:
         pairs.append((f"{s} {v} {o} {p}.", f"{SUBJECTS[(i + 3) % 8]} {v} {o}."))
     assert len(set(pairs)) == count
     return pairs
+
+
+CONTEXT = (
+    "It was early in the morning, the streets were still quiet, and nobody else seemed to notice what was "
+    "happening there."
+)
+
+
+def paragraph_pairs(count: int) -> list[tuple[str, str]]:
+    """`count` different pairs of about 30 tokens a text (results of ~10 kB in the cache)."""
+    return [(f"{a} {CONTEXT}", f"{CONTEXT} {b}") for a, b in distinct_pairs(count)]
 
 
 def load() -> str:
@@ -210,6 +224,46 @@ def fairness(configs: list[tuple[str, int | str | None]], fifo_cap: float) -> No
     say()
 
 
+def cancel_latency(caps: list[int | str | None], delays: list[float]) -> None:
+    """A long pair alone; cancelled `delay` seconds into its chunks: until it stops, and the CPU after."""
+    from attribution.service import ExplainRequest, JobManager
+    from attribution.settings import get_settings
+
+    default_cap = get_settings().chunk_mb
+    say("### Cancelling a running long pair (MiniLM, defaults; in-process JobManager)")
+    say()
+    say(
+        "| chunk cap (MB) | cancelled after (s) | cancel -> stopped (s) | cores busy before | "
+        "cores busy 0-0.5 / 0.5-1 / 1-2 / 2-3 s after the cancel |"
+    )
+    say("|---|---|---|---|---|")
+    long = ExplainRequest.create(LONG_A, LONG_B, pos=False)
+    for cap in caps:
+        cap_text = f"{default_cap} (default)" if cap == "default" else "none (2048 budget)" if cap is None else cap
+        for delay in delays:
+            jobs = JobManager(workers=2, cache=None, chunk_mb=cap)  # type: ignore[arg-type]
+            try:
+                job = jobs.submit(long)
+                deadline = time.monotonic() + 600
+                while jobs.status(job).done == 0 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                before = cpu_seconds()
+                time.sleep(delay)
+                busy = (cpu_seconds() - before) / delay
+                started = time.perf_counter()
+                jobs.cancel(job)
+                status = jobs.wait(job, timeout=120)
+                stopped = time.perf_counter() - started
+                rates = cpu_after(lambda: cpu_seconds(), [0.5, 0.5, 1.0, 1.0])
+                say(
+                    f"| {cap_text} | {delay:.1f} | {stopped:.2f} ({status.state.value}) | {busy:.2f} | "
+                    f"{' / '.join(f'{r:.2f}' for r in rates)} |"
+                )
+            finally:
+                jobs.shutdown()
+    say()
+
+
 def chunks(budgets: list[int], reps: int) -> None:
     """What a chunk cap costs: one ~240-token text, one node, forward JVPs, by memory budget (interleaved)."""
     import numpy as np
@@ -292,6 +346,9 @@ def timed(at):
     return time.perf_counter() - started
 
 session("A warm-up sentence.", "Another sentence.").run()
+for _ in range(2):  # the short pair's own shapes and words once more, untimed
+    backend.registry().clear()
+    session(*SHORT).run()
 alone = []
 for _ in range(3):
     backend.registry().clear()
@@ -316,6 +373,9 @@ long_done = max((s.fraction for s in long_job()), default=1.0)
 for status in jobs.statuses():
     jobs.cancel(status.id)
 thread.join(120)
+for _ in range(3):  # alone again, after: the order of the runs favours neither side
+    backend.registry().clear()
+    alone.append(timed(session(*SHORT)))
 print(json.dumps({"alone": alone, "behind": behind, "long_done": long_done}), flush=True)
 os._exit(0)  # daemon threads of Streamlit and torch must not run into interpreter shutdown
 """
@@ -325,7 +385,8 @@ def page_sessions(policies: list[str], cap: float) -> None:
     say("### Two page sessions (AppTest, one process, the in-process backend, no disk cache)")
     say()
     say("Session 2 explains the short pair alone (whole page run, 3 times), then 3 times while session 1 computes")
-    say(f"the long pair; `lock` is main's behaviour (one lock, no chunk cap). A run may wait {cap:.0f} s at most.")
+    say("the long pair, then alone 3 times more; `lock` is main's behaviour (one lock, no chunk cap). A run may")
+    say(f"wait {cap:.0f} s at most. Two untimed warm-up runs of the short pair come first.")
     say()
     say("| policy | short alone (s, median (runs)) | short behind long (s, median (runs)) | ratio | long done |")
     say("|---|---|---|---|---|")
@@ -561,7 +622,7 @@ MEMORY_DRIVER = """
 import json, os, sys, time
 from streamlit.testing.v1 import AppTest
 sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
-from bench_service import distinct_pairs
+from bench_service import paragraph_pairs
 from attribution.service.cache import default_cache
 
 def rss():
@@ -572,7 +633,7 @@ def rss():
 count = int(sys.argv[2])
 at = AppTest.from_file(os.path.join(sys.argv[1], "app.py"), default_timeout=600)
 at.query_params["steps"] = "8"
-pairs = distinct_pairs(count)
+pairs = paragraph_pairs(count)
 started = time.perf_counter()
 for i, (a, b) in enumerate(pairs, 1):
     at.session_state["text_a"], at.session_state["text_b"] = a, b
@@ -587,7 +648,10 @@ for i, (a, b) in enumerate(pairs, 1):
 
 
 def memory(home: Path, requests: int) -> None:
-    say(f"### {requests} distinct pairs through the page (AppTest, in-process backend, PAIRLENS_CACHE_MB=1)")
+    say(
+        f"### {requests} distinct pairs (~30 tokens a text) through the page (AppTest, in-process backend, "
+        "PAIRLENS_CACHE_MB=1, PAIRLENS_RESULT_CACHE=32)"
+    )
     say()
     env = {
         **os.environ,
@@ -620,7 +684,7 @@ def memory(home: Path, requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default="fairness,pages,chunks,restart,concurrent,memory")
+    parser.add_argument("--scenarios", default="fairness,pages,cancel,chunks,restart,concurrent,memory")
     parser.add_argument(
         "--configs",
         default="shortest:default,round-robin:default,shortest:none,lock:none",
@@ -645,6 +709,8 @@ def main() -> None:
             fairness(parse_configs(args.configs), args.fifo_cap)
         if "pages" in scenarios:
             page_sessions(args.page_policies.split(","), args.page_cap)
+        if "cancel" in scenarios:
+            cancel_latency(["default", None], [0.5, 1.3, 2.1])
         if "chunks" in scenarios:
             chunks([int(b) for b in args.budgets.split(",")], reps=3)
         if "restart" in scenarios:
