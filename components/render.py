@@ -308,6 +308,11 @@ def render_downloads(view: Attribution, fig: go.Figure, config: dict, key: str, 
         st.caption("The camera icon on the chart saves a PNG at 4× of exactly what you see.")
 
 
+def render_progress(slot: DeltaGenerator, fraction: float, text: str) -> None:
+    """A model's progress bar (fraction done, with the time left) in its placeholder."""
+    slot.progress(min(max(fraction, 0.0), 1.0), text=text)
+
+
 def render_failure(name: str, message: str) -> None:
     """An error box in a model's column (the other columns still render); the message is literal text."""
     st.error(literal_markdown(message), icon="🚫")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from attribution.core.options import ExplainOptions
 from attribution.core.tokens import check_text
-from attribution.core.work import estimate_work, limit_work
 from attribution.errors import PairLensError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
@@ -80,51 +80,78 @@ def input_problems(state: PageState) -> list[str]:
     return problems
 
 
-def compute_column(name: str, state: PageState, info: ModelInfo | None, notices: list[str]) -> Attribution | None:
-    """Inside a model's column: load, choose the layer, explain. None (with an error box) on failure."""
+def start_column(name: str, state: PageState, info: ModelInfo | None, notices: list[str]) -> backend.Computation | None:
+    """Inside a model's column: header, layer choice, then start the computation (None, with an
+    error box, when the model cannot be used)."""
     head, layer_slot = st.columns([3, 1.4], vertical_alignment="bottom")
     with head:
         render.render_model_header(info, name)
     try:
         with st.spinner(f"Loading {short_model_name(name)} (once per server)…", show_time=True):
-            model = backend.get_model(name)
-        layer, notice = clamp_layer(state.layer_of(name), model.num_layers, short_model_name(name))
+            num_layers, default_layer = backend.model_layers(name)
+        layer, notice = clamp_layer(state.layer_of(name), num_layers, short_model_name(name))
         if notice:
             notices.append(notice)
             st.session_state[layer_key(name)] = layer
         if st.session_state.get(layer_key(name)) is None:
             st.session_state[layer_key(name)] = DEFAULT_LAYER
         with layer_slot:
-            render.render_layer_select(name, model.num_layers, model.default_layer)
+            render.render_layer_select(name, num_layers, default_layer)
         layer = session_layer(st.session_state.get(layer_key(name)))
-        with st.spinner(f"Explaining with {short_model_name(name)}…", show_time=True):
-            options = ExplainOptions.create(
-                layer=layer,
-                steps=state.steps_value(),
-                rule=state.rule,
-                mode=state.mode_value(),
-                **state.prompt_values(),
-            )
-            # The operator's cap, for links and typed input alike, before anything is computed.
-            estimate = estimate_work(model, state.text_a, state.text_b, options)
-            options = limit_work(estimate, options, get_settings().max_page_work)
-            outcome = backend.explain_cached(name, state.text_a, state.text_b, options)
+        options = ExplainOptions.create(
+            layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value(), **state.prompt_values()
+        )
+        # The backend applies the operator's work cap (PAIRLENS_MAX_PAGE_WORK) before computing.
+        return backend.start(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
         render.render_failure(name, str(exc))
-        return None
     except Exception as exc:
         render.render_unexpected(name, exc)
-        return None
-    if isinstance(outcome, backend.Failure):
-        render.render_failure(name, outcome.message)
-        return None
-    if options.auto_max_steps is not None and not outcome.converged and outcome.steps >= options.auto_max_steps:
-        notices.append(
-            f"{short_model_name(name)}: steps=auto stopped at {outcome.steps} steps, the most this server allows for "
-            "these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the integration error reached the "
-            "tolerance. Shorter texts or a deeper layer allow more."
-        )
-    return outcome
+    return None
+
+
+def compute_columns(
+    state: PageState, columns: list[DeltaGenerator], infos: dict[str, ModelInfo], notices: list[str]
+) -> dict[str, Attribution]:
+    """Start every model's computation, then wait for all with a progress bar per column.
+
+    A rerun or a closed session interrupts the wait inside render_progress; the backend then
+    cancels the jobs nobody takes up again within a second.
+    """
+    computations: dict[str, backend.Computation] = {}
+    slots: dict[str, DeltaGenerator] = {}
+    for name, column in zip(state.models, columns, strict=True):
+        with column:
+            computation = start_column(name, state, infos.get(name), notices)
+            slots[name] = st.empty()
+        if computation is not None:
+            computations[name] = computation
+
+    def show(computation: backend.Computation) -> None:
+        fraction, text = backend.progress_text(short_model_name(computation.model), computation.status)
+        render.render_progress(slots[computation.model], fraction, text)
+
+    backend.wait(list(computations.values()), show)
+    results: dict[str, Attribution] = {}
+    for name, computation in computations.items():
+        slots[name].empty()
+        if isinstance(computation.outcome, Attribution):
+            results[name] = computation.outcome
+            if capped_by_page_work(computation.outcome):
+                notices.append(
+                    f"{short_model_name(name)}: steps=auto stopped at {computation.outcome.steps} steps, the most "
+                    "this server allows for these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the "
+                    "integration error reached the tolerance. Shorter texts or a deeper layer allow more."
+                )
+        elif computation.outcome is not None:
+            with slots[name]:
+                render.render_failure(name, computation.outcome.message)
+    return results
+
+
+def capped_by_page_work(result: Attribution) -> bool:
+    """steps=auto stopped short of PAIRLENS_MAX_STEPS: the operator's work cap stopped it."""
+    return result.tolerance is not None and not result.converged and result.steps < get_settings().max_steps
 
 
 def shown_view(name: str, result: Attribution, state: PageState) -> Attribution | None:
@@ -177,12 +204,7 @@ def show_results(models: list[ModelInfo]) -> None:
     with st.spinner("Loading the part-of-speech tagger…"):
         _, tagger_note = backend.tagger_status()
     columns = st.columns(len(state.models), gap="medium")
-    results: dict[str, Attribution] = {}
-    for name, column in zip(state.models, columns, strict=True):
-        with column:
-            result = compute_column(name, state, infos.get(name), notices)
-        if result is not None:
-            results[name] = result
+    results = compute_columns(state, columns, infos, notices)
     state = from_session(st.session_state)  # layers may have been clamped
     state.steps = parse_steps(state.steps, [])
 

@@ -24,6 +24,7 @@ from attribution.errors import ModelError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
 from attribution.result.linguistics import annotate
+from attribution.service.cache import default_cache
 from attribution.settings import EXAMPLE_PAIR
 from components import backend
 
@@ -33,8 +34,12 @@ TIMEOUT = 300
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
-    """Results cached by an earlier test would hide engine calls."""
+    """Results cached by an earlier test would hide engine calls (page memory and the cache on disk)."""
     st.cache_data.clear()
+    backend.registry().clear()
+    persistent = default_cache()
+    if persistent is not None:
+        persistent.clear()
 
 
 @pytest.fixture
@@ -43,9 +48,9 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, d
     calls: list[tuple[str, str, str, dict[str, Any]]] = []
     real = engine.explain
 
-    def counted(model: Any, text_a: str, text_b: str, options: ExplainOptions) -> Attribution:
+    def counted(model: Any, text_a: str, text_b: str, options: ExplainOptions, **kwargs: Any) -> Attribution:
         calls.append((getattr(model, "name", str(model)), text_a, text_b, options.to_dict()))
-        return real(model, text_a, text_b, options)
+        return real(model, text_a, text_b, options, **kwargs)
 
     monkeypatch.setattr(engine, "explain", counted)
     return calls
@@ -144,7 +149,7 @@ def toys(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, dict[str,
     """Toy models instead of real ones; returns the list of engine calls."""
     calls: list[tuple[str, str, str, dict[str, Any]]] = []
 
-    def explain(model: ToyModel, text_a: str, text_b: str, options: ExplainOptions) -> Attribution:
+    def explain(model: ToyModel, text_a: str, text_b: str, options: ExplainOptions, **kwargs: Any) -> Attribution:
         calls.append((model.name, text_a, text_b, options.to_dict()))
         return toy_explain(model, text_a, text_b, options)
 

@@ -204,7 +204,8 @@ def write_pairs(path: Path, pairs: list[tuple[str, str, float]] = PAIRS) -> Path
 
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Texts of every pair that reaches the engine (the real engine runs underneath)."""
+    """Texts of every pair that reaches the engine (the real engine runs underneath; no result cache)."""
+    monkeypatch.setenv("PAIRLENS_CACHE_MB", "0")  # the cache's own tests: tests/test_cache.py
     calls: list[tuple[str, str]] = []
     real = engine.explain
 

@@ -29,6 +29,10 @@ from .tokens import TokenizedText, check_text, encode_text, reference_ids
 
 log = logging.getLogger(__name__)
 
+# Part of every persistent cache key (attribution.service.cache): bump it whenever a change to the
+# engine changes the numbers explain() returns for the same inputs, so stale results are never served.
+ENGINE_VERSION = 1
+
 
 @dataclass
 class TextPath:

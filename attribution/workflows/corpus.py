@@ -54,6 +54,7 @@ from ..errors import InputError
 from ..jsonable import json_ready
 from ..models import LoadedModel, load_model
 from ..result import Attribution
+from ..service.cache import cached_explain
 from ..settings import DEFAULT_MODEL, get_settings
 from .corpus_summary import LEVELS, ConvergenceAccumulator, CorpusAccumulator, PairStats
 from .data import FORMAT_NAMES, Pair, PairFile, read_pairs
@@ -307,6 +308,7 @@ def analyze(
     png: bool = True,
     progress: bool = True,
     on_progress: ProgressFn | None = None,
+    cache: bool = True,
     **option_values: Any,
 ) -> RunReport:
     """Attribute every pair of `data` (first `limit`) into `out`, resuming; then summarize and plot.
@@ -314,7 +316,8 @@ def analyze(
     options (or its fields as keywords: layer=, steps=, ...): what explain() computes for each
     pair. gold_scale: gold / gold_scale is compared with the score for the accuracy split
     (default 5 for STS-B, else the largest |gold|). progress: a tqdm bar on stderr.
-    on_progress: called after each pair with (done, total, phase).
+    on_progress: called after each pair with (done, total, phase). cache: look each pair up in
+    the persistent result cache (PAIRLENS_HOME) before computing it, and store it after.
     """
     if options is None:
         options = ExplainOptions.create(**option_values)
@@ -344,6 +347,7 @@ def analyze(
             png,
             progress,
             on_progress,
+            cache,
         )
 
 
@@ -360,6 +364,7 @@ def _analyze(
     png: bool,
     progress: bool,
     on_progress: ProgressFn | None,
+    cache: bool,
 ) -> RunReport:
     """analyze() inside its locked, writable output folder."""
     loaded = load_model(model) if isinstance(model, str) else model
@@ -408,7 +413,9 @@ def _analyze(
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # kept in result.warnings
-                    result = engine.explain(loaded, pair.text_a, pair.text_b, options, pos=True)
+                    result, _ = cached_explain(
+                        loaded, pair.text_a, pair.text_b, options, pos=True, cache="default" if cache else None
+                    )
                 record["result"] = result.to_dict()
                 computed += 1
             except InputError as exc:
@@ -729,6 +736,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-png", action="store_true", help="skip PNG export (HTML report only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-cache", action="store_true", help="compute every pair even if the result cache has it")
     parser.set_defaults(func=run)
     return parser
 
@@ -757,6 +765,7 @@ def run(args: argparse.Namespace) -> int:
         gold_scale=args.gold_scale,
         png=not args.no_png,
         progress=not args.no_progress,
+        cache=not args.no_cache,
     )
     print(report_text(report, pair_file))
     return 0
