@@ -125,6 +125,21 @@ def test_check_resources() -> None:
         check_resources(gpus, RayOptions(workers=3, gpus_per_worker=1), "c")
 
 
+def test_record_writer_writes_each_key_once(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    corpus.append_line(path, {"key": "1:a", "result": 1})
+    calls: list[tuple[int, int, str]] = []
+    writer = corpus.RecordWriter(
+        path, {"1:a"}, 3, "test", progress=False, on_progress=lambda *a: calls.append(a), phase="pairs"
+    )
+    assert writer.add("2:b", {"key": "2:b", "result": 2})
+    assert not writer.add("2:b", {"key": "2:b", "result": "again"})  # a batch sent twice
+    assert not writer.add("1:a", {"key": "1:a", "result": "again"})  # finished before this call
+    assert writer.add("3:c", {"key": "3:c", "error": "refused"})
+    assert [r["key"] for r in lines(path)] == ["1:a", "2:b", "3:c"] and lines(path)[1]["result"] == 2
+    assert (writer.computed, writer.failed, calls) == (1, 1, [(2, 3, "pairs"), (3, 3, "pairs")])
+
+
 # ----------------------------------------------------------------------------- scheduling, on a fake Ray
 
 

@@ -2,6 +2,11 @@
 
     python -m attribution analyze --model NAME|PATH --data FILE --out DIR [--limit N]
         [--layer L] [--steps auto|N] [--rule R] [--mode M] [--convergence-pairs 10] [--no-png]
+        [--ray [ADDRESS] [--workers N] [--gpus-per-worker G] [--batch-size B]]
+
+With --ray the pairs are computed by Ray actors (attribution.workflows.distributed): the same
+folder, records, resume, settings check, lock and summary, records in completion order. Both
+paths compute through a `Backend` and append through one `RecordWriter`.
 
 Files in DIR:
 
