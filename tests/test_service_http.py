@@ -30,7 +30,7 @@ LONG = " ".join(["the musician plays a loud song on the old guitar"] * 8)
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Iterator[TestClient]:
     cache = ResultCache(tmp_path_factory.mktemp("http-cache") / "c.sqlite", 16 << 20)
-    manager = JobManager(workers=2, max_jobs=3, cache=cache)
+    manager = JobManager(workers=2, max_jobs=3, cache=cache, max_work=None)  # long jobs to cancel
     with TestClient(create_app(manager, own_manager=True), raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -116,6 +116,16 @@ def test_failed_job_result_says_why(client: TestClient, minilm: Any) -> None:
         assert failed.status_code == 422 and "layer" in failed.json()["detail"]
 
 
+def test_request_over_the_work_cap_fails_with_what_to_do(monkeypatch: pytest.MonkeyPatch, minilm: Any) -> None:
+    monkeypatch.setenv("PAIRLENS_MAX_PAGE_WORK", "100000")
+    with TestClient(create_app(JobManager(workers=1, cache=None), own_manager=True)) as capped:
+        job = capped.post("/jobs", json={"text_a": LONG, "text_b": LONG, "options": {"steps": 256}}).json()
+        assert wait_done(capped, job["id"])["state"] == "failed"
+        failed = capped.get(f"/jobs/{job['id']}/result")
+        detail = failed.json()["detail"]
+        assert failed.status_code == 422 and "PAIRLENS_MAX_PAGE_WORK" in detail and "fewer steps" in detail
+
+
 BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("not json", b"{text_a: 1", 400, "not valid JSON"),
     ("a list", [A, B], 422, "Invalid request"),
@@ -184,6 +194,7 @@ def free_port() -> int:
 
 def start_server(home: Path, port: int) -> subprocess.Popen[str]:
     env = {**os.environ, "PAIRLENS_HOME": str(home), "PYTHONPATH": str(ROOT), "PAIRLENS_WORKERS": "2"}
+    env["PAIRLENS_MAX_PAGE_WORK"] = str(10**12)  # the abandoned request below must be long, not refused
     cmd = [sys.executable, "-m", "attribution", "serve", "--port", str(port), "--log-level", "warning"]
     server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180

@@ -28,7 +28,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -38,6 +38,7 @@ from ..core.execution import Run
 from ..core.options import ExplainOptions
 from ..core.tokens import check_text
 from ..errors import PairLensError, PairLensWarning
+from ..models.loaded import resolve_prompt
 from ..result import SCHEMA_VERSION, Attribution
 from ..settings import get_settings
 
@@ -83,10 +84,24 @@ class ModelFacts:
     default_layer: int
     default_mode: str
     similarity: str
+    prompts: dict[str, str] = field(default_factory=dict)  # the model's saved prompts by name
+    default_prompt_name: str | None = None
 
     @classmethod
     def of(cls, model: LoadedModel) -> ModelFacts:
-        return cls(model.name, model.num_layers, model.default_layer, model.default_mode, model.similarity)
+        return cls(
+            model.name,
+            model.num_layers,
+            model.default_layer,
+            model.default_mode,
+            model.similarity,
+            dict(model.prompts),
+            model.default_prompt_name,
+        )
+
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
+        """The prompt the loaded model would use (LoadedModel.resolve_prompt)."""
+        return resolve_prompt(self.name, self.prompts, self.default_prompt_name, prompt_name, prompt)
 
 
 _fingerprints: dict[str, str] = {}  # source -> fingerprint, once per process (like loaded models)
