@@ -207,6 +207,8 @@ def explain(
         integration_error=total - check.target,
         relative_error=relative,
         reference_terms=check.reference_terms,
+        model_score=check.model_score,
+        exact_model=bool(loaded.exact),
         layer=options.layer,
         num_layers=loaded.num_layers,
         steps=n_used,
