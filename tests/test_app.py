@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,10 @@ class ToyModel:
 
     name: str
     num_layers: int = 4
+
+    @property
+    def tokenizer(self) -> Any:
+        return SimpleNamespace(pad_token="[PAD]")
 
     @property
     def default_layer(self) -> int:
@@ -345,3 +350,93 @@ def test_share_link_reopens_the_view(toys: list) -> None:
     link = messages(at.code)
     assert "a=dogs+run" in link and "top=4" in link and "model=toy-one" in link
     assert "puppies+%3Cb%3Eplay%3C%2Fb%3E" in link
+
+
+# ----------------------------------------------------------------------------- page v2
+
+
+def test_exact_mode_on_an_off_the_shelf_model_headlines_its_own_cosine_with_a_warning(engine_calls: list) -> None:
+    at = new_app(mode="exact").run()
+    assert_clean(at)
+    card = messages(at.markdown)
+    assert "0.573" in card and "exact-mode target" in card and "0.829" in card
+    assert "was not trained for exact mode" in messages(at.warning)
+    assert "cosine 0.573" in charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_typed_text_is_marked_and_a_layer_change_explains_the_shown_text(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model="toy-one").run()
+    assert len(toys) == 1
+    at.text_area(key="text_a").input("cats sleep").run()  # typed, then the box lost focus
+    assert_clean(at)
+    assert len(toys) == 1, "typing must not compute"
+    assert "Text A changed and is not explained yet" in messages(at.markdown)
+    assert at.query_params["a"] == "dogs run"  # the link still names what the maps show
+    at.selectbox(key="layer::toy-one").set_value(1).run()
+    assert_clean(at)
+    assert [(c[1], c[3]["layer"]) for c in toys[1:]] == [("cats sleep", 1)], "never the old text silently"
+    assert "not explained yet" not in messages(at.markdown)
+    assert at.query_params["a"] == "cats sleep"
+    assert charts(at)[0]["layout"]["yaxis"]["ticktext"][1] == "cats"
+
+
+def test_links_view_and_colour_clipping_come_from_the_url(toys: list) -> None:
+    at = new_app(a="dogs run fast", b="puppies play", model="toy-one", view="links", clip="95", top="3").run()
+    assert_clean(at)
+    figure = charts(at)[0]
+    assert sum(1 for t in figure["data"] if t.get("mode") == "lines") == 3
+    at.segmented_control(key="view").set_value("map").run()
+    assert "95th percentile" in json.dumps(charts(at)[0]["layout"]["title"])
+    assert at.query_params["view"] == "map" and at.query_params["clip"] == "95"
+    assert len(toys) == 1
+
+
+def test_difference_map_compares_shares_by_default_and_has_downloads(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model=["toy-one", "toy-two"]).run()
+    assert_clean(at)
+    difference = charts(at)[2]
+    assert "share" in difference["data"][0]["colorbar"]["title"]["text"]
+    names = [d.proto.file_name if hasattr(d.proto, "file_name") else "" for d in at.get("download_button")]
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert any("Table (CSV)" == label for label in labels), labels
+    assert len(labels) >= 3 * 7, "every figure has a Download menu"
+    del names
+
+
+def test_what_if_edits_from_the_url_show_the_change(toys: list) -> None:
+    at = new_app(a="dogs run fast", b="puppies play", model="toy-one", tool="whatif", edit=["a:5-8:drop"]).run()
+    assert_clean(at)
+    assert [c[1] for c in toys] == ["dogs run fast", "dogs fast"]
+    change = charts(at)[-1]
+    assert "what if" in change["layout"]["title"]["text"]
+    assert any("✕" in label for label in change["layout"]["yaxis"]["ticktext"])
+    assert at.query_params["edit"] == "a:5-8:drop" and at.query_params["tool"] == "whatif"
+    next(b for b in at.button if b.label == "Explain the edited pair").click().run()
+    assert_clean(at)
+    assert at.text_area(key="text_a").value == "dogs fast" and at.query_params["a"] == "dogs fast"
+    assert "edit" not in at.query_params
+
+
+def test_what_if_apply_drops_the_clicked_token(toys: list) -> None:
+    at = new_app(a="dogs run fast", b="puppies play", model="toy-one", tool="whatif").run()
+    at.pills(key="wi_tokens_a").set_value([2])  # "run"
+    at.segmented_control(key="wi_op").set_value("drop")
+    next(b for b in at.button if b.label == "Apply").click().run()
+    assert_clean(at)
+    assert at.query_params["edit"] == "a:5-8:drop"
+    assert toys[-1][1] == "dogs fast"
+
+
+def test_layer_sweep_computes_every_layer_once_and_opens_one(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model="toy-one", tool="sweep").run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    assert sorted(c[3]["layer"] for c in toys if c[3]["layer"] is not None) == [0, 1, 2, 3, 4]
+    sweep = next(f for f in charts(at) if "every layer" in f["layout"]["title"]["text"])
+    assert len([t for t in sweep["data"] if t["type"] == "heatmap"]) == 5
+    calls = len(toys)
+    at.pills(key="sweep_open").set_value(1).run()
+    assert_clean(at)
+    assert at.selectbox(key="layer::toy-one").value == 1
+    assert "layer 1 of 4" in charts(at)[0]["layout"]["title"]["text"]
+    assert len(toys) == calls, "every layer was computed once"

@@ -646,6 +646,7 @@ def compose(
     grids, width, height, rows = sized(cell)
     if style.canvas is not None:
         width, height = max(width, style.canvas[0]), max(height, style.canvas[1])
+    width, height = float(math.ceil(width)), float(math.ceil(height))  # whole pixels: domains stay exact
 
     top = header_height(style, subtitle_lines, rows) + heading_room
     traces: list[dict[str, Any]] = []
