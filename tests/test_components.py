@@ -18,11 +18,11 @@ from attribution.viz import exports
 from attribution.viz.heatmap import (
     COLORBAR_TITLE,
     build_difference_map,
-    pair_hash,
     build_heatmap,
     chart_config,
     figure_height,
     file_stem,
+    pair_hash,
     plotly_escape,
     symmetric_limit,
     tick_labels,

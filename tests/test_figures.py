@@ -18,7 +18,7 @@ from attribution.viz.heatmap import (
     difference_matrices,
     symmetric_limit,
 )
-from attribution.viz.layout import EDGE, MIN_CELL, PAGE, SLIDE, Style
+from attribution.viz.layout import EDGE, MIN_CELL, SLIDE, Style
 from attribution.viz.links import build_links
 from attribution.viz.sweep import build_sweep
 from attribution.viz.tables import decomposition, exact_mode_warning, score_card_html
@@ -138,7 +138,7 @@ def test_links_draw_one_line_per_strong_pair() -> None:
     assert len(lines) == 3
     strongest = max(lines, key=lambda t: t.line.width)
     assert (strongest.y[0], strongest.y[-1]) == (0, 1) and "#1" in strongest.hovertemplate
-    assert [t for t in fig.data if t.mode == "text"][0].text[0] == "<b>a</b>"
+    assert next(t for t in fig.data if t.mode == "text").text[0] == "<b>a</b>"
 
 
 def test_sweep_shows_one_miniature_per_layer_and_outlines_the_chosen() -> None:
