@@ -346,9 +346,7 @@ def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
     )
 
 
-def render_downloads(
-    items: Sequence[exports.Download], key: str, label: str = "Download", width: int = 200
-) -> None:
+def render_downloads(items: Sequence[exports.Download], key: str, label: str = "Download", width: int = 200) -> None:
     """A Download menu; each file is made only when its button is pressed."""
     ok, note = exports.renderer_status()
     with st.popover(label, icon=":material/download:", width=width):
