@@ -306,9 +306,23 @@ def result_slots(index: int) -> tuple[DeltaGenerator, DeltaGenerator, DeltaGener
     return card, figure, details
 
 
-def render_heatmap(fig: go.Figure, config: dict, key: str) -> None:
-    """A figure at the size its builder set (square cells); wider than the page, it scrolls sideways."""
-    st.plotly_chart(fig, config=config, theme=None, key=key, width="content")
+def render_heatmap(fig: go.Figure, config: dict, key: str, box: str | None = None) -> None:
+    """A figure at the size its builder set (square cells); wider than its column, it scrolls sideways.
+
+    Streamlit sizes a chart to its column, which would squeeze the cells of a wide map: a min-width
+    on the chart inside its keyed container `box` (class st-key-<box>) keeps the figure's own width.
+    """
+    render_figure(fig, config, key, box or key)
+
+
+def render_figure(fig: go.Figure, config: dict, key: str, box: str) -> None:
+    """Any builder's figure at its own pixel size inside the scrolling container `box`."""
+    width = int(fig.layout.width or 600)
+    chart = f".st-key-{box} .st-key-{key}"  # the chart's element container, its wrapper and the chart
+    st.html(
+        f"<style>{chart}, {chart} > div, {chart} [data-testid='stPlotlyChart'] {{ min-width: {width}px; }}</style>"
+    )
+    st.plotly_chart(fig, config=config, theme=None, key=key, width=width)
 
 
 def is_dark() -> bool:
@@ -419,7 +433,7 @@ def render_difference(
     body = st.container(horizontal=True, gap="large", key="pl-body-diff")
     with body:
         with st.container(width="content", key="pl-figure-diff"):
-            st.plotly_chart(fig, config=config, theme=None, key="difference", width="content")
+            render_figure(fig, config, "difference", "pl-figure-diff")
         with st.container(key="pl-details-diff"):
             st.markdown("<div class='pl-topline'>largest disagreements</div>", unsafe_allow_html=True)
             shown = frame.copy()
@@ -479,7 +493,7 @@ def render_progress(slot: DeltaGenerator, done: int, total: int, label: str) -> 
 def render_sweep(fig: go.Figure, config: dict, layers: Sequence[int], on_open: Callable[[], None]) -> None:
     """The small multiples and a row of layer buttons that open one as the main map."""
     with st.container(key="pl-figure-sweep"):
-        st.plotly_chart(fig, config=config, theme=None, key="sweep", width="content")
+        render_figure(fig, config, "sweep", "pl-figure-sweep")
     st.pills(
         "Open a layer as the main map",
         list(layers),
@@ -553,7 +567,7 @@ def render_whatif_result(
         unsafe_allow_html=True,
     )
     with st.container(key="pl-figure-whatif"):
-        st.plotly_chart(fig, config=config, theme=None, key="whatif", width="content")
+        render_figure(fig, config, "whatif", "pl-figure-whatif")
     row = st.container(horizontal=True, gap="small")
     with row:
         render_downloads(downloads, "dl-whatif")

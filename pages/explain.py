@@ -279,7 +279,7 @@ def show_results(models: list[ModelInfo]) -> None:
         fig = figure(style)
         stem = file_stem(view) if state.view == "map" else file_stem(view, "links")
         with map_slot:
-            render.render_heatmap(fig, chart_config(fig, stem), key=f"map-{index}")
+            render.render_heatmap(fig, chart_config(fig, stem), key=f"map-{index}", box=f"pl-figure-{index}")
         with detail_slot:
             render.render_top_pairs(view, state.top, state.pos)
             items = exports.result_downloads(view, file_stem(view)) + exports.figure_downloads(figure, stem)
