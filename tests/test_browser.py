@@ -205,11 +205,66 @@ def test_eight_sessions_at_once_match_single_session_results(server: str, minilm
 
 # ----------------------------------------------------------------------------- page v2
 
-WORDS = (
-    "the cat sat on a mat while his dog ran in the park and two birds sang near an old tree by "
-    "our small house with red doors so every child could see how green fields grow under warm "
-    "sun each day when rain falls over hills then rivers flow down to blue sea far away from town"
-).split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "while",
+    "his",
+    "dog",
+    "ran",
+    "in",
+    "the",
+    "park",
+    "and",
+    "two",
+    "birds",
+    "sang",
+    "near",
+    "an",
+    "old",
+    "tree",
+    "by",
+    "our",
+    "small",
+    "house",
+    "with",
+    "red",
+    "doors",
+    "so",
+    "every",
+    "child",
+    "could",
+    "see",
+    "how",
+    "green",
+    "fields",
+    "grow",
+    "under",
+    "warm",
+    "sun",
+    "each",
+    "day",
+    "when",
+    "rain",
+    "falls",
+    "over",
+    "hills",
+    "then",
+    "rivers",
+    "flow",
+    "down",
+    "to",
+    "blue",
+    "sea",
+    "far",
+    "away",
+    "from",
+    "town",
+]
 
 
 def sixty_tokens(shift: int) -> str:
@@ -274,12 +329,14 @@ CLIPPED_JS = """(rootSelector) => {
       if (el.children.length || !el.textContent.trim()) continue;
       const r = el.getBoundingClientRect();
       if (!r.width) continue;
-      let cut = r.right > width + 0.5 || (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== 'visible');
+      let cut = r.right > width + 0.5
+        || (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== 'visible');
       for (let a = el.parentElement; a && !cut && a !== root.parentElement; a = a.parentElement) {
         const s = getComputedStyle(a);
         if (s.overflowX === 'visible') continue;
         const b = a.getBoundingClientRect();
-        cut = r.right > b.right + 1 || r.left < b.left - 1 || a.scrollWidth > a.clientWidth + 1 && s.textOverflow === 'ellipsis';
+        cut = r.right > b.right + 1 || r.left < b.left - 1
+          || (a.scrollWidth > a.clientWidth + 1 && s.textOverflow === 'ellipsis');
       }
       if (cut) out.push(el.textContent.trim());
     }
