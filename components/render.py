@@ -53,15 +53,31 @@ SUBMIT_SHORTCUT_JS = """
 (() => {
   if (window.__pairlensShortcut) return;
   window.__pairlensShortcut = true;
+  const BOXES = ".st-key-text_a, .st-key-text_b";
+  const explainButton = () => [...document.querySelectorAll("button")].find((b) => b.innerText.trim() === "Explain");
+  // Ctrl+Enter (Cmd+Enter) in a text box: Streamlit sends the typed text on this key press; press Explain after it.
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
-    const box = event.target.closest && event.target.closest(".st-key-text_a, .st-key-text_b");
-    if (!box) return;
-    // Streamlit commits the typed text on this key press; press Explain right after it.
-    setTimeout(() => {
-      const button = [...document.querySelectorAll("button")].find((b) => b.innerText.trim() === "Explain");
-      if (button) button.click();
-    }, 120);
+    if (!(event.target.closest && event.target.closest(BOXES))) return;
+    setTimeout(() => { const button = explainButton(); if (button) button.click(); }, 150);
+  }, true);
+  // Explain pressed while a text box has focus: the box's text must reach the server before the press,
+  // or the run that carries the press is cut short by the one that carries the text and the press is lost.
+  let held = null;
+  document.addEventListener("pointerdown", (event) => {
+    const button = event.target.closest && event.target.closest("button");
+    const active = document.activeElement;
+    if (!button || button !== explainButton() || !(active && active.closest && active.closest(BOXES))) return;
+    held = button;
+    active.blur();
+  }, true);
+  document.addEventListener("click", (event) => {
+    if (!held || !event.isTrusted) return;
+    const button = held;
+    held = null;
+    event.preventDefault();
+    event.stopPropagation();
+    setTimeout(() => button.click(), 150);
   }, true);
 })();
 </script>
@@ -152,7 +168,7 @@ def render_pending(labels: Sequence[str]) -> None:
 
 
 def render_submit_shortcut() -> None:
-    """Ctrl+Enter (Cmd+Enter) in a text box presses Explain."""
+    """Ctrl+Enter (Cmd+Enter) in a text box presses Explain; Explain waits for the box's text to be sent."""
     st.html(SUBMIT_SHORTCUT_JS, unsafe_allow_javascript=True)
 
 
