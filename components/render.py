@@ -503,7 +503,12 @@ def render_progress(slot: DeltaGenerator, done: int, total: int, label: str) -> 
     if done >= total:
         slot.empty()
     else:
-        slot.caption(f"⏳ {label}: {done} of {total} done…")
+        slot.caption(f"Computing: {label}, {done} of {total} done…")
+
+
+def render_sweep_preview(slot: DeltaGenerator, fig: go.Figure) -> None:
+    """The layers computed so far (replaced by render_sweep when all are done)."""
+    slot.plotly_chart(fig, config={"displaylogo": False}, theme=None, width=int(fig.layout.width or 600))
 
 
 def render_sweep(fig: go.Figure, config: dict, layers: Sequence[int], on_open: Callable[[], None]) -> None:

@@ -360,19 +360,25 @@ def run_options(state: PageState, layer: int) -> ExplainOptions:
 def show_sweep(state: PageState, name: str, result: Attribution, style: Style) -> None:
     """Every layer of one model (computed once, cached), as small multiples; a click opens one."""
     layers = list(range(result.num_layers + 1))
-    slot = render.progress_slot()
+    progress = render.progress_slot()
+    figure_slot = st.empty()
     found: list[Attribution] = []
-    for done, layer in enumerate(layers):
-        render.render_progress(slot, done, len(layers), f"Layer sweep of {short_model_name(name)}")
+    clip = state.clip_value()
+    # Deep layers first: they converge in few steps, while layer 0 may need hundreds of nodes.
+    for done, layer in enumerate(sorted(layers, reverse=True)):
+        render.render_progress(progress, done, len(layers), f"Layer sweep of {short_model_name(name)}")
+        if found:  # what is done so far, while the rest computes
+            render.render_sweep_preview(figure_slot, build_sweep(found, clip=clip, style=Style(dark=style.dark)))
         outcome = backend.explain_cached(name, state.text_a, state.text_b, run_options(state, layer))
         if isinstance(outcome, backend.Failure):
             render.render_failure(name, outcome.message)
             return
         found.append(display_view(outcome, state.level, state.special))
-    render.render_progress(slot, len(layers), len(layers), "")
-    fig = build_sweep(found, clip=state.clip_value(), chosen=result.layer, style=Style(dark=style.dark))
+    render.render_progress(progress, len(layers), len(layers), "")
+    fig = build_sweep(found, clip=clip, chosen=result.layer, style=Style(dark=style.dark))
     stem = file_stem(result, "layers")
-    render.render_sweep(fig, chart_config(fig, stem), layers, partial(open_layer, name))
+    with figure_slot.container():
+        render.render_sweep(fig, chart_config(fig, stem), layers, partial(open_layer, name))
 
 
 def open_layer(name: str) -> None:

@@ -43,12 +43,13 @@ def build_sweep(
     n_a, n_b = ordered[0].shape
     cell = max(1.5, min(16.0, style.font(PANEL_PX) / max(n_a, n_b, 1)))
     panel_w, panel_h = n_b * cell, n_a * cell
-    label_h = style.font(12) * 2.9 + 6
-    columns = sweep_columns(len(ordered), panel_w)
+    label_h = style.font(11) * 4.2 + 6
+    slot_w = max(panel_w, style.font(104))  # room for the labels above narrow panels
+    columns = sweep_columns(len(ordered), slot_w)
     rows = math.ceil(len(ordered) / columns)
     gap_x, gap_y = 18.0, 14.0
     top = EDGE + style.font(15) * 1.5 + style.font(12) * 1.45 + 10
-    width = 3 * EDGE + columns * panel_w + (columns - 1) * gap_x
+    width = 3 * EDGE + columns * slot_w + (columns - 1) * gap_x
     width = max(width, 560.0)
     height = top + rows * (label_h + panel_h) + (rows - 1) * gap_y + EDGE
     shared_limit = symmetric_limit(*(r.matrix for r in ordered), clip=clip) if shared else None
@@ -58,7 +59,7 @@ def build_sweep(
     shapes: list[dict[str, Any]] = []
     for k, result in enumerate(ordered):
         r, c = divmod(k, columns)
-        x0 = EDGE + c * (panel_w + gap_x)
+        x0 = EDGE + c * (slot_w + gap_x)
         y0 = top + r * (label_h + panel_h + gap_y) + label_h
         suffix = "" if k == 0 else str(k + 1)
         limit = shared_limit if shared_limit is not None else symmetric_limit(result.matrix, clip=clip)
@@ -86,10 +87,12 @@ def build_sweep(
             fixedrange=True, anchor=f"x{suffix}",
         )  # fmt: skip
         error = f"{100 * result.relative_error:.2g} %" if math.isfinite(result.relative_error) else "n/a"
+        if math.isfinite(result.relative_error) and 100 * result.relative_error < 1e-3:
+            error = "< 0.001 %"
         heading = f"<b>layer {result.layer}</b>" + (" (embeddings)" if result.layer == 0 else "")
         annotations.append(
             dict(
-                text=f"{heading}<br>cells {result.attribution_sum:+.3f} · error {error}",
+                text=f"{heading}<br>cells {result.attribution_sum:+.3f}<br>error {error}",
                 x=x0 / width, y=1 - (y0 - 3) / height, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                 align="left", showarrow=False, font=dict(size=style.font(11), color=colours.text),
             )
