@@ -335,9 +335,7 @@ def render_figure(fig: go.Figure, config: dict, key: str, box: str) -> None:
     """Any builder's figure at its own pixel size inside the scrolling container `box`."""
     width = int(fig.layout.width or 600)
     chart = f".st-key-{box} .st-key-{key}"  # the chart's element container, its wrapper and the chart
-    st.html(
-        f"<style>{chart}, {chart} > div, {chart} [data-testid='stPlotlyChart'] {{ min-width: {width}px; }}</style>"
-    )
+    st.html(f"<style>{chart}, {chart} > div, {chart} [data-testid='stPlotlyChart'] {{ min-width: {width}px; }}</style>")
     st.plotly_chart(fig, config=config, theme=None, key=key, width=width)
 
 
