@@ -9,6 +9,7 @@
 | PAIRLENS_RESULT_CACHE        | 64                 | results kept by the page's cache                |
 | PAIRLENS_MAX_TEXT_CHARS      | 20000              | characters accepted per text                    |
 | PAIRLENS_ALLOW_CUSTOM_MODELS | 0                  | page accepts typed local paths / hub ids if 1   |
+| PAIRLENS_MAX_PAGE_WORK       | 1500000            | work one page request may ask for (core.work)   |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .errors import InputError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_TOLERANCE = 1e-3
 DEFAULT_RULE: Final = "gauss-legendre"
+DEFAULT_MAX_PAGE_WORK = 1_500_000  # two 256-token texts, auto, default layer: 1,048,576
 EXAMPLE_PAIR = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
 
 
@@ -48,6 +50,7 @@ class Settings:
     result_cache: int
     max_text_chars: int
     allow_custom_models: bool
+    max_page_work: int  # attribution.core.work units: tokens x passes x nodes x layers
 
     @property
     def models_dir(self) -> Path:
@@ -65,5 +68,6 @@ def get_settings() -> Settings:
         memory_budget_mb=_env_int("PAIRLENS_MEMORY_BUDGET_MB", 2048, 64, 1 << 20),
         result_cache=_env_int("PAIRLENS_RESULT_CACHE", 64, 1, 100_000),
         max_text_chars=_env_int("PAIRLENS_MAX_TEXT_CHARS", 20_000, 1, 10_000_000),
+        max_page_work=_env_int("PAIRLENS_MAX_PAGE_WORK", DEFAULT_MAX_PAGE_WORK, 1, 10**15),
         allow_custom_models=os.environ.get("PAIRLENS_ALLOW_CUSTOM_MODELS", "0").strip().lower() in ("1", "true", "yes"),
     )

@@ -93,8 +93,8 @@ def token_edit(side: TextSide, label: Side, row: int, op: str, text: str = "") -
         raise InputError(f"The operation must be drop, mask or replace, not {op!r}.")
     if not 0 <= row < len(side.tokens):
         raise InputError(f"Text {label.upper()} has no token {row}.")
-    if side.special and side.special[row]:
-        raise InputError(f"{side.tokens[row]} is a special token: only tokens of the text can be edited.")
+    if side.special_or_prompt()[row]:
+        raise InputError(f"{side.tokens[row]} is a special or prompt token: only tokens of the text can be edited.")
     if row >= len(side.offsets):
         raise InputError("This result has no character offsets, so its tokens cannot be edited.")
     start, end = side.offsets[row]

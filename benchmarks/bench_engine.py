@@ -47,7 +47,7 @@ def sample_pairs(n: int) -> list[tuple[str, str]]:
         return FALLBACK[:n]
     pairs = read_pairs(STSB).pairs
     step = max(1, len(pairs) // n)
-    return [(p.a.text, p.b.text) for p in pairs[::step][:n]]
+    return [(p.text_a, p.text_b) for p in pairs[::step][:n]]
 
 
 def timed(fn, repeat: int):  # type: ignore[no-untyped-def]

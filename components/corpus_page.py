@@ -6,8 +6,11 @@ it (a typed name that resolves elsewhere, by `..` or a symlink, is refused).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,9 @@ import pandas as pd
 
 from attribution.errors import InputError
 from attribution.settings import get_settings
-from attribution.workflows.corpus import PAIRS, RUN, SUMMARY
+from attribution.workflows.corpus import LOCK, PAIRS, RUN, SUMMARY
+
+from .state import quoted
 
 MAX_PAGE_PAIRS = 50  # a run started from the page
 PAGE_PATH = "Corpus"  # URL path of this page (pages/corpus.py)
@@ -96,8 +101,35 @@ def resolve_run(root: Path, name: str) -> Path:
     if not path.is_relative_to(root_real) or path == root_real:
         raise InputError(f"Only result folders inside {root_real} can be opened here.")
     if not (path / RUN).is_file():
-        raise InputError(f"'{text}' is not a result folder under {root_real} (no {RUN}).")
+        raise InputError(f"{quoted(text)} is not a result folder under {root_real} (no {RUN}).")
     return path
+
+
+def remove_unstarted_run(out: Path) -> bool:
+    """Delete a folder the page created for a run that never started (no run.json); True if removed.
+
+    A refused upload (no usable pair, a file that is not a pairs file) or a model that fails to
+    load must not leave an orphan folder holding the name.
+    """
+    if (out / RUN).exists() or not out.is_dir() or _in_use(out):
+        return False
+    shutil.rmtree(out, ignore_errors=True)
+    return not out.exists()
+
+
+def _in_use(out: Path) -> bool:
+    """True while an analyze run holds the folder's lock (another session may have started it)."""
+    try:
+        fd = os.open(out / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def new_run_name(name: str | None = None) -> str:

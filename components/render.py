@@ -6,11 +6,11 @@ writes the widget keys listed in `components.state`.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -22,7 +22,7 @@ from attribution.models import ModelInfo
 from attribution.result import Attribution
 from attribution.settings import get_settings
 from attribution.viz import exports
-from attribution.viz.heatmap import short_model_name
+from attribution.viz.heatmap import file_stem, short_model_name
 from attribution.viz.tables import score_card_html, top_pairs_frame, top_share_sentence
 
 from . import backend
@@ -37,6 +37,9 @@ from .state import (
     PageState,
     diff_options,
     layer_key,
+    link_problem,
+    literal_markdown,
+    share_url,
 )
 
 log = logging.getLogger(__name__)
@@ -130,9 +133,10 @@ def render_header() -> None:
 
 
 def render_notices(notices: Sequence[str]) -> None:
-    """One warning box listing every link or input value that was adjusted."""
+    """One warning box listing every link or input value that was adjusted (shown as literal text)."""
     if notices:
-        st.warning("Some settings were adjusted:\n" + "\n".join(f"- {n}" for n in notices), icon="⚠️")
+        items = "\n".join(f"- {literal_markdown(n)}" for n in notices)
+        st.warning("Some settings were adjusted:\n" + items, icon="⚠️")
 
 
 def render_example_picker(examples: Sequence[dict[str, str]], on_pick: Callable[[], None]) -> None:
@@ -179,6 +183,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
     missing = [m for m in models if not m.installed]
     options = installed + [m for m in state.models if m not in installed]
     descriptions = {m.name: m.description for m in models}
+    architectures = {m.name: m.architecture for m in models}
     steps_options = STEP_CHOICES + ([state.steps] if state.steps not in STEP_CHOICES else [])
     with st.form("inputs", border=False, enter_to_submit=False):
         # One wrapping row: at narrow widths the button moves down instead of being clipped.
@@ -191,7 +196,11 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
             max_selections=MAX_MODELS,
             format_func=short_model_name,
             accept_new_options=settings.allow_custom_models,
-            help="\n\n".join(f"**{short_model_name(n)}**: {descriptions.get(n, 'custom model')}" for n in options),
+            help="\n\n".join(
+                f"**{literal_markdown(short_model_name(n))}**{_architecture_note(architectures.get(n))}: "
+                f"{descriptions.get(n, 'custom model')}"
+                for n in options
+            ),
         )
         with col_adv.popover("Advanced options", width=200):
             st.selectbox(
@@ -211,12 +220,31 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 help="approximate explains f(a)·f(b); exact explains (f(a) − f(ref))·(f(b) − f(ref)), the "
                 "default of models fine-tuned for it. The layer is chosen per model above its map.",
             )
+            st.text_input(
+                "Prompt name",
+                key="prompt_name",
+                placeholder="the model's default",
+                help="One of the model's saved prompts (e.g. query, document), prepended to both texts as "
+                "sentence-transformers does. Prompt tokens stay in the reference and show with Special tokens.",
+            )
+            st.text_input(
+                "Prompt text",
+                key="prompt",
+                placeholder="none",
+                max_chars=settings.max_text_chars,
+                help="Or the prompt itself, e.g. 'query: ' (used instead of the prompt name).",
+            )
         submitted = col_go.form_submit_button("Explain", type="primary", width=120)
     if missing:
         st.caption(
             "Not installed: " + "; ".join(f"**{short_model_name(m.name)}** — `{m.install_hint}`" for m in missing)
         )
     return bool(submitted)
+
+
+def _architecture_note(architecture: str | None) -> str:
+    """' (bert)' after a model name in the picker's help, literal; '' when unknown."""
+    return f" ({literal_markdown(architecture)})" if architecture else ""
 
 
 def render_prompt(message: str) -> None:
@@ -250,7 +278,7 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
             disabled=not has_pos,
             help="Colour strips and labels by part of speech (spaCy UPOS)." if has_pos else pos_note,
         )
-        st.toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> rows and columns.")
+        st.toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> and prompt rows and columns.")
         st.toggle(
             "Shared colour scale",
             key="shared",
@@ -396,8 +424,8 @@ def render_downloads(items: Sequence[exports.Download], key: str, label: str = "
 
 
 def render_failure(name: str, message: str) -> None:
-    """An error box in a model's column (the other columns still render)."""
-    st.error(message, icon="🚫")
+    """An error box in a model's column (the other columns still render); the message is literal text."""
+    st.error(literal_markdown(message), icon="🚫")
 
 
 def render_unexpected(name: str, exc: BaseException) -> None:
@@ -593,11 +621,23 @@ def render_whatif_result(
         st.button("Explain the edited pair", key="wi_open", on_click=on_open, icon=":material/open_in_full:")
 
 
-def render_share(query: dict[str, str | list[str]]) -> None:
-    """A copyable link that reopens exactly this view."""
-    base = st.context.url or "http://localhost:8501/"
-    link = base.split("?", 1)[0] + "?" + urlencode(query, doseq=True)
+def render_share(query: dict[str, str | list[str]], results: Sequence[Attribution] = ()) -> None:
+    """A copyable link that reopens exactly this view; past MAX_LINK_CHARS a notice and JSON downloads instead."""
+    link = share_url(st.context.url, query)
+    problem = link_problem(link)
     with st.expander("Share this view", icon=":material/link:"):
+        if problem is not None:
+            st.info(literal_markdown(problem), icon=":material/link_off:")
+            for index, result in enumerate(results):
+                st.download_button(
+                    f"Result of {short_model_name(result.model_name)} (JSON)",
+                    functools.partial(exports.result_json, result),
+                    f"{file_stem(result)}.json",
+                    "application/json",
+                    key=f"share-json-{index}",
+                    on_click="ignore",
+                )
+            return
         st.caption("This link reopens the page with these texts, models and display settings.")
         st.code(link, language=None, wrap_lines=True)
 
@@ -609,7 +649,9 @@ def render_how_to_read() -> None:
 
 
 def write_query(query: dict[str, str | list[str]]) -> None:
-    """Mirror the current inputs into the URL (only when they changed)."""
+    """Mirror the current inputs into the URL (only when they changed, and only a link that fits)."""
+    if link_problem(share_url(st.context.url, query)) is not None:
+        return  # the address bar keeps the last link that the server accepts
     current = {k: st.query_params.get_all(k) for k in st.query_params}
     wanted = {k: v if isinstance(v, list) else [v] for k, v in query.items()}
     if current != wanted:

@@ -3,18 +3,21 @@
 Query string (repeated keys for lists): a, b, model (1-3), layer (one per model: a whole
 number or "default"), steps ("auto" or N), rule, mode ("default", "approximate", "exact"),
 level ("token", "word"), special, pos, shared (1/0), top (0-50), diff ("1,2": which two
-models, 1-based, the difference map compares), view ("map", "links"), clip ("none", "99",
-"95", "90": percentile where colours saturate), dm (difference map: "share" or "raw"), tool
-("whatif", "sweep" or absent), tm (the tool's model, 1-based), edit (what-if edits, repeated:
-a:10-16:mask, see attribution.whatif.Edit). Invalid values are clamped or ignored, and each
-such change is reported as a notice for the page to show.
+models, 1-based, the difference map compares), prompt_name and prompt (absent: none
+given), view ("map", "links"), clip ("none", "99", "95", "90": percentile where colours
+saturate), dm (difference map: "share" or "raw"), tool ("whatif", "sweep" or absent), tm
+(the tool's model, 1-based), edit (what-if edits, repeated: a:10-16:mask, see
+attribution.whatif.Edit). Invalid values are clamped or ignored, and each such change is
+reported as a notice for the page to show.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlencode
 
 from attribution.core.options import RULES
 from attribution.models import ModelInfo
@@ -33,6 +36,31 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 LAYER_KEY_PREFIX = "layer::"
 DEFAULT_LAYER = "default"  # the layer widget's value for the engine's default (None in PageState)
+
+
+ECHO_CHARS = 40  # the most characters of a value from a link that a notice repeats
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def cut(text: str, limit: int = ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quoted(value: object, limit: int = ECHO_CHARS) -> str:
+    """How a notice repeats a value it was given: repr(value), cut to `limit` characters."""
+    return cut(repr(value), limit)
+
+
+def literal_markdown(text: str) -> str:
+    """Plain text as Markdown that shows exactly these characters.
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark allows it for all of
+    them) and line breaks become spaces, so no link, image, autolink, HTML, emphasis, heading,
+    list or Streamlit directive (`:red[...]`) can come out of a value echoed from a link.
+    Notices and error messages are plain text; the renderers pass them through this.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(text.splitlines()))
 
 
 def layer_key(model: str) -> str:
@@ -63,6 +91,8 @@ class PageState:
     tool: str = ""
     tool_model: int = 0  # index into models
     edits: list[str] = field(default_factory=list)  # Edit.to_param() strings
+    prompt_name: str = ""  # one of the models' prompts; "": the model's default
+    prompt: str = ""  # the prompt text itself; "": none given (used instead of prompt_name when given)
 
     def layer_of(self, model: str) -> int | None:
         return self.layers.get(model)
@@ -78,6 +108,12 @@ class PageState:
     def clip_value(self) -> float | None:
         """The percentile where colours saturate, or None for the full range."""
         return None if self.clip == "none" else float(self.clip)
+
+    def prompt_values(self) -> dict[str, str | None]:
+        """What explain() takes: prompt_name= and prompt= (the typed prompt text wins over the name)."""
+        if self.prompt:
+            return {"prompt_name": None, "prompt": self.prompt}
+        return {"prompt_name": self.prompt_name.strip() or None, "prompt": None}
 
     def diff_pair(self) -> tuple[int, int] | None:
         """The two model indices the difference map compares, or None with fewer than 2 models."""
@@ -120,7 +156,7 @@ def _bool(raw: str | None, name: str, default: bool, notices: list[str]) -> bool
         return True
     if value in _FALSE:
         return False
-    notices.append(f"{name}={raw!r} is not 1 or 0; using {int(default)}.")
+    notices.append(f"{name}={quoted(raw)} is not 1 or 0; using {int(default)}.")
     return default
 
 
@@ -133,11 +169,11 @@ def parse_steps(raw: str, notices: list[str], where: str = "steps") -> str:
     try:
         value = int(text)
     except ValueError:
-        notices.append(f"{where}={raw!r} is not 'auto' or a whole number; using auto.")
+        notices.append(f"{where}={quoted(raw)} is not 'auto' or a whole number; using auto.")
         return "auto"
     if not 1 <= value <= max_steps:
         clamped = min(max(value, 1), max_steps)
-        notices.append(f"{where}={value} is outside 1–{max_steps}; using {clamped}.")
+        notices.append(f"{where}={quoted(value)} is outside 1–{max_steps}; using {clamped}.")
         return str(clamped)
     return str(value)
 
@@ -172,7 +208,7 @@ def parse_query(
     for k, name in enumerate(requested):
         info = by_name.get(name) or by_lower.get(name.strip().lower())
         if info is None and not allow_custom:
-            notices.append(f"Model '{name}' is not available here; ignored.")
+            notices.append(f"Model {quoted(name)} is not available here; ignored.")
             continue
         if info is not None and not info.installed:
             notices.append(f"Model '{info.name}' is not installed ({info.install_hint}); ignored.")
@@ -181,7 +217,7 @@ def parse_query(
         if resolved in chosen:
             continue
         if len(chosen) == MAX_MODELS:
-            notices.append(f"At most {MAX_MODELS} models side by side; '{resolved}' ignored.")
+            notices.append(f"At most {MAX_MODELS} models side by side; {quoted(resolved)} ignored.")
             continue
         chosen.append(resolved)
         if k < len(raw_layers):
@@ -198,17 +234,17 @@ def parse_query(
         if raw in RULES:
             state.rule = raw
         else:
-            notices.append(f"rule={raw!r} is not one of {', '.join(RULES)}; using {DEFAULT_RULE}.")
+            notices.append(f"rule={quoted(raw)} is not one of {', '.join(RULES)}; using {DEFAULT_RULE}.")
     if (raw := _last(params, "mode")) is not None:
         if raw in MODE_OPTIONS:
             state.mode = raw
         else:
-            notices.append(f"mode={raw!r} is not approximate, exact or default; using the model's default.")
+            notices.append(f"mode={quoted(raw)} is not approximate, exact or default; using the model's default.")
     if (raw := _last(params, "level")) is not None:
         if raw in LEVEL_OPTIONS:
             state.level = raw
         else:
-            notices.append(f"level={raw!r} is not token or word; using token.")
+            notices.append(f"level={quoted(raw)} is not token or word; using token.")
     state.special = _bool(_last(params, "special"), "special", state.special, notices)
     state.pos = _bool(_last(params, "pos"), "pos", state.pos, notices)
     state.shared = _bool(_last(params, "shared"), "shared", state.shared, notices)
@@ -237,6 +273,12 @@ def parse_query(
         else:
             notices.append(f"tm={raw!r} does not name one of the {len(state.models)} models; using the first.")
     state.edits = _parse_edits(_all(params, "edit"), state.text_a, state.text_b, notices)
+    if (raw := _last(params, "prompt_name")) is not None:
+        state.prompt_name = raw.strip()[:200]
+    if (raw := _last(params, "prompt")) is not None:
+        if len(raw) > max_chars:
+            notices.append(f"The prompt from the link had {len(raw):,} characters; cut to the limit of {max_chars:,}.")
+        state.prompt = raw[:max_chars]
     return state, notices
 
 
@@ -264,10 +306,10 @@ def _parse_layer(raw: str, model: str, notices: list[str]) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        notices.append(f"layer={raw!r} for {model} is not a whole number; using the default layer.")
+        notices.append(f"layer={quoted(raw)} for {cut(model)} is not a whole number; using the default layer.")
         return None
     if value < 0:
-        notices.append(f"layer={value} for {model} is negative; using 0.")
+        notices.append(f"layer={quoted(value)} for {cut(model)} is negative; using 0.")
         return 0
     return value
 
@@ -277,18 +319,18 @@ def clamp_layer(value: int | None, num_layers: int, model: str) -> tuple[int | N
     if value is None or 0 <= value <= num_layers:
         return value, None
     clamped = min(max(value, 0), num_layers)
-    return clamped, f"Layer {value} does not exist in {model} (0–{num_layers}); using {clamped}."
+    return clamped, f"Layer {quoted(value)} does not exist in {cut(model)} (0–{num_layers}); using {clamped}."
 
 
 def _parse_top(raw: str, notices: list[str]) -> int:
     try:
         value = int(raw.strip())
     except ValueError:
-        notices.append(f"top={raw!r} is not a whole number; using {DEFAULT_TOP}.")
+        notices.append(f"top={quoted(raw)} is not a whole number; using {DEFAULT_TOP}.")
         return DEFAULT_TOP
     if not 0 <= value <= MAX_TOP:
         clamped = min(max(value, 0), MAX_TOP)
-        notices.append(f"top={value} is outside 0–{MAX_TOP}; using {clamped}.")
+        notices.append(f"top={quoted(value)} is outside 0–{MAX_TOP}; using {clamped}.")
         return clamped
     return value
 
@@ -297,10 +339,10 @@ def _parse_diff(raw: str, n_models: int, notices: list[str]) -> tuple[int, int]:
     try:
         first, second = (int(part) - 1 for part in raw.split(","))
     except ValueError:
-        notices.append(f"diff={raw!r} is not two model numbers such as 1,2; comparing the first two models.")
+        notices.append(f"diff={quoted(raw)} is not two model numbers such as 1,2; comparing the first two models.")
         return (0, 1)
     if n_models >= 2 and (first == second or not (0 <= first < n_models and 0 <= second < n_models)):
-        notices.append(f"diff={raw!r} does not name two of the {n_models} models; comparing the first two.")
+        notices.append(f"diff={quoted(raw)} does not name two of the {n_models} models; comparing the first two.")
         return (0, 1)
     return (first, second)
 
@@ -330,7 +372,33 @@ def to_query(state: PageState) -> dict[str, str | list[str]]:
         out["tm"] = str(state.tool_model + 1)
     if state.edits:
         out["edit"] = list(state.edits)
+    if state.prompt_name:
+        out["prompt_name"] = state.prompt_name
+    if state.prompt:
+        out["prompt"] = state.prompt
     return out
+
+
+# The longest share link offered. Streamlit's server answers a blank HTTP 400 to request lines
+# of about 130 kB, and proxies and CDNs often stop at 32 kB; longer views are shared as JSON.
+MAX_LINK_CHARS = 32_000
+
+
+def share_url(page_url: str | None, query: Mapping[str, str | list[str]]) -> str:
+    """The absolute link that reopens `query` on the page at `page_url` (its own query dropped)."""
+    base = (page_url or "http://localhost:8501/").split("?", 1)[0].split("#", 1)[0]
+    return base + "?" + urlencode(query, doseq=True)
+
+
+def link_problem(link: str, limit: int = MAX_LINK_CHARS) -> str | None:
+    """None when `link` can be shared, else a notice saying why not and what to do instead."""
+    if len(link) <= limit:
+        return None
+    return (
+        f"This view's link would be {len(link):,} characters long, more than a link can safely carry "
+        f"({limit:,}; longer ones are refused by the server): shorten the texts to share a link, or share "
+        "the result as JSON (download it below)."
+    )
 
 
 # Session-state keys of the widgets (layers: layer_key(model)).
@@ -353,6 +421,8 @@ SESSION_KEYS = (
     "tool",
     "tool_model",
     "edits",
+    "prompt_name",
+    "prompt",
 )
 
 

@@ -19,6 +19,7 @@ from attribution.workflows import corpus
 from attribution.workflows.data import read_pairs
 from components import backend
 from components import corpus_page as cp
+from components.state import cut, literal_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 STSB_TEST = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
@@ -54,7 +55,7 @@ def pick_run(root: Path) -> Path | None:
     try:
         path = cp.resolve_run(root, name)
     except PairLensError as exc:
-        st.error(str(exc))
+        st.error(literal_markdown(str(exc)))
         return None
     st.query_params["run"] = path.name
     return path
@@ -92,20 +93,23 @@ def start_run_form(root: Path) -> None:
         name = c6.text_input("Name of the run", placeholder="run-<date>-<time>", key="new_name")
         if not st.button("Start", type="primary", key="new_start", disabled=not models):
             return
+        if source == "Upload a file" and upload is None:
+            st.warning("Choose a file to upload first.")
+            return
+        out: Path | None = None
+        created = False
         try:
             run_name = cp.new_run_name(name)
             out = root / run_name
+            created = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
-            if source == "Upload a file":
-                if upload is None:
-                    st.warning("Choose a file to upload first.")
-                    return
+            if upload is not None and source == "Upload a file":
                 suffix = Path(upload.name).suffix.lower() or ".txt"
                 data_path = out / f"input{suffix}"
                 data_path.write_bytes(upload.getvalue())
             else:
                 data_path = STSB_TEST
-            pairs = read_pairs(data_path)
+            pairs = read_pairs(data_path, limit=int(limit))  # only as far as the pairs the run needs
             bar = st.progress(0.0, text="Loading the model…")
 
             def report(done: int, total: int, phase: str) -> None:
@@ -126,8 +130,11 @@ def start_run_form(root: Path) -> None:
                     on_progress=report,
                 )
         except PairLensError as exc:
-            st.error(str(exc))
+            st.error(literal_markdown(str(exc)))
             return
+        finally:
+            if out is not None and created:
+                cp.remove_unstarted_run(out)  # a run that never started leaves no folder behind
         st.session_state["run_typed"] = run_name
         st.query_params["run"] = run_name
         st.rerun()
@@ -169,7 +176,8 @@ def show_pairs(frame: Any, settings: dict[str, Any]) -> None:
     st.session_state["_pairs_selected"] = selected
     line = st.selectbox("Open pair (line)", lines, key="open_line")
     row = table[table["row"] == line].iloc[0]
-    st.markdown(f"**A:** {row['text_a']}  \n**B:** {row['text_b']}", unsafe_allow_html=False)
+    text_a, text_b = (literal_markdown(str(row[k])) for k in ("text_a", "text_b"))
+    st.markdown(f"**A:** {text_a}  \n**B:** {text_b}", unsafe_allow_html=False)
     url = cp.explainer_url(st.context.url, cp.explainer_query(settings, str(row["text_a"]), str(row["text_b"])))
     st.link_button("Open in the explainer", url, icon=":material/open_in_new:", type="primary")
 
@@ -211,4 +219,4 @@ def main() -> None:
 try:
     main()
 except Exception as exc:
-    st.error(f"The corpus page failed: {type(exc).__name__}: {exc}")
+    st.error(literal_markdown(f"The corpus page failed: {type(exc).__name__}: {cut(str(exc), 300)}"))

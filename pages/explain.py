@@ -11,6 +11,7 @@ import streamlit as st
 
 from attribution.core.options import ExplainOptions
 from attribution.core.tokens import check_text
+from attribution.core.work import estimate_work, limit_work
 from attribution.errors import PairLensError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
@@ -147,8 +148,15 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
         layer = session_layer(st.session_state.get(layer_key(name)))
         with st.spinner(f"Explaining with {short_model_name(name)}…", show_time=True):
             options = ExplainOptions.create(
-                layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value()
+                layer=layer,
+                steps=state.steps_value(),
+                rule=state.rule,
+                mode=state.mode_value(),
+                **state.prompt_values(),
             )
+            # The operator's cap, for links and typed input alike, before anything is computed.
+            estimate = estimate_work(model, state.text_a, state.text_b, options)
+            options = limit_work(estimate, options, get_settings().max_page_work)
             outcome = backend.explain_cached(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
         render.render_failure(name, str(exc))
@@ -159,6 +167,12 @@ def compute_column(name: str, state: PageState, info: ModelInfo | None, notices:
     if isinstance(outcome, backend.Failure):
         render.render_failure(name, outcome.message)
         return None
+    if options.auto_max_steps is not None and not outcome.converged and outcome.steps >= options.auto_max_steps:
+        notices.append(
+            f"{short_model_name(name)}: steps=auto stopped at {outcome.steps} steps, the most this server allows for "
+            "these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the integration error reached the "
+            "tolerance. Shorter texts or a deeper layer allow more."
+        )
     return outcome
 
 
@@ -297,7 +311,7 @@ def show_results(models: list[ModelInfo]) -> None:
         show_explore(state, results, style)
 
     query = to_query(state)
-    render.render_share(query)
+    render.render_share(query, [results[name] for name in state.models if name in results])
     render.write_query(query)
 
 
@@ -353,8 +367,13 @@ def show_explore(state: PageState, results: dict[str, Attribution], style: Style
         show_sweep(state, name, results[name], style)
 
 
-def run_options(state: PageState, layer: int) -> ExplainOptions:
-    return ExplainOptions.create(layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value())
+def run_options(state: PageState, name: str, layer: int, text_a: str, text_b: str) -> ExplainOptions:
+    """The options of the model's column at another layer (or for other texts), within the work cap."""
+    options = ExplainOptions.create(
+        layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value(), **state.prompt_values()
+    )
+    estimate = estimate_work(backend.get_model(name), text_a, text_b, options)
+    return limit_work(estimate, options, get_settings().max_page_work)
 
 
 def show_sweep(state: PageState, name: str, result: Attribution, style: Style) -> None:
@@ -363,22 +382,31 @@ def show_sweep(state: PageState, name: str, result: Attribution, style: Style) -
     progress = render.progress_slot()
     figure_slot = st.empty()
     found: list[Attribution] = []
+    refused: list[str] = []
     clip = state.clip_value()
     # Deep layers first: they converge in few steps, while layer 0 may need hundreds of nodes.
     for done, layer in enumerate(sorted(layers, reverse=True)):
         render.render_progress(progress, done, len(layers), f"Layer sweep of {short_model_name(name)}")
         if found:  # what is done so far, while the rest computes
             render.render_sweep_preview(figure_slot, build_sweep(found, clip=clip, style=Style(dark=style.dark)))
-        outcome = backend.explain_cached(name, state.text_a, state.text_b, run_options(state, layer))
+        try:
+            options = run_options(state, name, layer, state.text_a, state.text_b)
+            outcome = backend.explain_cached(name, state.text_a, state.text_b, options)
+        except PairLensError as exc:
+            outcome = backend.Failure(str(exc))
         if isinstance(outcome, backend.Failure):
-            render.render_failure(name, outcome.message)
-            return
+            refused.append(f"layer {layer}: {outcome.message}")
+            continue
         found.append(display_view(outcome, state.level, state.special))
     render.render_progress(progress, len(layers), len(layers), "")
+    for message in refused:
+        render.render_failure(name, message)
+    if not found:
+        return
     fig = build_sweep(found, clip=clip, chosen=result.layer, style=Style(dark=style.dark))
     stem = file_stem(result, "layers")
     with figure_slot.container():
-        render.render_sweep(fig, chart_config(fig, stem), layers, partial(open_layer, name))
+        render.render_sweep(fig, chart_config(fig, stem), [r.layer for r in found], partial(open_layer, name))
 
 
 def open_layer(name: str) -> None:
@@ -401,7 +429,8 @@ def show_whatif(state: PageState, name: str, result: Attribution, style: Style) 
             st.session_state[key] = default
     side = st.session_state["wi_side"]
     text_side = result.a if side == "a" else result.b
-    chips = [(row, token) for row, token in enumerate(text_side.tokens) if not text_side.special[row]]
+    hidden = text_side.special_or_prompt()
+    chips = [(row, token) for row, token in enumerate(text_side.tokens) if not hidden[row]]
     mask_note = None if pad else f"{short_model_name(name)} has no padding token, so tokens cannot be masked."
     render.render_whatif_editor(chips, mask_note, partial(apply_edit, result, str(pad or "")), side)
     edits = current_edits()
@@ -413,7 +442,8 @@ def show_whatif(state: PageState, name: str, result: Attribution, style: Style) 
     try:
         text_a, text_b = edited_pair(state.text_a, state.text_b, edits, str(pad or ""))
         with st.spinner(f"Explaining the edited pair with {short_model_name(name)}…", show_time=True):
-            after = backend.explain_cached(name, text_a, text_b, run_options(state, result.layer))
+            options = run_options(state, name, result.layer, text_a, text_b)
+            after = backend.explain_cached(name, text_a, text_b, options)
     except PairLensError as exc:
         render.render_failure(name, str(exc))
         return

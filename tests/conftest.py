@@ -1,9 +1,12 @@
-"""Shared fixtures: the packaged MiniLM loaded once per session, tiny models built once."""
+"""Shared fixtures: the packaged MiniLM loaded once per session, tiny models built once when first used."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -35,20 +38,57 @@ def minilm_dir() -> Path:
     return minilm_path()
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> dict[str, Path]:
-    """Folder per tiny architecture, plus CLS-pooling and dot-product variants."""
-    from tiny_models import build_tiny_model
+class TinyModels(Mapping[str, Path]):
+    """Tiny model folders by name, each built offline on first use (once per session).
 
-    base = tmp_path_factory.mktemp("tiny")
-    folders = {
-        arch: build_tiny_model(base / arch, arch, minilm_dir) for arch in ("bert", "roberta", "xlm-roberta", "mpnet")
+    Names: every architecture of tiny_models.SPECS with its default head, plus the variants in VARIANTS.
+    """
+
+    VARIANTS: ClassVar[dict[str, tuple[str, dict[str, Any]]]] = {
+        "bert-cls-dot": (
+            "bert",
+            {"pooling": "cls", "normalize": False, "similarity": "dot", "dense": (16,), "dense_activation": "tanh"},
+        ),
+        **{
+            f"bert-{mode}": ("bert", {"pooling": mode, "dense": (16,), "dense_activation": "tanh"})
+            for mode in ("cls", "max", "lasttoken", "weightedmean", "mean_sqrt_len_tokens")
+        },
+        "gemma3_text-exclude-prompt": ("gemma3_text", {"include_prompt": False}),
+        "bart": ("bart", {}),
     }
-    folders["bert-cls-dot"] = build_tiny_model(
-        base / "bert-cls-dot", "bert", minilm_dir, pooling="cls", normalize=False, similarity="dot", dense=True
-    )
-    folders["bert-max"] = build_tiny_model(base / "bert-max", "bert", minilm_dir, pooling="max")
-    return folders
+
+    def __init__(self, base: Path, minilm_dir: Path) -> None:
+        self._base, self._minilm_dir = base, minilm_dir
+        self._built: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> Path:
+        from tiny_models import SPECS, build_tiny_model
+
+        with self._lock:
+            if name not in self._built:
+                if name in SPECS:
+                    arch, kwargs = name, {}
+                elif name in self.VARIANTS:
+                    arch, kwargs = self.VARIANTS[name]
+                else:
+                    raise KeyError(name)
+                self._built[name] = build_tiny_model(self._base / name, arch, self._minilm_dir, **kwargs)
+            return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        from tiny_models import SPECS
+
+        return iter([*SPECS, *self.VARIANTS])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> TinyModels:
+    """Tiny model folders by name (every architecture, pooling and prompt variants), built when first used."""
+    return TinyModels(tmp_path_factory.mktemp("tiny"), minilm_dir)
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 import streamlit as st
-from helpers import flat_attribution
+from helpers import flat_attribution, shown_text
 from streamlit.testing.v1 import AppTest
 
 from attribution.core import engine
 from attribution.core.options import ExplainOptions
-from attribution.errors import ModelError
+from attribution.errors import InputError, ModelError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
 from attribution.result.linguistics import annotate
@@ -54,18 +53,38 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, d
 
 @dataclass(frozen=True)
 class ToyModel:
-    """What the page reads of a loaded model."""
+    """What the page reads of a loaded model (and the work estimate: a whitespace tokenizer)."""
 
     name: str
     num_layers: int = 4
+    default_mode: str = "approximate"
+    similarity: str = "cos"
+    max_tokens: int = 128
+    embedding_dim: int = 16
+    default_prompt_name: str | None = None
 
-    @property
-    def tokenizer(self) -> Any:
-        return SimpleNamespace(pad_token="[PAD]")
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
+        """As LoadedModel's, for a model without saved prompts."""
+        if prompt_name is not None and prompt is None:
+            raise InputError(f"{self.name} has no prompt named '{prompt_name}'.")
+        return prompt or None
 
     @property
     def default_layer(self) -> int:
         return self.num_layers - 1
+
+    @property
+    def tokenizer(self) -> ToyTokenizer:
+        return ToyTokenizer()
+
+
+class ToyTokenizer:
+    """Whitespace tokens between two specials (the work estimate), and a pad token (what-if masks)."""
+
+    pad_token = "[PAD]"
+
+    def __call__(self, text: str, truncation: bool = True, max_length: int = 128) -> dict[str, list[int]]:
+        return {"input_ids": [0, *range(len(text.split()))[: max_length - 2], 0]}
 
 
 TOY_INFOS = [
@@ -166,7 +185,7 @@ def submit(at: AppTest) -> AppTest:
 
 
 def messages(elements: Any) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return "\n".join(shown_text(str(e.value)) for e in elements)
 
 
 def assert_clean(at: AppTest) -> None:
@@ -443,3 +462,18 @@ def test_layer_sweep_computes_every_layer_once_and_opens_one(toys: list) -> None
     assert at.selectbox(key="layer::toy-one").value == 1
     assert "layer 1 of 4" in charts(at)[0]["layout"]["title"]["text"]
     assert len(toys) == calls, "every layer was computed once"
+
+
+def test_prompt_option_reaches_the_engine_and_hides_with_special_tokens(engine_calls: list) -> None:
+    """The Advanced options' prompt (from the URL here) is applied to both texts; its rows show with the
+    special tokens and hide with them; the link keeps it."""
+    at = new_app(prompt="query: ").run()
+    assert_clean(at)
+    assert engine_calls[0][3]["prompt"] == "query: " and engine_calls[0][3]["prompt_name"] is None
+    assert at.text_input(key="prompt").value == "query: "
+    labels = charts(at)[0]["layout"]["yaxis"]["ticktext"]
+    assert any(label.startswith("query") for label in labels)
+    at.toggle(key="special").set_value(False).run()
+    labels = charts(at)[0]["layout"]["yaxis"]["ticktext"]
+    assert not any(label.startswith(("query", "[CLS]")) for label in labels)
+    assert at.query_params["prompt"] == "query: " and len(engine_calls) == 1

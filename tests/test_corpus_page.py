@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import streamlit as st
+from helpers import shown_text
 from streamlit.testing.v1 import AppTest
 from test_corpus import ONE, TWO
 
@@ -126,7 +127,9 @@ def test_folders_outside_the_root_are_refused(root: Path, tmp_path: Path) -> Non
     for typed in ("../../elsewhere", str(outside), "/etc"):
         at = open_page()
         at.text_input(key="run_typed").input(typed).run()
-        assert [e.value for e in at.error] == [f"Only result folders inside {root.resolve()} can be opened here."]
+        assert [shown_text(e.value) for e in at.error] == [
+            f"Only result folders inside {root.resolve()} can be opened here."
+        ]
         assert not at.get("plotly_chart")
     (root / "demo-link").symlink_to(outside)
     with pytest.raises(InputError, match="Only result folders inside"):

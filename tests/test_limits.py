@@ -12,18 +12,23 @@ from typing import Any
 import numpy as np
 import pytest
 import streamlit as st
+from helpers import shown_text
 from streamlit.testing.v1 import AppTest
 
 from attribution import InputError, ModelError, explain
 from attribution.cli import main
 from attribution.settings import get_settings
+from components.state import quoted
 
 ROOT = Path(__file__).resolve().parents[1]
 A, B = "A man is playing a guitar on stage.", "Someone performs music with an instrument."
 
 
 def test_defaults_are_documented_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    names = ("MAX_TOKENS", "MAX_STEPS", "MEMORY_BUDGET_MB", "RESULT_CACHE", "MAX_TEXT_CHARS", "ALLOW_CUSTOM_MODELS")
+    names = (
+        "MAX_TOKENS", "MAX_STEPS", "MEMORY_BUDGET_MB", "RESULT_CACHE", "MAX_TEXT_CHARS", "ALLOW_CUSTOM_MODELS",
+        "MAX_PAGE_WORK",
+    )  # fmt: skip
     for name in names:
         monkeypatch.delenv(f"PAIRLENS_{name}", raising=False)
     s = get_settings()
@@ -35,6 +40,7 @@ def test_defaults_are_documented_values(monkeypatch: pytest.MonkeyPatch) -> None
         20_000,
     )
     assert s.allow_custom_models is False
+    assert s.max_page_work == 1_500_000  # two 256-token texts at the default layer with steps=auto: 1,048,576
 
 
 def test_max_steps_refuses_more_and_caps_auto(minilm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -156,7 +162,8 @@ def test_custom_models_are_off_by_default(tiny_models: dict[str, Path], monkeypa
     folder = str(tiny_models["bert"])
     at = run_page(model=folder, steps="2")
     assert not at.exception
-    assert f"Model '{folder}' is not available here; ignored." in "\n".join(str(w.value) for w in at.warning)
+    shown = shown_text("\n".join(str(w.value) for w in at.warning))
+    assert f"Model {quoted(folder)} is not available here; ignored." in shown  # cut to 40 characters
     assert at.multiselect(key="models").value == ["all-MiniLM-L6-v2"]
     assert at.multiselect(key="models").proto.accept_new_options is False
 

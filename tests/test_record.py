@@ -38,6 +38,7 @@ def text_sides(draw: st.DrawFn, n: int) -> TextSide:
         word_index=draw(st.lists(st.integers(-1, 3), min_size=n, max_size=n)) if annotated else None,
         words=draw(st.lists(short_text, min_size=n_words, max_size=n_words)) if annotated else None,
         word_pos=draw(st.lists(upos, min_size=n_words, max_size=n_words)) if tagged else None,
+        prompt=draw(st.one_of(st.just([]), st.lists(st.booleans(), min_size=n, max_size=n))),
     )  # fmt: skip
 
 
@@ -128,6 +129,7 @@ def test_schema_1_files_still_read() -> None:
     assert result.b.truncated and result.b.offsets == [(0, 1), (2, 3)] and result.a.special == [True]
     assert math.isnan(result.error_by_steps[0][1])
     assert result.to_dict()["schema"] == SCHEMA_VERSION == 2
+    assert result.a.prompt == [] and result.to_dict()["prompt_b"] == []  # added within schema 2: empty when absent
 
 
 def test_unknown_schema_versions_are_refused_with_a_remedy() -> None:

@@ -53,7 +53,7 @@ def test_drop_mask_and_replace_change_only_the_tokens_span() -> None:
 
 
 def test_bad_edits_are_refused_with_a_reason() -> None:
-    with pytest.raises(InputError, match="special token"):
+    with pytest.raises(InputError, match="special or prompt token"):
         token_edit(SIDE_A, "a", 0, "drop")
     with pytest.raises(InputError, match="Type the text"):
         token_edit(SIDE_A, "a", 6, "replace", "  ")

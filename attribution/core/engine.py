@@ -20,7 +20,6 @@ import torch
 from ..errors import InputError, PairLensWarning
 from ..models import LoadedModel, load_model
 from ..result import Attribution, TextSide
-from ..settings import get_settings
 from .completeness import Completeness, completeness
 from .execution import Run
 from .jacobian import Tail, integrated_jacobian, node_contributions
@@ -45,7 +44,9 @@ class TextPath:
     def side(self) -> TextSide:
         """The text's part of the result (not yet annotated)."""
         t = self.tokens
-        return TextSide(text=t.text, tokens=t.tokens, offsets=t.offsets, special=t.special, truncated=t.truncated)
+        return TextSide(
+            text=t.text, tokens=t.tokens, offsets=t.offsets, special=t.special, truncated=t.truncated, prompt=t.prompt
+        )
 
 
 class NodeEvaluator:
@@ -133,6 +134,7 @@ def prepare_pair(
 ) -> PairPaths:
     """Both paths for options already resolved with `options.for_model(model)`."""
     assert options.layer is not None and options.mode is not None and options.similarity is not None
+    model = model.prompted(options.prompt_name, options.prompt)  # both texts get the prompt, as in encode()
     path_a = prepare_path(model, text_a, options.layer, "A")
     path_b = prepare_path(model, text_b, options.layer, "B")
     check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
@@ -152,7 +154,7 @@ def explain(
     """Attribute the similarity of `text_a` and `text_b` to token pairs.
 
     Options come as an ExplainOptions or as its fields by keyword (layer=, steps=, rule=,
-    mode=, similarity=, tolerance=, direction=, memory_budget_mb=); see ExplainOptions.
+    mode=, similarity=, tolerance=, direction=, memory_budget_mb=, prompt_name=, prompt=); see ExplainOptions.
     pos: annotate words and POS tags (attribution.annotate). run: cancellation, progress and
     the differentiation gate (attribution.core.execution.Run); raises Cancelled when cancelled.
     """
@@ -176,7 +178,7 @@ def explain(
     check = pair.completeness
 
     fixed = options.fixed_steps
-    schedule = [fixed] if fixed is not None else auto_schedule(options.rule, get_settings().max_steps, options.layer)
+    schedule = [fixed] if fixed is not None else auto_schedule(options.rule, options.auto_cap, options.layer)
     history: list[tuple[int, float]] = []
     matrix = torch.zeros(0)
     total = relative = math.nan

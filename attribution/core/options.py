@@ -13,6 +13,7 @@ import dataclasses
 import decimal
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -34,6 +35,7 @@ SIMILARITIES: tuple[Similarity, ...] = get_args(Similarity)
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 _SIMILARITY_ALIASES = {"cos": "cos", "cosine": "cos", "dot": "dot", "dot_product": "dot", "dot-product": "dot"}
 MAX_MEMORY_BUDGET_MB = 1 << 20
+_DIGITS = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only ("²" is a digit to str.isdigit, not to int)
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,12 @@ class ExplainOptions:
     tolerance x |target|). rule: quadrature rule. mode: "approximate" explains f, "exact" the
     shifted f(x) - f(r_x). similarity: "cos" or "dot". direction: "forward" (S JVPs per node),
     "reverse" (D VJPs) or "auto" (the fewer). memory_budget_mb: working memory of one chunk of
-    JVPs (None: PAIRLENS_MEMORY_BUDGET_MB).
+    JVPs (None: PAIRLENS_MEMORY_BUDGET_MB). auto_max_steps: the most nodes steps="auto" may
+    reach (None: PAIRLENS_MAX_STEPS); a front end's work cap sets it (attribution.core.work).
+    prompt_name: one of the model's saved prompts (e.g. "query"), prepended to both texts as
+    sentence-transformers' encode(prompt_name=...) does; prompt: the prompt text itself ("" for
+    none, overriding a model's default prompt). Give one or neither; with neither, the model's
+    default prompt applies (if it has one).
     """
 
     layer: int | None = None
@@ -56,6 +63,9 @@ class ExplainOptions:
     tolerance: float = DEFAULT_TOLERANCE
     direction: Direction = "auto"
     memory_budget_mb: int | None = None
+    auto_max_steps: int | None = None
+    prompt_name: str | None = None
+    prompt: str | None = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -69,7 +79,14 @@ class ExplainOptions:
             "memory_budget_mb": None
             if self.memory_budget_mb is None
             else whole_number(self.memory_budget_mb, "memory_budget_mb", 1, MAX_MEMORY_BUDGET_MB),
+            "auto_max_steps": None
+            if self.auto_max_steps is None
+            else whole_number(self.auto_max_steps, "auto_max_steps", 1, get_settings().max_steps),
+            "prompt_name": None if self.prompt_name is None else check_prompt_name(self.prompt_name),
+            "prompt": None if self.prompt is None else check_prompt(self.prompt),
         }
+        if checked["prompt_name"] is not None and checked["prompt"] is not None:
+            raise InputError("Give either prompt_name (one of the model's prompts) or prompt (its text), not both.")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -88,6 +105,11 @@ class ExplainOptions:
         return None if self.steps == "auto" else int(self.steps)
 
     @property
+    def auto_cap(self) -> int:
+        """The most nodes steps="auto" may reach: auto_max_steps, else PAIRLENS_MAX_STEPS."""
+        return self.auto_max_steps or get_settings().max_steps
+
+    @property
     def budget_bytes(self) -> int:
         return (self.memory_budget_mb or get_settings().memory_budget_mb) * 2**20
 
@@ -95,16 +117,22 @@ class ExplainOptions:
         return dataclasses.replace(self, **changes)
 
     def for_model(self, model: LoadedModel) -> ExplainOptions:
-        """These options with the model's defaults filled in and the layer checked against its depth."""
+        """These options with the model's defaults filled in (layer, mode, similarity, default prompt), the
+        layer checked against its depth and the prompt name against its prompts."""
         layer = model.default_layer if self.layer is None else self.layer
         if layer > model.num_layers:
             raise InputError(
                 f"layer must be a whole number from 0 to {model.num_layers} for {model.name} (got {layer})."
             )
+        model.resolve_prompt(self.prompt_name, self.prompt)  # InputError for a name the model lacks
+        prompt_name = self.prompt_name
+        if prompt_name is None and self.prompt is None:
+            prompt_name = model.default_prompt_name
         return self.replace(
             layer=layer,
             mode=self.mode or model.default_mode,
             similarity=self.similarity or model.similarity,
+            prompt_name=prompt_name,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +146,7 @@ class ExplainOptions:
 def whole_number(value: object, name: str, low: int, high: int | None) -> int:
     """`value` as an int when it is a whole number in [low, high]; else InputError naming `name`."""
     span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-    wanted = f"{name} must be a whole number {span} (got {value!r})."
+    wanted = f"{name} must be a whole number {span} (got {_short(value)})."
     if isinstance(value, bool):
         raise InputError(wanted)
     if isinstance(value, numbers.Integral):
@@ -131,7 +159,7 @@ def whole_number(value: object, name: str, low: int, high: int | None) -> int:
             number = int(exact)
         except (ValueError, TypeError, ArithmeticError):
             raise InputError(wanted) from None
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         number = int(value.strip())
     else:
         raise InputError(wanted)
@@ -148,7 +176,8 @@ def check_steps(value: object) -> Steps:
     try:
         return whole_number(value, "steps", 1, max_steps)
     except InputError:
-        raise InputError(f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {value!r}).") from None
+        wanted = f"steps must be 'auto' or a whole number from 1 to {max_steps} (got {_short(value)})."
+        raise InputError(wanted) from None
 
 
 def choice(value: object, name: str, allowed: tuple[str, ...]) -> Any:
@@ -179,6 +208,25 @@ def check_tolerance(value: object) -> float:
     return number
 
 
+def check_prompt_name(value: object) -> str:
+    """A non-empty string (the name of one of the model's prompts; checked against them by for_model)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(
+            f"prompt_name must be the name of one of the model's prompts, such as 'query' (got {_short(value)})."
+        )
+    return value.strip()
+
+
+def check_prompt(value: object) -> str:
+    """A string ("" for no prompt) no longer than PAIRLENS_MAX_TEXT_CHARS."""
+    if not isinstance(value, str):
+        raise InputError(f"prompt must be text such as 'query: ' (got {_short(value)}).")
+    limit = get_settings().max_text_chars
+    if len(value) > limit:
+        raise InputError(f"The prompt has {len(value):,} characters, more than the limit of {limit:,}: shorten it.")
+    return value
+
+
 def _short(value: object, limit: int = 60) -> str:
     """repr(value), cut to `limit` characters (messages never echo a huge input whole)."""
     text = repr(value)
@@ -196,7 +244,7 @@ def _steps_argument(value: str) -> Steps:
 
 
 def add_explain_options(parser: argparse.ArgumentParser) -> None:
-    """--layer --steps --rule --mode --similarity --tolerance, as ExplainOptions accepts them."""
+    """--layer --steps --rule --mode --similarity --tolerance --prompt-name --prompt, as ExplainOptions takes them."""
     parser.add_argument("--layer", type=int, default=None, help="attribute at the input of this layer (default: last)")
     parser.add_argument("--steps", type=_steps_argument, default="auto", help="quadrature nodes N, or 'auto' (default)")
     parser.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help=f"quadrature rule (default {DEFAULT_RULE})")
@@ -204,6 +252,13 @@ def add_explain_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--similarity", choices=SIMILARITIES, default=None, help="default: the model's own")
     parser.add_argument(
         "--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative integration error for --steps auto"
+    )
+    prompts = parser.add_mutually_exclusive_group()
+    prompts.add_argument(
+        "--prompt-name", default=None, metavar="NAME", help="one of the model's prompts (e.g. query), for both texts"
+    )
+    prompts.add_argument(
+        "--prompt", default=None, metavar="TEXT", help="prompt text prepended to both texts ('' for none)"
     )
 
 
@@ -216,4 +271,6 @@ def options_from_args(args: argparse.Namespace) -> ExplainOptions:
         mode=args.mode,
         similarity=args.similarity,
         tolerance=args.tolerance,
+        prompt_name=getattr(args, "prompt_name", None),
+        prompt=getattr(args, "prompt", None),
     )

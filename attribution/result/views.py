@@ -1,4 +1,4 @@
-"""Read-only views of an Attribution: strongest pairs, POS summary, coverage, special rows hidden.
+"""Read-only views of an Attribution: strongest pairs, POS summary, coverage, special (and prompt) rows hidden.
 
 All are pure functions of an `Attribution` (also exposed as its methods): none annotates,
 loads a tagger or computes. Values are in the units of the score (cosine or dot product);
@@ -220,12 +220,12 @@ def coverage(result: Attribution, levels: Sequence[float] = (0.5, 0.8, 0.9)) -> 
 
 
 def without_special_tokens(result: Attribution) -> Attribution:
-    """The result without its special-token rows and columns ([CLS], [SEP], <s>, ...).
+    """The result without its special-token rows and columns ([CLS], [SEP], <s>, ...) and prompt tokens.
 
     attribution_sum is unchanged (shares stay shares of the full sum); no value is changed.
     """
-    keep_a = [not s for s in result.a.special] if result.a.special else [True] * len(result.a)
-    keep_b = [not s for s in result.b.special] if result.b.special else [True] * len(result.b)
+    keep_a = [not s for s in result.a.special_or_prompt()]
+    keep_b = [not s for s in result.b.special_or_prompt()]
     if all(keep_a) and all(keep_b):
         return result
     matrix = np.asarray(result.matrix)[np.ix_(np.array(keep_a, dtype=bool), np.array(keep_b, dtype=bool))]

@@ -18,10 +18,10 @@ def to_words(result: Attribution, keep_special: bool = False) -> Attribution:
     Rows/columns are the words that have at least one token, in text order (a truncated
     text's untokenized tail has none); each side's `tokens` are the word texts, `pos` their
     UPOS, `offsets` their character spans, `word_index` their index into `words`.
-    keep_special=True keeps each special token as its own row/column (POS "SPECIAL"), so
-    matrix.sum() == attribution_sum. keep_special=False drops them and `special_share` =
-    (their cells' sum) / attribution_sum, so matrix.sum() + special_share * attribution_sum
-    == attribution_sum (attribution_sum stays the full token-level sum).
+    keep_special=True keeps each special token and each prompt token as its own row/column
+    (POS "SPECIAL"), so matrix.sum() == attribution_sum. keep_special=False drops them and
+    `special_share` = (their cells' sum) / attribution_sum, so matrix.sum() + special_share *
+    attribution_sum == attribution_sum (attribution_sum stays the full token-level sum).
     Needs the word alignment (`attribution.annotate`); without a spaCy model the words are the
     whitespace-separated chunks of the text and the POS fields stay None.
     """
@@ -33,8 +33,8 @@ def to_words(result: Attribution, keep_special: bool = False) -> Attribution:
             "This result has no word alignment: annotate it first (attribution.annotate(result)), "
             "or compute it with pos=True."
         )
-    rows = _word_groups(index_a, result.a.special, keep_special)
-    cols = _word_groups(index_b, result.b.special, keep_special)
+    rows = _word_groups(index_a, result.a.special_or_prompt(), keep_special)
+    cols = _word_groups(index_b, result.b.special_or_prompt(), keep_special)
     matrix = np.asarray(result.matrix, dtype=np.float64)
     group_a = _indicator(rows, matrix.shape[0])
     group_b = _indicator(cols, matrix.shape[1])
@@ -75,14 +75,17 @@ def _word_side(side: TextSide, groups: list[list[int]]) -> TextSide:
     token_words = side.word_index or []
     words = side.words or []
     spans = _word_spans(side.text, words)
-    tokens, special, index, offsets = [], [], [], []
+    tokens, special, index, offsets, prompt = [], [], [], [], []
     pos: list[str] | None = [] if side.word_pos is not None else None
     tags: list[str] | None = [] if side.tags is not None else None
+    aside = side.special_or_prompt()
+    in_prompt = side.prompt if len(side.prompt) == len(side.tokens) else [False] * len(side.tokens)
     for members in groups:
         first = members[0]
         w = token_words[first]
-        is_special = side.special[first] or w < 0
-        special.append(is_special)
+        is_special = aside[first] or w < 0  # a special or prompt token: its own row, not a word
+        special.append(is_special and not in_prompt[first])
+        prompt.append(in_prompt[first])
         index.append(-1 if is_special else w)
         tokens.append(side.tokens[first] if is_special else words[w])
         if is_special:
@@ -93,7 +96,15 @@ def _word_side(side: TextSide, groups: list[list[int]]) -> TextSide:
             pos.append(SPECIAL_POS if is_special else side.word_pos[w])
         if tags is not None and side.tags is not None:
             tags.append(side.tags[first])
-    return side.replace(tokens=tokens, special=special, word_index=index, offsets=offsets, pos=pos, tags=tags)
+    return side.replace(
+        tokens=tokens,
+        special=special,
+        word_index=index,
+        offsets=offsets,
+        pos=pos,
+        tags=tags,
+        prompt=prompt if any(prompt) else [],
+    )
 
 
 def _word_spans(text: str, words: list[str]) -> list[tuple[int, int]]:
@@ -115,9 +126,9 @@ def _union(offsets: list[tuple[int, int]], members: list[int]) -> tuple[int, int
 
 
 def _drop_special_words(result: Attribution) -> Attribution:
-    """A word-level result without its special rows/columns (their sum joins special_share)."""
-    keep_a = np.array([not s for s in result.a.special], dtype=bool)
-    keep_b = np.array([not s for s in result.b.special], dtype=bool)
+    """A word-level result without its special and prompt rows/columns (their sum joins special_share)."""
+    keep_a = np.array([not s for s in result.a.special_or_prompt()], dtype=bool)
+    keep_b = np.array([not s for s in result.b.special_or_prompt()], dtype=bool)
     if keep_a.all() and keep_b.all():
         return result
     matrix = np.asarray(result.matrix, dtype=np.float64)

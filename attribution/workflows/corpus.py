@@ -14,29 +14,37 @@ Files in DIR:
 - summary.json        corpus statistics (attribution.workflows.corpus_summary) and what was plotted.
 - report.html         all plots, interactive (plotly.js inlined once, works offline).
 - plots/*.png         the same plots as images, when kaleido finds a Chrome/Chromium.
+- .analyze.lock       held (flock) by the run using the folder: a second run into it is refused
+                      (exit 2) while the first runs; the system drops the lock when a run dies.
 
 A pair is identified by its row (line number) and a hash of its two texts; re-running the
 same command skips finished pairs, and refuses (exit 2) when the settings differ from
 run.json. A line cut short by an interruption (no final newline) is dropped on resume.
-Results are never held together: the summary streams over attributions.jsonl.
+Results are never held together: the summary streams over attributions.jsonl. `--limit N`
+reads only as far into the data file as its N-th usable pair. A folder or output file that
+cannot be written is refused (exit 2) before the model loads; `--threads` above the CPU cores
+available is lowered to them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
@@ -61,7 +69,7 @@ RUN_SCHEMA = 1
 CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64)
 STS_GOLD_SCALE = 5.0
 # The ExplainOptions fields that change the numbers, as run.json's settings name them.
-NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance")
+NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt")
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, phase) with phase "pairs" | "convergence"
@@ -180,14 +188,92 @@ def check_settings(out: Path, settings: RunSettings) -> None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    """Write JSON atomically (a temporary file of its own, fsync, rename)."""
+    with replacing(path) as handle:
         json.dump(data, handle, indent=1, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[TextIO]:
+    """A text file that replaces `path` atomically when the block ends without an error.
+
+    The temporary file's name is unique (two processes never share one) and it is removed
+    when the block fails.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are as readable as other files
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- the output folder
+
+LOCK = ".analyze.lock"
+OUTPUTS = (RUN, RESULTS, CONVERGENCE, SUMMARY, PAIRS, REPORT)
+
+
+@contextlib.contextmanager
+def output_folder(out: str | Path) -> Iterator[Path]:
+    """The --out folder, created, writable and locked against other runs while the block runs.
+
+    The lock is an flock on `LOCK` inside the folder: the system releases it when the process
+    ends, however it ends (a run killed by SIGKILL leaves nothing stuck). A second run into a
+    folder that is in use, or a folder (or output file) that cannot be written, is an InputError.
+    """
+    out_dir = Path(out).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out '{out}' is a file: give a folder (it is created if missing).")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create --out folder '{out}' ({exc.strerror or exc}).") from None
+    lock_path = out_dir / LOCK
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _not_writable(out_dir, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise InputError(
+                f"'{out}' is in use by another analyze run{f' (process {holder})' if holder.isdigit() else ''}: "
+                "wait for it to finish, or choose another --out folder."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        _check_writable(out_dir)
+        try:
+            yield out_dir
+        except PermissionError as exc:  # made read-only while running
+            raise _not_writable(out_dir, exc) from None
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _check_writable(out_dir: Path) -> None:
+    """InputError when the folder or one of its output files cannot be written."""
+    for path in (out_dir, *(out_dir / name for name in OUTPUTS)):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise _not_writable(out_dir, PermissionError(13, "Permission denied", str(path)))
+
+
+def _not_writable(out_dir: Path, exc: OSError) -> InputError:
+    where = exc.filename or out_dir
+    return InputError(
+        f"Cannot write to '{where}' ({exc.strerror or exc}): make the --out folder and its files writable, "
+        "or choose another --out folder."
+    )
 
 
 # ----------------------------------------------------------------------------- the run
@@ -234,20 +320,48 @@ def analyze(
         options = ExplainOptions.create(**option_values)
     elif option_values:
         raise InputError("Give either an ExplainOptions or option keywords, not both.")
-    pair_file = data if isinstance(data, PairFile) else read_pairs(data)
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1 (got {limit}).")
+    pair_file = data if isinstance(data, PairFile) else read_pairs(data, limit=limit)
     if convergence_pairs < 0:
         raise InputError(f"--convergence-pairs must be 0 or more (got {convergence_pairs}).")
     conv_steps = sorted({int(n) for n in convergence_steps})
     max_steps = get_settings().max_steps
     if not conv_steps or conv_steps[0] < 1 or conv_steps[-1] > max_steps:
         raise InputError(f"--convergence-steps must be whole numbers from 1 to {max_steps} (got {convergence_steps}).")
-    out_dir = Path(out).expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out '{out}' is a file: give a folder (it is created if missing).")
     pairs = pair_file.pairs[:limit] if limit is not None else pair_file.pairs
+    with output_folder(out) as out_dir:
+        return _analyze(
+            model,
+            pair_file,
+            pairs,
+            out_dir,
+            options,
+            limit,
+            convergence_pairs,
+            conv_steps,
+            gold_scale,
+            png,
+            progress,
+            on_progress,
+        )
 
+
+def _analyze(
+    model: LoadedModel | str,
+    pair_file: PairFile,
+    pairs: list[Pair],
+    out_dir: Path,
+    options: ExplainOptions,
+    limit: int | None,
+    convergence_pairs: int,
+    conv_steps: list[int],
+    gold_scale: float | None,
+    png: bool,
+    progress: bool,
+    on_progress: ProgressFn | None,
+) -> RunReport:
+    """analyze() inside its locked, writable output folder."""
     loaded = load_model(model) if isinstance(model, str) else model
     options = options.for_model(loaded)
     settings = RunSettings(
@@ -257,10 +371,6 @@ def analyze(
         convergence_steps=conv_steps,
         convergence_layers=convergence_layers(loaded.num_layers),
     )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"Cannot create --out folder '{out}' ({exc.strerror or exc}).") from None
     check_settings(out_dir, settings)
     if gold_scale is None:
         gold_scale = _default_gold_scale(pair_file)
@@ -270,8 +380,9 @@ def analyze(
             "schema": RUN_SCHEMA,
             "settings": settings.to_dict(),
             "data_format": FORMAT_NAMES[pair_file.format],
-            "pairs_in_file": len(pair_file.pairs),
-            "malformed_rows": pair_file.malformed,
+            "pairs_in_file": len(pair_file.pairs) if pair_file.complete else None,  # None: not read to the end
+            "lines_read": pair_file.lines_read,
+            "malformed_rows": pair_file.malformed,  # in the lines read
             "limit": limit,
             "pairs": len(pairs),
             "convergence_pairs": convergence_pairs,
@@ -461,8 +572,7 @@ def summarize(
     acc = CorpusAccumulator(gold_scale=gold_scale)
     seen: set[str] = set()
     bad_lines = stale = 0
-    tmp = out / (PAIRS + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
+    with replacing(out / PAIRS) as handle:
         writer = csv.DictWriter(handle, fieldnames=PAIR_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for obj in read_lines(out / RESULTS):
@@ -491,7 +601,6 @@ def summarize(
                 continue
             stats = acc.add(result, row, key, gold)
             writer.writerow(_pair_row(acc, stats, result))
-    os.replace(tmp, out / PAIRS)
     summary = acc.summary()
     summary["bad_lines"] = bad_lines
     summary["records_outside_selection"] = stale
@@ -626,13 +735,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """CLI entry: 0 on success; InputError/PairLensError propagate (cli.main: exit 2, one line)."""
-    if args.threads < 1:
-        raise InputError(f"--threads must be at least 1 (got {args.threads}).")
+    threads = check_threads(args.threads)
     if args.gold_scale is not None and not (math.isfinite(args.gold_scale) and args.gold_scale > 0):
         raise InputError(f"--gold-scale must be a positive number (got {args.gold_scale}).")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1 (got {args.limit}).")
     options = options_from_args(args)
-    pair_file = read_pairs(args.data)  # a bad file fails before the model loads
-    torch.set_num_threads(args.threads)
+    pair_file = read_pairs(args.data, limit=args.limit)  # a bad file fails before the model loads
+    if threads < args.threads:
+        cores = f"--threads {args.threads} is more than the {threads} CPU cores here"
+        print(f"pairlens: warning: {cores}; using {threads}.", file=sys.stderr)
+    torch.set_num_threads(threads)
     report = analyze(
         args.model,
         pair_file,
@@ -647,6 +760,20 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report_text(report, pair_file))
     return 0
+
+
+def check_threads(requested: int) -> int:
+    """Torch threads for `--threads`: at least 1 (else InputError), at most the CPU cores available.
+
+    torch.set_num_threads with a huge count crashes the process (segmentation fault at 100000).
+    """
+    if requested < 1:
+        raise InputError(f"--threads must be at least 1 (got {requested}).")
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(requested, max(cores, 1))
 
 
 def report_text(report: RunReport, pair_file: PairFile) -> str:

@@ -117,8 +117,8 @@ def tokens_touched(result: Attribution, n_cells: int) -> tuple[float, float | No
     order = strength_order(matrix)[:n_cells]
     rows, cols = np.unique(order // n_cols), np.unique(order % n_cols)
     share = (rows.size + cols.size) / max(n_rows + n_cols, 1)
-    special_a = np.array(result.a.special or [False] * n_rows, dtype=bool)
-    special_b = np.array(result.b.special or [False] * n_cols, dtype=bool)
+    special_a = np.array(result.a.special_or_prompt(), dtype=bool)  # special and prompt tokens are not content
+    special_b = np.array(result.b.special_or_prompt(), dtype=bool)
     content = int((~special_a).sum() + (~special_b).sum())
     if content == 0:
         return share, None

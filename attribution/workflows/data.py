@@ -15,22 +15,30 @@ Formats (detected from the content, not the file name):
 Rows that cannot be used (missing columns, a score that is not a finite number, an empty
 sentence, broken JSON) are skipped, counted in `PairFile.malformed` and the first few are
 described in `PairFile.malformed_examples`. Bytes that are not valid UTF-8 are replaced by
-U+FFFD and the lines affected are counted in `PairFile.invalid_utf8`. A file with no usable
-row raises `InputError` that says which formats are expected.
+U+FFFD and the lines affected are counted in `PairFile.invalid_utf8`, like JSON strings holding
+lone surrogates (escapes of broken UTF-8). A file with no usable row raises `InputError` that
+says which formats are expected.
+
+Files are streamed: `read_pairs(path, limit=N)` reads only as far as the N-th usable pair.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from ..core.tokens import repair_surrogates
 from ..errors import InputError
 
 MAX_EXAMPLES = 5
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON escapes of broken UTF-8
 STS_COLUMNS = 7  # genre, file, year, id, score, sentence1, sentence2 (+ optional extras)
 SCORE_NAMES = ("score", "label", "gold")
 DELIMITERS = ("\t", ",", ";", "|")
@@ -63,6 +71,9 @@ class PairFile:
     blank: int = 0  # blank lines ignored (not counted as malformed)
     invalid_utf8: int = 0  # lines with bytes that are not UTF-8 (replaced by U+FFFD, row kept)
     invalid_utf8_lines: list[int] = field(default_factory=list)  # first MAX_EXAMPLES line numbers
+    complete: bool = True  # False: reading stopped at `limit` pairs, the rest of the file was not read
+    lines_read: int = 0  # lines read (every count above covers these lines only)
+    _last_invalid: int = field(default=0, repr=False, compare=False)
 
     @property
     def has_gold(self) -> bool:
@@ -72,6 +83,8 @@ class PairFile:
     def summary(self) -> str:
         """One line for people: how many pairs, what was skipped and why."""
         text = f"{len(self.pairs)} pairs from {self.path} ({FORMAT_NAMES[self.format]})"
+        if not self.complete:
+            text += f", the first {len(self.pairs)} only: read up to line {self.lines_read}, counts cover those lines"
         if self.malformed:
             text += f"; {self.malformed} malformed rows skipped ({'; '.join(self.malformed_examples)}"
             text += ", ...)" if self.malformed > len(self.malformed_examples) else ")"
@@ -80,6 +93,15 @@ class PairFile:
             more = ", ..." if self.invalid_utf8 > len(self.invalid_utf8_lines) else ""
             text += f"; {self.invalid_utf8} lines had invalid UTF-8, replaced by U+FFFD (lines {lines}{more})"
         return text
+
+    def _invalid(self, line: int) -> None:
+        """Count line `line` as holding broken UTF-8 (replaced by U+FFFD); once per line."""
+        if line == self._last_invalid:
+            return
+        self._last_invalid = line
+        self.invalid_utf8 += 1
+        if len(self.invalid_utf8_lines) < MAX_EXAMPLES:
+            self.invalid_utf8_lines.append(line)
 
     def _skip(self, line: int, reason: str) -> None:
         self.malformed += 1
@@ -98,33 +120,42 @@ FORMAT_NAMES = {
 _DELIMITER_FORMAT = {"\t": "tsv", ",": "csv", ";": "semicolon", "|": "pipe"}
 
 
-def read_pairs(path: str | Path) -> PairFile:
-    """Read text pairs from `path` in any supported format. Raises InputError on no usable row."""
+def read_pairs(path: str | Path, limit: int | None = None) -> PairFile:
+    """Read text pairs from `path` in any supported format. Raises InputError on no usable row.
+
+    The file is streamed line by line. With `limit`, reading stops at the `limit`-th usable
+    pair: the rest of the file is never read, and `PairFile.complete` is False (the counts of
+    malformed and invalid lines then cover only the lines read, see `lines_read`).
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InputError(f"--limit must be a whole number of at least 1 (got {limit!r}).")
     file = Path(path).expanduser()
     if not file.exists():
         raise InputError(f"Data file '{path}' does not exist: give the path of a pairs file ({EXPECTED}).")
     if not file.is_file():
         raise InputError(f"'{path}' is not a file: give the path of a pairs file ({EXPECTED}).")
+    result = PairFile(path=str(path), format="")
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as handle:
+            lines = _decode_lines(handle, result)
+            head = _first_line(lines, result)
+            if head is None:
+                raise InputError(f"Data file '{path}' is empty: {EXPECTED}.")
+            number, text = head
+            delimiter, columns = _header(text)
+            if text.lstrip().startswith("{"):
+                result.format = "jsonl"
+                _read_jsonl(result, itertools.chain([head], lines), limit)
+            elif delimiter is not None and columns is not None:
+                result.format = _DELIMITER_FORMAT[delimiter]
+                _read_header(result, lines, number, delimiter, columns, limit)
+            elif "\t" in text:
+                result.format = "stsb"
+                _read_sts(result, itertools.chain([head], lines), limit)
+            else:
+                raise InputError(f"Cannot tell the format of '{path}' from its first line {text[:80]!r}: {EXPECTED}.")
     except OSError as exc:
         raise InputError(f"Cannot read '{path}' ({exc.strerror or exc}).") from None
-    lines, bad_lines = _decode_lines(raw)
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
-        raise InputError(f"Data file '{path}' is empty: {EXPECTED}.")
-    head = lines[first]
-    delimiter, columns = _header(head)
-    if head.lstrip().startswith("{"):
-        result = _read_jsonl(str(path), lines)
-    elif delimiter is not None and columns is not None:
-        result = _read_header(str(path), lines, first, delimiter, columns)
-    elif "\t" in head:
-        result = _read_sts(str(path), lines)
-    else:
-        raise InputError(f"Cannot tell the format of '{path}' from its first line {head[:80]!r}: {EXPECTED}.")
-    result.invalid_utf8 = len(bad_lines)
-    result.invalid_utf8_lines = bad_lines[:MAX_EXAMPLES]
     if not result.pairs:
         found = ""
         if result.malformed:
@@ -133,22 +164,30 @@ def read_pairs(path: str | Path) -> PairFile:
     return result
 
 
-def _decode_lines(raw: bytes) -> tuple[list[str], list[int]]:
-    """Lines without line ends, and the 1-based numbers of lines that were not valid UTF-8."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines: list[str] = []
-    bad: list[int] = []
-    for number, chunk in enumerate(raw.split(b"\n"), start=1):
-        chunk = chunk.removesuffix(b"\r")
+Line = tuple[int, str]  # (1-based line number, text without its line end)
+
+
+def _decode_lines(handle: BinaryIO, result: PairFile) -> Iterator[Line]:
+    """The file's lines one at a time, decoded; invalid UTF-8 is replaced and counted in `result`."""
+    for number, chunk in enumerate(handle, start=1):
+        if number == 1 and chunk.startswith(b"\xef\xbb\xbf"):
+            chunk = chunk[3:]
+        chunk = chunk.removesuffix(b"\n").removesuffix(b"\r")
+        result.lines_read = number
         try:
-            lines.append(chunk.decode("utf-8"))
+            yield number, chunk.decode("utf-8")
         except UnicodeDecodeError:
-            lines.append(chunk.decode("utf-8", errors="replace"))
-            bad.append(number)
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    return lines, bad
+            result._invalid(number)
+            yield number, chunk.decode("utf-8", errors="replace")
+
+
+def _first_line(lines: Iterator[Line], result: PairFile) -> Line | None:
+    """The first line that is not blank (blank lines before it are counted), or None."""
+    for number, text in lines:
+        if text.strip():
+            return number, text
+        result.blank += 1
+    return None
 
 
 def _normalise_name(name: str) -> str:
@@ -185,24 +224,35 @@ def _parse_score(text: str) -> tuple[float | None, str | None]:
     return value, None
 
 
-def _make_pair(result: PairFile, line: int, a: str, b: str, score: str | None) -> None:
-    """Validate one row and append it to `result.pairs`, or count it as malformed."""
+def _make_pair(result: PairFile, line: int, a: str, b: str, score: str | None) -> bool:
+    """Validate one row and append it to `result.pairs` (True), or count it as malformed (False)."""
     a, b = a.strip(), b.strip()
+    if _SURROGATE.search(a) or _SURROGATE.search(b):  # JSON escapes of broken UTF-8: repaired like the engine does
+        a, b = repair_surrogates(a), repair_surrogates(b)
+        result._invalid(line)
     if not a or not b:
         result._skip(line, f"sentence {'1' if not a else '2'} is empty")
-        return
+        return False
     gold: float | None = None
     if score is not None:
         gold, reason = _parse_score(score)
         if reason is not None:
             result._skip(line, reason)
-            return
+            return False
     result.pairs.append(Pair(a, b, gold, line))
+    return True
 
 
-def _read_sts(path: str, lines: list[str]) -> PairFile:
-    result = PairFile(path=path, format="stsb")
-    for number, line in enumerate(lines, start=1):
+def _full(result: PairFile, limit: int | None) -> bool:
+    """True when `limit` pairs have been read: reading stops there (the rest is not read)."""
+    if limit is not None and len(result.pairs) >= limit:
+        result.complete = False
+        return True
+    return False
+
+
+def _read_sts(result: PairFile, lines: Iterable[Line], limit: int | None) -> None:
+    for number, line in lines:
         if not line.strip():
             result.blank += 1
             continue
@@ -210,20 +260,20 @@ def _read_sts(path: str, lines: list[str]) -> PairFile:
         if len(fields) < STS_COLUMNS:
             result._skip(number, f"expected at least {STS_COLUMNS} tab-separated columns, found {len(fields)}")
             continue
-        _make_pair(result, number, fields[5], fields[6], fields[4])
-    return result
+        if _make_pair(result, number, fields[5], fields[6], fields[4]) and _full(result, limit):
+            return
 
 
-def _read_header(path: str, lines: list[str], first: int, delimiter: str, columns: dict[str, int]) -> PairFile:
-    result = PairFile(path=path, format=_DELIMITER_FORMAT[delimiter])
-    result.blank = first  # blank lines before the header
+def _read_header(
+    result: PairFile, lines: Iterator[Line], header: int, delimiter: str, columns: dict[str, int], limit: int | None
+) -> None:
+    """Rows after the header (line `header`), through the csv module (multi-line quoted fields)."""
     needed = max(columns.values()) + 1
-    body = lines[first + 1 :]
+    body = (text + "\n" for _, text in lines)
     if delimiter == "\t":  # TSV: quotes are text
-        reader = csv.reader(_lines(body), delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=False)
+        reader = csv.reader(body, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=False)
     else:
-        reader = csv.reader(_lines(body), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=False)
-    offset = first + 1  # line number of the header
+        reader = csv.reader(body, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=False)
     previous_end = 0
     while True:
         try:
@@ -231,11 +281,11 @@ def _read_header(path: str, lines: list[str], first: int, delimiter: str, column
         except StopIteration:
             break
         except csv.Error as exc:
-            start = offset + previous_end + 1
+            start = header + previous_end + 1
             previous_end = reader.line_num
             result._skip(start, f"CSV syntax error ({exc})")
             continue
-        start = offset + previous_end + 1
+        start = header + previous_end + 1
         previous_end = reader.line_num
         if not fields or all(not f.strip() for f in fields):
             result.blank += 1
@@ -244,18 +294,12 @@ def _read_header(path: str, lines: list[str], first: int, delimiter: str, column
             result._skip(start, f"expected {needed} columns, found {len(fields)}")
             continue
         score = fields[columns["score"]] if "score" in columns else None
-        _make_pair(result, start, fields[columns["a"]], fields[columns["b"]], score)
-    return result
+        if _make_pair(result, start, fields[columns["a"]], fields[columns["b"]], score) and _full(result, limit):
+            return
 
 
-def _lines(body: list[str]) -> Iterator[str]:
-    for line in body:
-        yield line + "\n"
-
-
-def _read_jsonl(path: str, lines: list[str]) -> PairFile:
-    result = PairFile(path=path, format="jsonl")
-    for number, line in enumerate(lines, start=1):
+def _read_jsonl(result: PairFile, lines: Iterable[Line], limit: int | None) -> None:
+    for number, line in lines:
         if not line.strip():
             result.blank += 1
             continue
@@ -263,6 +307,9 @@ def _read_jsonl(path: str, lines: list[str]) -> PairFile:
             obj = json.loads(line)
         except ValueError as exc:
             result._skip(number, f"not valid JSON ({exc.args[0] if exc.args else exc})")
+            continue
+        except RecursionError:
+            result._skip(number, "JSON nested too deeply")
             continue
         if not isinstance(obj, dict):
             result._skip(number, "not a JSON object")
@@ -276,11 +323,19 @@ def _read_jsonl(path: str, lines: list[str]) -> PairFile:
         if raw is None:
             score = None
         elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            score = repr(float(raw))
+            try:
+                score = repr(float(raw))
+            except OverflowError:  # an integer beyond float's range
+                score = "inf"
         elif isinstance(raw, str):
             score = raw
         else:
-            result._skip(number, f"the score {raw!r} is not a number")
+            result._skip(number, f"the score {_short(raw)} is not a number")
             continue
-        _make_pair(result, number, a, b, score)
-    return result
+        if _make_pair(result, number, a, b, score) and _full(result, limit):
+            return
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
