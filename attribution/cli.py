@@ -147,6 +147,11 @@ def summary_text(result: Attribution, top: int = 5) -> str:
         f"reference  {result.reference_terms:+.4f}   (score - target: not attributed to token pairs)",
         f"time       {result.seconds:.2f} s",
     ]
+    if result.mode == "exact" and result.model_score is not None:
+        own = f"own        {result.own_score:+.4f}   (the model's own similarity; exact mode explains the score above"
+        if result.explains_other_score:
+            own += ", and this model was not trained for exact mode"
+        lines.insert(2, own + ")")
     if top:
         lines.append(f"strongest pairs ({result.level} level):")
         for p in result.top_pairs(top):

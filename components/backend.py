@@ -317,6 +317,16 @@ def wait(computations: list[Computation], show: Callable[[Computation], None]) -
                 registry().detach(computation.key, computation.job_id, False, backend.cancel)
 
 
+def explain_cached(
+    model: str, text_a: str, text_b: str, options: ExplainOptions, show: Callable[[Computation], None] | None = None
+) -> Outcome:
+    """One computation started and waited for (the page's extra views: layer sweep, what-if edits)."""
+    computation = start(model, text_a, text_b, options)
+    wait([computation], show or (lambda _: None))
+    assert computation.outcome is not None
+    return computation.outcome
+
+
 def _poll(backend: Backend, computation: Computation) -> None:
     assert computation.job_id is not None
     try:

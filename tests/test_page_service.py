@@ -108,6 +108,7 @@ def test_a_rerun_with_other_inputs_cancels_the_old_work(slow_toys: dict[str, lis
     at = page(a="dogs run fast", b="puppies play")
     stop_after(at, 2.5)
     at.session_state["text_a"] = "cats sleep"  # what typing and pressing Explain leave behind
+    at.session_state["_pl_text_a"] = "cats sleep"  # pages/explain.py SUBMITTED: the text last explained
     at.run()
     assert not at.exception
     assert [c[0] for c in slow_toys["cancelled"]] == ["dogs run fast"]

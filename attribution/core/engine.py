@@ -245,6 +245,8 @@ def explain_prepared(
         integration_error=done.total - check.target,
         relative_error=done.relative,
         reference_terms=check.reference_terms,
+        model_score=check.model_score,
+        exact_model=bool(loaded.exact),
         layer=options.layer,
         num_layers=loaded.num_layers,
         steps=done.steps,
