@@ -335,7 +335,7 @@ def numbers_close(a: Any, b: Any, path: str = "") -> list[str]:
 
 def test_ray_run_gives_the_serial_results(minilm, ray_session, one_thread, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = write_pairs(tmp_path / "pairs.jsonl")
-    serial = corpus.analyze(minilm, data, tmp_path / "serial", **FAST)
+    serial = corpus.analyze(minilm, data, tmp_path / "serial", **FAST, cache=False)  # like Ray: computed here
     spread = corpus.analyze(
         "all-MiniLM-L6-v2", data, tmp_path / "ray", **FAST, ray=RayOptions(workers=2, batch_size=3, threads=1)
     )

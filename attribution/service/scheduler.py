@@ -395,7 +395,7 @@ class JobManager:
         max_work: int | Literal["default"] | None = "default",
     ) -> None:
         settings = get_settings()
-        self.max_work = settings.max_page_work if max_work == "default" else max_work
+        self._max_work = max_work
         self.workers = workers or settings.workers
         self.max_jobs = max_jobs or settings.max_jobs
         self.gate: Gate = gate or FairGate()
@@ -590,9 +590,10 @@ class JobManager:
         run = _ScheduledRun(job, self.gate)
         try:
             model = (self.load or load_model)(request.model)
-            if self.max_work is not None:
+            max_work = get_settings().max_page_work if self._max_work == "default" else self._max_work
+            if max_work is not None:  # read per job: an operator's change applies without a restart
                 estimate = estimate_work(model, request.text_a, request.text_b, options)
-                options = limit_work(estimate, options, self.max_work)
+                options = limit_work(estimate, options, max_work)
             result, cached = cached_explain(
                 model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache
             )
