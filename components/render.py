@@ -428,6 +428,16 @@ def render_progress(slot: DeltaGenerator, fraction: float, text: str) -> None:
     slot.progress(min(max(fraction, 0.0), 1.0), text=text)
 
 
+def render_cancel_button(slot: DeltaGenerator, name: str, on_cancel: Callable[[], None]) -> None:
+    """A Cancel button under a model's progress bar."""
+    slot.button("Cancel", key=f"cancel::{name}", on_click=on_cancel, help="Stop this computation")
+
+
+def render_cancelled(name: str) -> None:
+    """What a cancelled column shows instead of its map."""
+    st.info("Cancelled. Press **Explain** to compute it again.", icon="⏹️")
+
+
 def render_failure(name: str, message: str) -> None:
     """An error box in a model's column (the other columns still render); the message is literal text."""
     st.error(literal_markdown(message), icon="🚫")

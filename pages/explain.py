@@ -53,6 +53,7 @@ from components.state import (
 NOTICES = "_pl_notices"
 SUBMITTED = ("_pl_text_a", "_pl_text_b")  # the texts last explained (the boxes may hold newer ones)
 COMPUTED_LAYERS = "_pl_layers"  # each model's layer when its map was last drawn
+CANCELLED = "_pl_cancelled"  # computations this session stopped (not restarted until Explain is pressed)
 RESYNC = "_pl_resync"  # set by a callback inside the results fragment that changed the whole page
 # Widgets that are not drawn on every run (toolbar, per-model layers) lose their value unless kept.
 KEPT_KEYS = (
@@ -97,7 +98,9 @@ def pending_texts() -> list[str]:
 
 
 def submit_texts() -> None:
-    """The boxes' texts become the explained pair; edits of the old pair no longer apply."""
+    """The boxes' texts become the explained pair; edits of the old pair no longer apply; computations
+    cancelled before may start again."""
+    st.session_state[CANCELLED] = set()
     for key, submitted in (("text_a", SUBMITTED[0]), ("text_b", SUBMITTED[1])):
         if st.session_state.get(submitted) != st.session_state.get(key):
             st.session_state["edits"] = []
@@ -148,6 +151,9 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
             render.render_layer_select(name, num_layers, default_layer)
         layer = session_layer(st.session_state.get(layer_key(name)))
         options = run_options(state, layer)
+        if backend.computation_key(name, state.text_a, state.text_b, options) in st.session_state.get(CANCELLED, ()):
+            render.render_cancelled(name)
+            return None
         # The backend applies the operator's work cap (PAIRLENS_MAX_PAGE_WORK) before computing.
         return backend.start(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
@@ -167,12 +173,15 @@ def compute_columns(
     """
     computations: dict[str, backend.Computation] = {}
     slots: dict[str, DeltaGenerator] = {}
+    cancel_slots: dict[str, DeltaGenerator] = {}
     for name, column in zip(state.models, columns, strict=True):
         with column:
             computation = start_column(name, state, infos.get(name), notices)
-            slots[name] = st.empty()
+            slots[name], cancel_slots[name] = st.empty(), st.empty()
         if computation is not None:
             computations[name] = computation
+            if computation.pending:
+                render.render_cancel_button(cancel_slots[name], name, partial(cancel_computation, computation.key))
 
     def show(computation: backend.Computation) -> None:
         fraction, text = backend.progress_text(short_model_name(computation.model), computation.status)
@@ -182,6 +191,7 @@ def compute_columns(
     results: dict[str, Attribution] = {}
     for name, computation in computations.items():
         slots[name].empty()
+        cancel_slots[name].empty()
         if isinstance(computation.outcome, Attribution):
             results[name] = computation.outcome
             if capped_by_page_work(computation.outcome):
@@ -194,6 +204,14 @@ def compute_columns(
             with slots[name]:
                 render.render_failure(name, computation.outcome.message)
     return results
+
+
+def cancel_computation(key: object) -> None:
+    """The Cancel button: this session stops waiting (the rerun lets go of the job, which the backend
+    cancels unless another session waits for it) and does not start it again until Explain."""
+    cancelled = set(st.session_state.get(CANCELLED, ()))
+    cancelled.add(key)
+    st.session_state[CANCELLED] = cancelled
 
 
 def capped_by_page_work(result: Attribution) -> bool:

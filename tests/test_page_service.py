@@ -241,3 +241,28 @@ def test_unreachable_backend_is_a_message(monkeypatch: pytest.MonkeyPatch) -> No
     at.run()
     assert not at.exception
     assert "cannot be reached" in "\n".join(str(e.value) for e in at.error)
+
+
+def test_cancel_button_stops_the_work_until_explain_is_pressed(
+    slow_toys: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buttons: list[Any] = []
+
+    def cancel_button(slot: Any, name: str, on_cancel: Any) -> None:
+        buttons.append(on_cancel)
+        slot.button("Cancel", key=f"cancel::{name}")
+
+    monkeypatch.setattr(render, "render_cancel_button", cancel_button)
+    at = page(a="dogs run fast", b="puppies play")
+    stop_after(at, 2.5)
+    assert len(buttons) == 1  # under the progress bar
+    # AppTest keeps no elements of a run it stopped: do what the button's callback does, then rerun
+    at.session_state["_pl_cancelled"] = {buttons[0].args[0]}
+    at.run()
+    assert not at.exception
+    wait_for(lambda: slow_toys["cancelled"], timeout=5)
+    assert slow_toys["finished"] == [] and len(charts(at)) == 0
+    assert any("Cancelled" in i.value for i in at.info) and not [b for b in at.button if b.label == "Cancel"]
+    assert slow_toys["started"] == [("dogs run fast", "puppies play")]  # not started again
+    next(b for b in at.button if b.label == "Explain").click().run()
+    assert slow_toys["finished"] == [("dogs run fast", "puppies play")] and len(charts(at)) == 1
