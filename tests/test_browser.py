@@ -158,7 +158,7 @@ def test_user_markup_never_becomes_live_html(server: str, minilm) -> None:  # ty
             fig = build_heatmap(result, top_k=5, pos_overlay=True)
             exported = browser.new_page()
             exported.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            exported.set_content(figure_html(fig, chart_config(result)), wait_until="load")
+            exported.set_content(figure_html(fig, chart_config(fig, "pairlens")), wait_until="load")
             exported.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=60_000)
             assert exported.locator(".js-plotly-plot a, img[src='x'], svg[onload]").count() == 0
             exported_ticks = exported.locator(".ytick text").all_text_contents()
