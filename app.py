@@ -15,10 +15,14 @@ st.set_page_config(
     layout="wide",
     menu_items={"About": "PairLens explains sentence-encoder similarity with integrated Jacobians."},
 )
-navigation = st.navigation(
-    [
-        st.Page(PAGES / "explain.py", title="Explain a pair", icon=":material/compare_arrows:", default=True),
-        st.Page(PAGES / "corpus.py", title="Corpus analysis", icon=":material/dataset:", url_path="Corpus"),
-    ]
-)
+pages = [
+    st.Page(PAGES / "explain.py", title="Explain a pair", icon=":material/compare_arrows:", default=True),
+    st.Page(PAGES / "corpus.py", title="Corpus analysis", icon=":material/dataset:", url_path="Corpus"),
+]
+# Streamlit's own sidebar menu is off (.streamlit/config.toml): with a pages/ folder it first lists
+# the files (app, corpus, explain) until this script has run. These links are the only menu.
+navigation = st.navigation(pages, position="hidden")
+with st.sidebar:
+    for page in pages:
+        st.page_link(page)
 navigation.run()

@@ -1,6 +1,6 @@
 """Command line: `python -m attribution` / `pairlens`.
 
-Subcommands: explain, models, plus those of the workflow modules in `SUBCOMMANDS`, each of
+Subcommands: explain, models, serve, plus those of the workflow modules in `SUBCOMMANDS`, each of
 which registers itself with `add_parser(subparsers)` and sets `func`. Bad input (a
 PairLensError) exits with code 2 and one line on stderr, never a traceback; anything else is
 a bug and keeps its traceback.
@@ -50,9 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--pos", action="store_true", help="add POS tags and words to the JSON")
     ex.add_argument("--words", action="store_true", help="word-level matrix (subword cells summed)")
     ex.add_argument("--top", type=int, default=None, metavar="K", help="list the K strongest pairs")
+    ex.add_argument(
+        "--no-cache", action="store_true", help="compute even if the result cache (PAIRLENS_HOME) has it; store nothing"
+    )
     ex.set_defaults(func=_explain)
 
     sub.add_parser("models", help="list the models and whether each is installed").set_defaults(func=_models)
+
+    sv = sub.add_parser("serve", help="run the HTTP API (attribution.service.http)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--workers", type=int, default=None, help="computations at once (default PAIRLENS_WORKERS)")
+    sv.add_argument(
+        "--policy", choices=("shortest", "round-robin", "fifo"), default="shortest", help="which chunk runs next"
+    )
+    sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    sv.set_defaults(func=_serve)
 
     for name in SUBCOMMANDS:
         importlib.import_module(name).add_parser(sub)
@@ -88,9 +101,15 @@ def _explain(args: argparse.Namespace) -> int:
     if args.top is not None and args.top < 0:
         raise InputError(f"--top must be 0 or more (got {args.top}).")
     model = load_model(args.model, device=options.device)
+    pos = bool(args.pos or args.words or args.top)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # collected in result.warnings and printed below
-        result = explain(model, args.text_a, args.text_b, options, pos=bool(args.pos or args.words or args.top))
+        if args.no_cache:
+            result = explain(model, args.text_a, args.text_b, options, pos=pos)
+        else:
+            from .service.cache import cached_explain
+
+            result, _ = cached_explain(model, args.text_a, args.text_b, options, pos=pos)
     for message in result.warnings:
         print(f"pairlens: warning: {message}", file=sys.stderr)
     if args.json:
@@ -128,11 +147,29 @@ def summary_text(result: Attribution, top: int = 5) -> str:
         f"reference  {result.reference_terms:+.4f}   (score - target: not attributed to token pairs)",
         f"time       {result.seconds:.2f} s",
     ]
+    if result.mode == "exact" and result.model_score is not None:
+        own = f"own        {result.own_score:+.4f}   (the model's own similarity; exact mode explains the score above"
+        if result.explains_other_score:
+            own += ", and this model was not trained for exact mode"
+        lines.insert(2, own + ")")
     if top:
         lines.append(f"strongest pairs ({result.level} level):")
         for p in result.top_pairs(top):
             lines.append(f"  {p.token_a!s:>15} - {p.token_b!s:<15} {p.value:+.4f}  ({100 * p.share:.1f} %)")
     return "\n".join(lines)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port must be from 1 to 65535 (got {args.port}).")
+    if args.workers is not None and not 0 < args.workers <= 64:
+        raise InputError(f"--workers must be from 1 to 64 (got {args.workers}).")
+    try:
+        from .service.http import serve
+    except ImportError as exc:
+        raise InputError(f"pairlens serve needs FastAPI and uvicorn ({exc}): pip install -r requirements.txt") from None
+    serve(args.host, args.port, policy=args.policy, workers=args.workers, log_level=args.log_level)
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -10,6 +10,11 @@
 | PAIRLENS_MAX_TEXT_CHARS      | 20000              | characters accepted per text                    |
 | PAIRLENS_ALLOW_CUSTOM_MODELS | 0                  | page accepts typed local paths / hub ids if 1   |
 | PAIRLENS_MAX_PAGE_WORK       | 1500000            | work one page request may ask for (core.work)   |
+| PAIRLENS_CACHE_MB            | 256                | persistent result cache on disk (0: off)        |
+| PAIRLENS_WORKERS             | 4                  | computations a backend runs at once             |
+| PAIRLENS_MAX_JOBS            | 32                 | jobs queued or running; more are refused (busy) |
+| PAIRLENS_CHUNK_MB            | 512                | memory budget of one scheduled chunk (fairness) |
+| PAIRLENS_BACKEND_URL         | (none)             | the page uses this `pairlens serve` backend     |
 | PAIRLENS_DEVICE              | auto               | cpu, cuda, cuda:N, mps; auto: cuda if present    |
 """
 
@@ -52,12 +57,22 @@ class Settings:
     max_text_chars: int
     allow_custom_models: bool
     max_page_work: int  # attribution.core.work units: tokens x passes x nodes x layers
+    cache_mb: int
+    workers: int
+    max_jobs: int
+    chunk_mb: int
+    backend_url: str | None
     device: str = "auto"  # where models load by default (attribution.devices), checked against this machine
 
     @property
     def models_dir(self) -> Path:
         """Fine-tuned (exact) models live here and are listed by the registry."""
         return self.home / "models"
+
+    @property
+    def cache_path(self) -> Path:
+        """The persistent result cache (SQLite), shared by the page, the CLI and the corpus analysis."""
+        return self.home / "cache" / "results.sqlite"
 
 
 def get_settings() -> Settings:
@@ -72,6 +87,11 @@ def get_settings() -> Settings:
         max_text_chars=_env_int("PAIRLENS_MAX_TEXT_CHARS", 20_000, 1, 10_000_000),
         max_page_work=_env_int("PAIRLENS_MAX_PAGE_WORK", DEFAULT_MAX_PAGE_WORK, 1, 10**15),
         allow_custom_models=os.environ.get("PAIRLENS_ALLOW_CUSTOM_MODELS", "0").strip().lower() in ("1", "true", "yes"),
+        cache_mb=_env_int("PAIRLENS_CACHE_MB", 256, 0, 1 << 20),
+        workers=_env_int("PAIRLENS_WORKERS", 4, 1, 64),
+        max_jobs=_env_int("PAIRLENS_MAX_JOBS", 32, 1, 100_000),
+        chunk_mb=_env_int("PAIRLENS_CHUNK_MB", 512, 1, 1 << 20),
+        backend_url=(os.environ.get("PAIRLENS_BACKEND_URL") or "").strip() or None,
         device=_env_device(),
     )
 

@@ -77,7 +77,7 @@ def main() -> None:
         order = names if c % 2 == 0 else names[::-1]
         results, chunk_wall = {}, {}
         for name in order:
-            w, t, out = timed(lambda name=name: runs[name](chunk))
+            w, t, out = timed(lambda name=name, chunk=chunk: runs[name](chunk))
             wall[name] += w
             cpu[name] += t
             chunk_wall[name] = w

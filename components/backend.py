@@ -1,27 +1,50 @@
-"""The page's cached backend: models and the tagger once per process, results in a bounded cache.
+"""The page's backend: computations as jobs with progress, in-process or over HTTP, and cached.
 
-`explain_cached` is keyed by every input that changes the numbers (model, texts and the
-ExplainOptions); view changes (top k, overlays, level) never reach it. Input problems
-(PairLensError) are cached as a `Failure` so a rerun does not retry them; anything else
-propagates for the page to report.
+By default the page runs a JobManager in its own process (the fair scheduler, the persistent
+result cache under PAIRLENS_HOME); with PAIRLENS_BACKEND_URL set it sends the same requests to
+`pairlens serve` and loads no model itself. `start()` returns at once with a `Computation` (a
+result already known, or a job); `wait()` polls the jobs, reporting progress through a callback
+that draws with `st.` (so a rerun or a closed session interrupts it there) and, when
+interrupted, lets go of its jobs: a job no session watches is cancelled after
+`ABANDON_GRACE` seconds, unless a rerun with the same inputs (a view change) takes it up again.
+Sessions asking for the same computation at once share one job. A small in-memory cache of
+finished outcomes sits in front (PAIRLENS_RESULT_CACHE entries).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import streamlit as st
 
-from attribution.core import engine
+from attribution.core.execution import Cancelled
 from attribution.core.options import ExplainOptions
-from attribution.errors import PairLensError
+from attribution.errors import InputError, ModelError, PairLensError
 from attribution.models import LoadedModel, ModelInfo, list_models, load_model
 from attribution.result import Attribution
+from attribution.service.scheduler import (
+    Busy,
+    ExplainRequest,
+    JobFailed,
+    JobManager,
+    JobState,
+    JobStatus,
+    NotFinished,
+    UnknownJob,
+)
 from attribution.settings import get_settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+POLL_SECONDS = 0.25  # how often a waiting page asks for progress
+ABANDON_GRACE = 1.0  # seconds an unwatched job may wait for a rerun to take it up before it is cancelled
 
 
 @dataclass(frozen=True)
@@ -31,10 +54,360 @@ class Failure:
     message: str
 
 
+Outcome = Attribution | Failure
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+class Backend(Protocol):
+    """What the page needs of a backend (in-process or HTTP)."""
+
+    def model_layers(self, name: str) -> tuple[int, int]:
+        """(number of layers, default layer) of a model; ModelError if it cannot be used."""
+        ...
+
+    def model_device(self, name: str) -> str | None:
+        """Where the backend computes this model ("cpu", "cuda:0", ...), None when it does not say."""
+        ...
+
+    def submit(self, request: ExplainRequest) -> str: ...
+
+    def status(self, job_id: str) -> JobStatus: ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+    def result(self, job_id: str) -> Attribution:
+        """The finished job's result; JobFailed, Cancelled or NotFinished otherwise."""
+        ...
+
+
+class LocalBackend:
+    """A JobManager in this process; models load through `get_model` (once per process)."""
+
+    def __init__(self) -> None:
+        self.jobs = JobManager(load=lambda name: get_model(name))
+
+    def model_layers(self, name: str) -> tuple[int, int]:
+        model = get_model(name)
+        return int(model.num_layers), int(model.default_layer)
+
+    def model_device(self, name: str) -> str | None:
+        return str(getattr(get_model(name), "device", "cpu"))
+
+    def submit(self, request: ExplainRequest) -> str:
+        return self.jobs.submit(request)
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.jobs.status(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        self.jobs.cancel(job_id)
+
+    def result(self, job_id: str) -> Attribution:
+        return self.jobs.result(job_id)
+
+
+class BackendUnavailable(PairLensError):
+    """The HTTP backend cannot be reached."""
+
+
+class HttpBackend:
+    """`pairlens serve` at `url` (PAIRLENS_BACKEND_URL), through httpx."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self._httpx = httpx
+        self.client = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0))
+
+    def model_layers(self, name: str) -> tuple[int, int]:
+        facts = self._call("GET", f"/models/{name}")
+        return int(facts["num_layers"]), int(facts["default_layer"])
+
+    def model_device(self, name: str) -> str | None:
+        device = self._call("GET", f"/models/{name}").get("device")
+        return str(device) if device else None
+
+    def submit(self, request: ExplainRequest) -> str:
+        body = {
+            "text_a": request.text_a,
+            "text_b": request.text_b,
+            "model": request.model,
+            "options": request.options.to_dict(),
+            "pos": request.pos,
+        }
+        return str(self._call("POST", "/jobs", json=body)["id"])
+
+    def status(self, job_id: str) -> JobStatus:
+        return JobStatus.from_dict(self._call("GET", f"/jobs/{job_id}"))
+
+    def cancel(self, job_id: str) -> None:
+        with contextlib.suppress(PairLensError):  # gone already
+            self._call("DELETE", f"/jobs/{job_id}")
+
+    def result(self, job_id: str) -> Attribution:
+        return Attribution.from_dict(self._call("GET", f"/jobs/{job_id}/result"))
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except self._httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                f"The PairLens backend at {self.url} cannot be reached ({type(exc).__name__}): start it with "
+                "`pairlens serve`, or unset PAIRLENS_BACKEND_URL to compute inside the page."
+            ) from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"detail": response.text[:200]}
+        if response.status_code < 400:
+            return data if isinstance(data, dict) else {"items": data}
+        detail = str(data.get("detail", "")) if isinstance(data, dict) else str(data)
+        code = response.status_code
+        if code == 404 and detail.startswith("No job"):
+            raise UnknownJob(detail)
+        if code == 404:
+            raise ModelError(detail)
+        if code == 409:
+            raise NotFinished(detail)
+        if code == 410:
+            raise Cancelled(detail)
+        if code == 503:
+            raise Busy(detail)
+        if code >= 500:
+            raise JobFailed(detail or f"The backend failed (HTTP {code}).", "internal")
+        raise InputError(detail or f"The backend refused the request (HTTP {code}).")
+
+
+@st.cache_resource(show_spinner=False)
+def get_backend() -> Backend:
+    """The HTTP backend when PAIRLENS_BACKEND_URL is set, else an in-process one (once per process)."""
+    url = get_settings().backend_url
+    return HttpBackend(url) if url else LocalBackend()
+
+
+# ----------------------------------------------------------------------------- computations
+
+
+@dataclass
+class Computation:
+    """One model's computation for the page: an outcome already, or a job to wait for."""
+
+    key: Hashable
+    model: str
+    job_id: str | None = None
+    outcome: Outcome | None = None
+    status: JobStatus | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.outcome is None
+
+
+@dataclass
+class _Watched:
+    job_id: str
+    watchers: int = 0
+    timer: threading.Timer | None = None
+
+
+@dataclass
+class Registry:
+    """Process-wide: finished outcomes (bounded, least recently used out) and jobs being watched."""
+
+    max_outcomes: int
+    outcomes: OrderedDict[Hashable, Outcome] = field(default_factory=OrderedDict)
+    watched: dict[Hashable, _Watched] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def remember(self, key: Hashable, outcome: Outcome) -> None:
+        with self.lock:
+            self.outcomes[key] = outcome
+            self.outcomes.move_to_end(key)
+            while len(self.outcomes) > self.max_outcomes:
+                self.outcomes.popitem(last=False)
+
+    def recall(self, key: Hashable) -> Outcome | None:
+        with self.lock:
+            outcome = self.outcomes.get(key)
+            if outcome is not None:
+                self.outcomes.move_to_end(key)
+            return outcome
+
+    def attach(self, key: Hashable, submit: Callable[[], str]) -> str:
+        """The job computing `key` (shared with other sessions), submitting one if there is none."""
+        with self.lock:
+            entry = self.watched.get(key)
+            if entry is None:
+                entry = self.watched[key] = _Watched(submit())
+            if entry.timer is not None:
+                entry.timer.cancel()
+                entry.timer = None
+            entry.watchers += 1
+            return entry.job_id
+
+    def detach(self, key: Hashable, job_id: str, finished: bool, cancel: Callable[[str], None]) -> None:
+        """Stop watching; the last watcher of an unfinished job leaves it ABANDON_GRACE seconds to be taken up."""
+        with self.lock:
+            entry = self.watched.get(key)
+            if entry is None or entry.job_id != job_id:
+                return
+            entry.watchers -= 1
+            if finished:
+                if entry.watchers <= 0:
+                    del self.watched[key]
+                return
+            if entry.watchers <= 0:
+                entry.timer = threading.Timer(ABANDON_GRACE, self._expire, (key, job_id, cancel))
+                entry.timer.daemon = True
+                entry.timer.start()
+
+    def _expire(self, key: Hashable, job_id: str, cancel: Callable[[str], None]) -> None:
+        with self.lock:
+            entry = self.watched.get(key)
+            if entry is None or entry.job_id != job_id or entry.watchers > 0:
+                return
+            del self.watched[key]
+        with contextlib.suppress(PairLensError):
+            cancel(job_id)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.outcomes.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> Registry:
+    return Registry(max_outcomes=get_settings().result_cache)
+
+
+def computation_key(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Hashable:
+    return (model, text_a, text_b, options)
+
+
+def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Computation:
+    """Begin computing (or find) the POS-annotated attribution of a pair with one model."""
+    key = computation_key(model, text_a, text_b, options)
+    known = registry().recall(key)
+    if known is not None:
+        return Computation(key, model, outcome=known)
+    backend = get_backend()
+    request = ExplainRequest(model=model, text_a=text_a, text_b=text_b, options=options, pos=True)
+    try:
+        job_id = registry().attach(key, lambda: backend.submit(request))
+    except PairLensError as exc:
+        outcome = Failure(str(exc))
+        if not isinstance(exc, (Busy, BackendUnavailable)):
+            registry().remember(key, outcome)
+        return Computation(key, model, outcome=outcome)
+    return Computation(key, model, job_id=job_id)
+
+
+def wait(computations: list[Computation], show: Callable[[Computation], None]) -> None:
+    """Poll until every computation has an outcome, calling `show` after each poll of a pending one.
+
+    `show` draws the progress with `st.`; when Streamlit interrupts it (a rerun, a closed
+    session) or anything fails, the jobs still running are let go (see Registry.detach).
+    """
+    backend = get_backend()
+    try:
+        while True:
+            pending = [c for c in computations if c.pending]
+            if not pending:
+                return
+            for computation in pending:
+                _poll(backend, computation)
+                show(computation)
+            if any(c.pending for c in computations):
+                time.sleep(POLL_SECONDS)
+    finally:
+        for computation in computations:
+            if computation.job_id is not None and computation.pending:
+                registry().detach(computation.key, computation.job_id, False, backend.cancel)
+
+
+def explain_cached(
+    model: str, text_a: str, text_b: str, options: ExplainOptions, show: Callable[[Computation], None] | None = None
+) -> Outcome:
+    """One computation started and waited for (the page's extra views: layer sweep, what-if edits)."""
+    computation = start(model, text_a, text_b, options)
+    wait([computation], show or (lambda _: None))
+    assert computation.outcome is not None
+    return computation.outcome
+
+
+def _poll(backend: Backend, computation: Computation) -> None:
+    assert computation.job_id is not None
+    try:
+        status = backend.status(computation.job_id)
+    except UnknownJob:
+        _finish(backend, computation, Failure("The backend lost this computation (restarted?): press Explain again."))
+        return
+    except PairLensError as exc:
+        _finish(backend, computation, Failure(str(exc)))
+        return
+    computation.status = status
+    if not status.finished:
+        return
+    try:
+        outcome: Outcome = backend.result(computation.job_id)
+    except JobFailed as exc:
+        outcome = Failure(str(exc))
+        if exc.kind != "internal":
+            registry().remember(computation.key, outcome)
+    except PairLensError as exc:  # cancelled by someone else, the backend went away
+        outcome = Failure(str(exc))
+    else:
+        registry().remember(computation.key, outcome)
+    _finish(backend, computation, outcome)
+
+
+def _finish(backend: Backend, computation: Computation, outcome: Outcome) -> None:
+    computation.outcome = outcome
+    assert computation.job_id is not None
+    registry().detach(computation.key, computation.job_id, True, backend.cancel)
+
+
+def progress_text(model: str, status: JobStatus | None) -> tuple[float, str]:
+    """(fraction, caption) for a progress bar: done %, and the time left once it can be estimated."""
+    if status is None or status.state is JobState.QUEUED:
+        return 0.0, f"{model}: waiting for a free worker…"
+    if status.planned == 0:
+        return 0.0, f"{model}: preparing…"
+    text = f"{model}: {100 * status.fraction:.0f} % of {status.planned:,} tangent passes"
+    if status.seconds_left is not None and not status.finished:
+        text += f" · about {_duration(status.seconds_left)} left"
+    return status.fraction, text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+# ----------------------------------------------------------------------------- models, assets
+
+
 @st.cache_resource(show_spinner=False)
 def get_model(name: str) -> LoadedModel:
     """The loaded model (once per server process)."""
     return load_model(name)
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def model_layers(name: str) -> tuple[int, int]:
+    """(number of layers, default layer) from the backend (loads the model there once)."""
+    return get_backend().model_layers(name)
+
+
+def model_device(name: str) -> str | None:
+    """Where the backend computes the model (PAIRLENS_DEVICE there), None when it does not say."""
+    return get_backend().model_device(name)
 
 
 @st.cache_resource(show_spinner=False)
@@ -49,15 +422,6 @@ def tagger_status() -> tuple[str | None, str | None]:
 def available_models() -> list[ModelInfo]:
     """list_models(), refreshed every minute (so a model installed meanwhile shows up)."""
     return list_models()
-
-
-@st.cache_data(max_entries=get_settings().result_cache, show_spinner=False)
-def explain_cached(model_name: str, text_a: str, text_b: str, options: ExplainOptions) -> Attribution | Failure:
-    """explain() with POS annotation, or the Failure message of a PairLensError."""
-    try:
-        return engine.explain(get_model(model_name), text_a, text_b, options)
-    except PairLensError as exc:
-        return Failure(str(exc))
 
 
 @st.cache_data(show_spinner=False)

@@ -221,10 +221,66 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     cov = summary.get("coverage") or {}
     tokens_90 = ((cov.get("tokens_share") or {}).get("median") or [None, None, None])[-1]
     return [
-        ("pairs", str(summary.get("pairs", 0)), f"{summary.get('failed', 0)} refused by the engine"),
-        ("top-1 pair", fmt(mean[0], ".0%"), "mean share of the attribution sum carried by the strongest pair"),
-        ("top-5 pairs", fmt(mean[4], ".0%"), "mean share carried by the 5 strongest pairs"),
-        ("tokens for 90 %", fmt(tokens_90, ".0%"), "median share of tokens touched by the pairs reaching 90 %"),
-        ("Spearman", fmt(spearman, ".3f"), "rank correlation of the model's score with gold"),
-        ("median steps", fmt(steps.get("median"), ".0f"), "quadrature nodes chosen by steps=auto"),
+        ("pairs", str(summary.get("pairs", 0)), f"{summary.get('failed', 0)} could not be explained"),
+        ("strongest pair", fmt(mean[0], ".0%"), "on average, the share of the score's sum carried by one token pair"),
+        ("5 strongest pairs", fmt(mean[4], ".0%"), "on average, the share carried by the 5 strongest token pairs"),
+        ("tokens for 90 %", fmt(tokens_90, ".0%"), "typical share of tokens involved in the pairs that reach 90 %"),
+        ("agreement with people", fmt(spearman, ".3f"), "Spearman rank correlation of model scores and human ratings"),
+        ("typical steps", fmt(steps.get("median"), ".0f"), "median number of integration steps chosen automatically"),
     ]
+
+
+# Plain names of the pair table's columns (pairs.csv keeps the short names).
+COLUMN_LABELS: dict[str, tuple[str, str | None, str]] = {
+    "row": ("line", None, "line of the input file"),
+    "gold": ("human rating", None, "the similarity people gave the pair (gold score)"),
+    "score": ("model score", None, "the model's similarity of the two texts"),
+    "prediction_error": ("prediction error", None, "|model score − human rating rescaled to 0–1|"),
+    "attribution_sum": ("sum of cells", None, "what all token pairs add up to"),
+    "relative_error": ("integration error", "percent", "how far the sum is from its target, relative"),
+    "steps": ("steps", None, "integration steps used"),
+    "top1_share": ("strongest pair", "percent", "share of the sum carried by the strongest token pair"),
+    "top5_share": ("5 strongest pairs", "percent", "share of the sum carried by the 5 strongest pairs"),
+    "cells_fraction_80": ("pairs for 80 %", "percent", "fraction of token pairs needed to reach 80 % of the sum"),
+    "tokens_share_80": ("tokens for 80 %", "percent", "fraction of tokens those pairs touch"),
+    "text_a": ("text A", None, ""),
+    "text_b": ("text B", None, ""),
+    "error": ("problem", None, "why the pair could not be explained"),
+}
+
+
+def table_column_config(column_config: Any) -> dict[str, Any]:
+    """st.column_config entries with plain labels (pass `st.column_config`: this module stays streamlit-free)."""
+    out: dict[str, Any] = {}
+    for name, (label, fmt, help_text) in COLUMN_LABELS.items():
+        if name in ("text_a", "text_b", "error"):
+            out[name] = column_config.TextColumn(label, help=help_text or None)
+        else:
+            out[name] = column_config.NumberColumn(label, format=fmt, help=help_text or None)
+    return out
+
+
+def settings_sentence(settings: dict[str, Any]) -> str:
+    """'all-MiniLM-L6-v2 at layer 5, auto steps (gauss-legendre), approximate mode; pairs from sts-test.csv'."""
+    layer = settings.get("layer")
+    where = "its default layer" if layer in (None, "default") else f"layer {layer}"
+    steps = settings.get("steps", "auto")
+    steps_text = "steps chosen automatically" if str(steps) == "auto" else f"{steps} steps"
+    data = Path(str(settings.get("data") or "")).name or "an uploaded file"
+    return (
+        f"{settings.get('model')} at {where}, {steps_text} ({settings.get('rule')} rule), "
+        f"{settings.get('mode') or 'default'} mode; pairs from {data}"
+    )
+
+
+def plain_note(note: str | None) -> str | None:
+    """The run's note on its report images in words (the analyze command writes option names)."""
+    if not note:
+        return None
+    if "--no-png" in note:
+        return "Images were not saved for this run; the interactive report has every figure."
+    if note.startswith("PNG export skipped"):
+        return (
+            "Images could not be saved for this run (no image renderer on the server); the figures below are complete."
+        )
+    return note

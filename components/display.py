@@ -14,3 +14,34 @@ def display_view(result: Attribution, level: str = "token", show_special: bool =
     if level == "word":
         return result.to_words(keep_special=show_special)
     return result if show_special else without_special_tokens(result)
+
+
+# A page this wide (px) holds maps side by side; 1440 px with the sidebar open leaves about 1050.
+SIDE_BY_SIDE_PX = 1050
+
+
+def estimated_tokens(text: str) -> int:
+    """Rough token count of a text (words x 1.35 plus the two special tokens), before tokenizing."""
+    return int(len(text.split()) * 1.35) + 2
+
+
+def column_cell(text_a: str, text_b: str, n_models: int) -> float | None:
+    """Cell size (px) that lets n_models maps sit side by side, or None: one model, or stack them.
+
+    Decided before computing (the layout is drawn first), from the texts' estimated lengths:
+    with several models, maps share the width when each fits its column at the smallest cell.
+    """
+    from attribution.viz.heatmap import figure_width
+    from attribution.viz.layout import MIN_CELL, cell_for
+
+    n = max(estimated_tokens(text_a), estimated_tokens(text_b))
+    fixed = figure_width(n) - n * cell_for(n)
+    column = SIDE_BY_SIDE_PX / max(n_models, 1) - 16
+    if n_models < 2 or fixed + n * MIN_CELL > column:
+        return None
+    return float(min(cell_for(n), (column - fixed) / n))
+
+
+def stack_models(text_a: str, text_b: str, n_models: int) -> bool:
+    """True when several models' maps would not fit side by side, so they go one below another."""
+    return n_models > 1 and column_cell(text_a, text_b, n_models) is None

@@ -10,6 +10,7 @@ import functools
 import html
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -26,10 +27,13 @@ from attribution.viz.tables import score_card_html, top_pairs_frame, top_share_s
 
 from . import backend
 from .state import (
+    CLIP_OPTIONS,
     DEFAULT_LAYER,
+    DIFF_MODES,
     LEVEL_OPTIONS,
     MAX_MODELS,
     MODE_OPTIONS,
+    VIEW_OPTIONS,
     PageState,
     diff_options,
     layer_key,
@@ -42,6 +46,45 @@ log = logging.getLogger(__name__)
 STEP_CHOICES = ["auto", "8", "16", "32", "64", "128", "256"]
 MODE_LABELS = {"default": "model default", "approximate": "approximate", "exact": "exact"}
 LEVEL_LABELS = {"token": "Tokens", "word": "Words"}
+VIEW_LABELS = {"map": "Map", "links": "Strongest links"}
+CLIP_LABELS = {"none": "full range", "99": "clip at 99th pct", "95": "clip at 95th pct", "90": "clip at 90th pct"}
+DIFF_MODE_LABELS = {"share": "shares of each model's sum", "raw": "raw contributions"}
+TOOL_LABELS = {"whatif": "What if…", "sweep": "Layer sweep"}
+OP_LABELS = {"drop": "Drop", "mask": "Mask (pad)", "replace": "Replace"}
+SUBMIT_SHORTCUT_JS = """
+<script>
+(() => {
+  if (window.__pairlensShortcut) return;
+  window.__pairlensShortcut = true;
+  const BOXES = ".st-key-text_a, .st-key-text_b";
+  const explainButton = () => [...document.querySelectorAll("button")].find((b) => b.innerText.trim() === "Explain");
+  // Ctrl+Enter (Cmd+Enter) in a text box: Streamlit sends the typed text on this key press; press Explain after it.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    if (!(event.target.closest && event.target.closest(BOXES))) return;
+    setTimeout(() => { const button = explainButton(); if (button) button.click(); }, 150);
+  }, true);
+  // Explain pressed while a text box has focus: the box's text must reach the server before the press,
+  // or the run that carries the press is cut short by the one that carries the text and the press is lost.
+  let held = null;
+  document.addEventListener("pointerdown", (event) => {
+    const button = event.target.closest && event.target.closest("button");
+    const active = document.activeElement;
+    if (!button || button !== explainButton() || !(active && active.closest && active.closest(BOXES))) return;
+    held = button;
+    active.blur();
+  }, true);
+  document.addEventListener("click", (event) => {
+    if (!held || !event.isTrusted) return;
+    const button = held;
+    held = null;
+    event.preventDefault();
+    event.stopPropagation();
+    setTimeout(() => button.click(), 150);
+  }, true);
+})();
+</script>
+"""
 EXPLANATION = (
     "Each cell is how much a pair — a token of text A (row) and a token of text B (column) — adds to "
     "the model's similarity score: **red raises it, blue lowers it**. All cells add up to the "
@@ -59,6 +102,16 @@ HOW_TO_READ = """
   tokenizers can be compared word for word; the difference map below does exactly that.
 - **Special tokens** ([CLS], [SEP], <s>) often carry much of the sum; hiding them does not change
   the shares, which stay shares of the full sum.
+- **The score card** shows the model's own similarity, and as bars how it splits: all cells of the
+  map plus the *reference terms* (what no pair explains), minus the integration error. Off-the-shelf
+  models have large reference terms. In *exact* mode the map explains the similarity of the shifted
+  embeddings f(x) − f(reference), which equals the model's score only for models trained for it.
+- **Σ row / Σ column** bars beside the map are each token's total; **Strongest links** draws the
+  top pairs as lines between the two texts, easier to read than a map for long texts.
+- **Colours** can saturate at a percentile of |value| so a few strong cells do not wash out the rest.
+- **What if…** drops, masks or replaces tokens and shows how the score and every cell change.
+  *Mask* puts the model's padding token in the token's place (what the reference input has there),
+  so every other token keeps its position; *drop* deletes the token's characters and re-tokenizes.
 """
 
 
@@ -100,8 +153,31 @@ def render_example_picker(examples: Sequence[dict[str, str]], on_pick: Callable[
     )
 
 
+def render_texts(max_chars: int) -> None:
+    """The two text boxes (outside the form: what they hold is compared with what was explained)."""
+    col_a, col_b = st.columns(2)
+    col_a.text_area("Text A — rows", key="text_a", height=88, max_chars=max_chars)
+    col_b.text_area("Text B — columns", key="text_b", height=88, max_chars=max_chars)
+
+
+def render_pending(labels: Sequence[str]) -> None:
+    """A mark under the text boxes when they hold text that is not explained yet."""
+    if labels:
+        which = " and ".join(f"Text {label}" for label in labels)
+        st.markdown(
+            f"<div class='pl-pending'>✎ {html.escape(which)} changed and {'is' if len(labels) == 1 else 'are'} "
+            "not explained yet: press <b>Explain</b> or Ctrl+Enter. The maps below show the previous text.</div>",
+            unsafe_allow_html=True,
+        )
+
+
+def render_submit_shortcut() -> None:
+    """Ctrl+Enter (Cmd+Enter) in a text box presses Explain; Explain waits for the box's text to be sent."""
+    st.html(SUBMIT_SHORTCUT_JS, unsafe_allow_javascript=True)
+
+
 def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
-    """The input form (texts, models, advanced options); True on the run it was submitted."""
+    """The input form (models, advanced options, Explain); True on the run it was submitted."""
     settings = get_settings()
     installed = [m.name for m in models if m.installed]
     missing = [m for m in models if not m.installed]
@@ -110,10 +186,9 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
     architectures = {m.name: m.architecture for m in models}
     steps_options = STEP_CHOICES + ([state.steps] if state.steps not in STEP_CHOICES else [])
     with st.form("inputs", border=False, enter_to_submit=False):
-        col_a, col_b = st.columns(2)
-        col_a.text_area("Text A — rows", key="text_a", height=88, max_chars=settings.max_text_chars)
-        col_b.text_area("Text B — columns", key="text_b", height=88, max_chars=settings.max_text_chars)
-        col_models, col_adv, col_go = st.columns([5, 3, 1.2], vertical_alignment="bottom")
+        # One wrapping row: at narrow widths the button moves down instead of being clipped.
+        row = st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="pl-inputs-row")
+        col_models = col_adv = col_go = row
         col_models.multiselect(
             f"Models (1–{MAX_MODELS}, shown side by side)",
             options=options,
@@ -127,7 +202,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 for n in options
             ),
         )
-        with col_adv.popover("Advanced options", width="stretch"):
+        with col_adv.popover("Advanced options", width=200):
             st.selectbox(
                 "Steps",
                 steps_options,
@@ -159,7 +234,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 max_chars=settings.max_text_chars,
                 help="Or the prompt itself, e.g. 'query: ' (used instead of the prompt name).",
             )
-        submitted = col_go.form_submit_button("Explain", type="primary", width="stretch")
+        submitted = col_go.form_submit_button("Explain", type="primary", width=120)
     if missing:
         st.caption(
             "Not installed: " + "; ".join(f"**{short_model_name(m.name)}** — `{m.install_hint}`" for m in missing)
@@ -178,36 +253,57 @@ def render_prompt(message: str) -> None:
 
 
 def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: str | None) -> None:
-    """The toolbar that changes how results are shown (never recomputes)."""
-    cols = st.columns([1.5, 1.9, 1.45, 1.55, 1.95], vertical_alignment="center")
-    cols[0].segmented_control(
-        "Level",
-        LEVEL_OPTIONS,
-        key="level",
-        format_func=lambda level: LEVEL_LABELS[level],
-        required=True,
-        label_visibility="collapsed",
-    )
-    cols[1].slider(
-        "Top pairs",
-        min_value=0,
-        max_value=max_top,
-        key="top",
-        help="Outline the k strongest cells (by |value|) and list them below each map.",
-    )
-    cols[2].toggle(
-        "POS overlay",
-        key="pos",
-        disabled=not has_pos,
-        help="Colour strips and labels by part of speech (spaCy UPOS)." if has_pos else pos_note,
-    )
-    cols[3].toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> and prompt rows and columns.")
-    cols[4].toggle(
-        "Shared colour scale",
-        key="shared",
-        disabled=n_models < 2,
-        help="One colour range for all models, so equal colours mean equal contributions.",
-    )
+    """The toolbar that changes how results are shown (never recomputes); wraps at narrow widths."""
+    bar = st.container(horizontal=True, vertical_alignment="center", gap="medium", key="pl-toolbar")
+    with bar:
+        st.segmented_control(
+            "Level",
+            LEVEL_OPTIONS,
+            key="level",
+            format_func=lambda level: LEVEL_LABELS[level],
+            required=True,
+            label_visibility="collapsed",
+        )
+        st.slider(
+            "Top pairs",
+            min_value=0,
+            max_value=max_top,
+            key="top",
+            width=190,
+            help="Outline the k strongest cells (by |value|) and list them below each map.",
+        )
+        st.toggle(
+            "POS overlay",
+            key="pos",
+            disabled=not has_pos,
+            help="Colour strips and labels by part of speech (spaCy UPOS)." if has_pos else pos_note,
+        )
+        st.toggle("Special tokens", key="special", help="Show [CLS], [SEP], <s> and prompt rows and columns.")
+        st.toggle(
+            "Shared colour scale",
+            key="shared",
+            disabled=n_models < 2,
+            help="One colour range for all models, so equal colours mean equal contributions.",
+        )
+        st.segmented_control(
+            "View",
+            VIEW_OPTIONS,
+            key="view",
+            format_func=lambda view: VIEW_LABELS[view],
+            required=True,
+            label_visibility="collapsed",
+            help="Map: every token pair. Strongest links: the top pairs as lines between the texts.",
+        )
+        st.selectbox(
+            "Colours",
+            CLIP_OPTIONS,
+            key="clip",
+            format_func=lambda clip: CLIP_LABELS[clip],
+            label_visibility="collapsed",
+            width=170,
+            help="Clip the colour range at a percentile of |value|: pale maps of long texts get contrast "
+            "(cells beyond it take the end colours).",
+        )
 
 
 def render_model_header(info: ModelInfo | None, name: str) -> None:
@@ -236,9 +332,11 @@ def render_layer_select(model: str, num_layers: int, default_layer: int) -> None
     )
 
 
-def render_score_card(result: Attribution) -> None:
-    """Similarity, attribution sum, reference terms, integration error, layer, steps, time."""
+def render_score_card(result: Attribution, warning: str | None = None) -> None:
+    """The model's own similarity, its decomposition, the facts; a warning when the map explains another score."""
     st.markdown(score_card_html(result), unsafe_allow_html=True)
+    if warning:
+        st.warning(warning, icon="⚠️")
 
 
 def render_result_notes(result: Attribution) -> None:
@@ -247,18 +345,39 @@ def render_result_notes(result: Attribution) -> None:
         st.warning(message, icon="⚠️")
 
 
-def result_slots(single: bool) -> tuple[DeltaGenerator, DeltaGenerator, DeltaGenerator]:
-    """(score card, map, details) containers: map beside the details for one model, stacked for several."""
-    if single:
-        card = st.container()
-        left, right = st.columns([5, 4], gap="large")
-        return card, left, right
-    return st.container(), st.container(), st.container()
+def result_slots(index: int) -> tuple[DeltaGenerator, DeltaGenerator, DeltaGenerator]:
+    """(score card, figure, details): the details sit beside the figure when the width allows, else below."""
+    card = st.container()
+    body = st.container(horizontal=True, gap="small", key=f"pl-body-{index}")
+    with body:
+        figure = st.container(width="content", key=f"pl-figure-{index}")
+        details = st.container(key=f"pl-details-{index}")
+    return card, figure, details
 
 
-def render_heatmap(fig: go.Figure, config: dict, key: str) -> None:
-    """The interactive heatmap (theme off, so the page shows what the exports contain)."""
-    st.plotly_chart(fig, config=config, theme=None, key=key, width="stretch")
+def render_heatmap(fig: go.Figure, config: dict, key: str, box: str | None = None) -> None:
+    """A figure at the size its builder set (square cells); wider than its column, it scrolls sideways.
+
+    Streamlit sizes a chart to its column, which would squeeze the cells of a wide map: a min-width
+    on the chart inside its keyed container `box` (class st-key-<box>) keeps the figure's own width.
+    """
+    render_figure(fig, config, key, box or key)
+
+
+def render_figure(fig: go.Figure, config: dict, key: str, box: str) -> None:
+    """Any builder's figure at its own pixel size inside the scrolling container `box`."""
+    width = int(fig.layout.width or 600)
+    chart = f".st-key-{box} .st-key-{key}"  # the chart's element container, its wrapper and the chart
+    st.html(f"<style>{chart}, {chart} > div, {chart} [data-testid='stPlotlyChart'] {{ min-width: {width}px; }}</style>")
+    st.plotly_chart(fig, config=config, theme=None, key=key, width=width)
+
+
+def is_dark() -> bool:
+    """True when the page shows Streamlit's dark theme (figures follow it; exports stay light)."""
+    try:
+        return st.context.theme.type == "dark"
+    except Exception:
+        return False
 
 
 def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
@@ -276,41 +395,52 @@ def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
         height=min(36 + 35 * len(frame), 36 + 35 * 10),
         column_order=[c for c in frame.columns if has_pos or not c.startswith("POS")],
         column_config={
-            "rank": st.column_config.NumberColumn("#", width="small"),
-            "value": st.column_config.NumberColumn("value", format="%+.4f"),
-            "share": st.column_config.NumberColumn("share", format="%.1f %%"),
-            "cumulative share": st.column_config.NumberColumn("cumulative", format="%.1f %%"),
+            "rank": st.column_config.NumberColumn("#", width=30),
+            "text A": st.column_config.TextColumn("text A", width=82),
+            "text B": st.column_config.TextColumn("text B", width=82),
+            "value": st.column_config.NumberColumn("value", format="%+.4f", width=68),
+            "share": st.column_config.NumberColumn("share", format="%.1f %%", width=56),
+            "cumulative share": st.column_config.NumberColumn("cumul.", format="%.1f %%", width=60),
+            "POS A": st.column_config.TextColumn("POS A", width=58),
+            "POS B": st.column_config.TextColumn("POS B", width=58),
         },
     )
 
 
-def render_downloads(view: Attribution, fig: go.Figure, config: dict, key: str, width: int, height: int) -> None:
-    """CSV, JSON, standalone HTML, and PNG/SVG when kaleido has a browser (else a note)."""
-    stem = file_stem(view)
+def render_downloads(items: Sequence[exports.Download], key: str, label: str = "Download", width: int = 200) -> None:
+    """A Download menu; each file is made only when its button is pressed."""
     ok, note = exports.renderer_status()
-    items: list[tuple[str, str, str, Callable[[], str | bytes]]] = [
-        ("Matrix (CSV)", "csv", "text/csv", lambda: exports.matrix_csv(view)),
-        ("Result (JSON)", "json", "application/json", lambda: exports.result_json(view)),
-        ("Interactive figure (HTML)", "html", "text/html", lambda: exports.figure_html(fig, config)),
-    ]
-    if ok:
-        items += [
-            (
-                f"Image (PNG, {exports.IMAGE_SCALE}×)",
-                "png",
-                "image/png",
-                lambda: exports.figure_image(fig, "png", width, height),
-            ),
-            ("Image (SVG)", "svg", "image/svg+xml", lambda: exports.figure_image(fig, "svg", width, height)),
-        ]
-    with st.popover("Download", icon=":material/download:", width="stretch"):
-        for label, ext, mime, make in items:
+    with st.popover(label, icon=":material/download:", width=width):
+        for item in items:
+            if item.image and not ok:
+                continue
             st.download_button(
-                label, make, f"{stem}.{ext}", mime, key=f"{key}-{ext}", on_click="ignore", width="stretch"
+                item.label,
+                item.make,
+                item.filename,
+                item.mime,
+                key=f"{key}-{item.filename.rsplit('_', 1)[-1]}-{item.label}",
+                on_click="ignore",
+                width="stretch",
             )
         if not ok:
             st.caption(note)
-        st.caption("The camera icon on the chart saves a PNG at 4× of exactly what you see.")
+        st.caption("The camera icon on a chart saves a PNG of the same layout at 4×.")
+
+
+def render_progress(slot: DeltaGenerator, fraction: float, text: str) -> None:
+    """A model's progress bar (fraction done, with the time left) in its placeholder."""
+    slot.progress(min(max(fraction, 0.0), 1.0), text=text)
+
+
+def render_cancel_button(slot: DeltaGenerator, name: str, on_cancel: Callable[[], None]) -> None:
+    """A Cancel button under a model's progress bar."""
+    slot.button("Cancel", key=f"cancel::{name}", on_click=on_cancel, help="Stop this computation")
+
+
+def render_cancelled(name: str) -> None:
+    """What a cancelled column shows instead of its map."""
+    st.info("Cancelled. Press **Explain** to compute it again.", icon="⏹️")
 
 
 def render_failure(name: str, message: str) -> None:
@@ -329,36 +459,178 @@ def render_unexpected(name: str, exc: BaseException) -> None:
 
 
 def render_difference_section(names: Sequence[str]) -> None:
-    """Heading, explanation and (with 3 models) the choice of which two models to compare."""
+    """Heading, explanation, what to compare (shares or raw) and, with 3 models, which two models."""
     st.markdown("<div class='pl-section'>Where the models disagree</div>", unsafe_allow_html=True)
     st.caption(
-        "Word-level maps of the two models subtracted cell by cell: red where the first model credits "
-        "a word pair more, blue where the second does. Words line up even where the tokenizers split "
-        "them differently; special tokens are left out."
+        "Word-level maps of two models subtracted cell by cell: red where the first model credits a word "
+        "pair more, blue where the second does. Compare *shares of each model's sum* when the two sums "
+        "differ (otherwise one model's larger sum turns everything one colour). Words line up even where "
+        "the tokenizers split them differently; special tokens are left out."
     )
-    if len(names) > 2:
-        st.selectbox(
+    row = st.container(horizontal=True, gap="medium", vertical_alignment="center")
+    with row:
+        st.segmented_control(
             "Compare",
-            diff_options(len(names)),
-            key="diff",
-            format_func=lambda p: f"{short_model_name(names[p[0]])} − {short_model_name(names[p[1]])}",
+            DIFF_MODES,
+            key="diffmode",
+            format_func=lambda mode: DIFF_MODE_LABELS[mode],
+            required=True,
+            label_visibility="collapsed",
         )
+        if len(names) > 2:
+            st.selectbox(
+                "Models",
+                diff_options(len(names)),
+                key="diff",
+                width=360,
+                label_visibility="collapsed",
+                format_func=lambda p: f"{short_model_name(names[p[0]])} − {short_model_name(names[p[1]])}",
+            )
 
 
-def render_difference(fig: go.Figure, config: dict, frame: pd.DataFrame) -> None:
-    """The difference map beside the table of the word pairs the models disagree on most."""
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        st.plotly_chart(fig, config=config, theme=None, key="difference", width="stretch")
-    with right:
-        st.markdown("<div class='pl-topline'>largest disagreements</div>", unsafe_allow_html=True)
-        number = st.column_config.NumberColumn(format="%+.4f")
-        st.dataframe(
-            frame,
-            hide_index=True,
-            width="stretch",
-            column_config={name: number for name in frame.columns[2:]},
+def render_difference(
+    fig: go.Figure, config: dict, frame: pd.DataFrame, percent: bool, downloads: Sequence[exports.Download]
+) -> None:
+    """The difference map beside (or above) the table of the word pairs the models disagree on most."""
+    body = st.container(horizontal=True, gap="large", key="pl-body-diff")
+    with body:
+        with st.container(width="content", key="pl-figure-diff"):
+            render_figure(fig, config, "difference", "pl-figure-diff")
+        with st.container(key="pl-details-diff"):
+            st.markdown("<div class='pl-topline'>largest disagreements</div>", unsafe_allow_html=True)
+            shown = frame.copy()
+            if percent:
+                shown[shown.columns[2:]] *= 100
+            number = st.column_config.NumberColumn(format="%+.2f %%" if percent else "%+.4f", width=90)
+            config_columns: dict[str, Any] = {name: number for name in shown.columns[2:]}
+            config_columns["text A"] = st.column_config.TextColumn("text A", width=110)
+            config_columns["text B"] = st.column_config.TextColumn("text B", width=110)
+            st.dataframe(shown, hide_index=True, width="stretch", column_config=config_columns)
+            render_downloads(downloads, "dl-diff")
+
+
+def render_combined_downloads(items: Sequence[exports.Download]) -> None:
+    """One menu for the figure with every model side by side, both sentences and each score's breakdown."""
+    render_downloads(items, "dl-combined", label="Download all side by side", width=280)
+
+
+def render_explore_picker(names: Sequence[str]) -> None:
+    """The Explore section's heading, the tool (what-if edits, layer sweep) and, with several models, whose."""
+    st.markdown("<div class='pl-section'>Explore</div>", unsafe_allow_html=True)
+    row = st.container(horizontal=True, gap="medium", vertical_alignment="center", key="pl-explore")
+    with row:
+        st.segmented_control(
+            "Tool",
+            list(TOOL_LABELS),
+            key="tool",
+            format_func=lambda tool: TOOL_LABELS[tool],
+            label_visibility="collapsed",
+            help="What if…: drop, mask or replace tokens and see the score change. Layer sweep: the map at "
+            "every layer of a model.",
         )
+        if len(names) > 1:
+            st.selectbox(
+                "Model",
+                list(range(len(names))),
+                key="tool_model",
+                width=260,
+                label_visibility="collapsed",
+                format_func=lambda k: short_model_name(names[k]),
+            )
+
+
+def progress_slot() -> DeltaGenerator:
+    """Where render_progress writes (one line that updates)."""
+    return st.empty()
+
+
+def render_sweep_preview(slot: DeltaGenerator, fig: go.Figure) -> None:
+    """The layers computed so far (replaced by render_sweep when all are done)."""
+    slot.plotly_chart(fig, config={"displaylogo": False}, theme=None, width=int(fig.layout.width or 600))
+
+
+def render_sweep(fig: go.Figure, config: dict, layers: Sequence[int], on_open: Callable[[], None]) -> None:
+    """The small multiples and a row of layer buttons that open one as the main map."""
+    with st.container(key="pl-figure-sweep"):
+        render_figure(fig, config, "sweep", "pl-figure-sweep")
+    st.pills(
+        "Open a layer as the main map",
+        list(layers),
+        key="sweep_open",
+        format_func=lambda layer: f"layer {layer}",
+        on_change=on_open,
+    )
+
+
+def render_whatif_editor(
+    tokens: Sequence[tuple[int, str]], mask_note: str | None, on_apply: Callable[[], None], side: str
+) -> None:
+    """Token chips of one text to click, the operation, the replacement, Apply."""
+    names = dict(tokens)
+    st.caption(
+        "Click tokens, choose what to do, press Apply. **Drop** deletes the token's characters (the text is "
+        "tokenized again); **Mask** puts the model's padding token in its place, the token the reference input "
+        "has there, so every other token keeps its position; **Replace** types other text in its place."
+    )
+    st.segmented_control(
+        "Text", ["a", "b"], key="wi_side", format_func=lambda s: f"Text {s.upper()}", required=True,
+        label_visibility="collapsed",
+    )  # fmt: skip
+    st.pills(
+        "Tokens",
+        [row for row, _ in tokens],
+        key=f"wi_tokens_{side}",
+        selection_mode="multi",
+        format_func=lambda row: names.get(row, str(row)),
+        label_visibility="collapsed",
+    )
+    row = st.container(horizontal=True, gap="small", vertical_alignment="bottom")
+    with row:
+        st.segmented_control(
+            "Operation",
+            list(OP_LABELS),
+            key="wi_op",
+            format_func=lambda op: OP_LABELS[op],
+            required=True,
+            disabled=False,
+        )
+        st.text_input("Replacement", key="wi_text", width=200, placeholder="for Replace")
+        st.button("Apply", key="wi_apply", on_click=on_apply, type="secondary")
+    if mask_note:
+        st.caption(mask_note)
+
+
+def render_edits(descriptions: Sequence[str], on_undo: Callable[[], None], on_clear: Callable[[], None]) -> None:
+    """The edits made so far, with Undo and Clear."""
+    if not descriptions:
+        return
+    st.markdown("".join(f"<div class='pl-edit'>✎ {html.escape(d)}</div>" for d in descriptions), unsafe_allow_html=True)
+    row = st.container(horizontal=True, gap="small")
+    with row:
+        st.button("Undo last edit", key="wi_undo", on_click=on_undo, icon=":material/undo:")
+        st.button("Clear edits", key="wi_clear", on_click=on_clear, icon=":material/delete:")
+
+
+def render_whatif_result(
+    summary: str,
+    texts: tuple[str, str],
+    fig: go.Figure,
+    config: dict,
+    downloads: Sequence[exports.Download],
+    on_open: Callable[[], None],
+) -> None:
+    """Score before and after, the edited texts, the difference map, and a button to explain the edited pair."""
+    st.markdown(f"<div class='pl-whatif'>{summary}</div>", unsafe_allow_html=True)
+    st.markdown(
+        f"<div class='pl-edited'><b>A</b> {html.escape(texts[0])}<br><b>B</b> {html.escape(texts[1])}</div>",
+        unsafe_allow_html=True,
+    )
+    with st.container(key="pl-figure-whatif"):
+        render_figure(fig, config, "whatif", "pl-figure-whatif")
+    row = st.container(horizontal=True, gap="small")
+    with row:
+        render_downloads(downloads, "dl-whatif")
+        st.button("Explain the edited pair", key="wi_open", on_click=on_open, icon=":material/open_in_full:")
 
 
 def render_share(query: dict[str, str | list[str]], results: Sequence[Attribution] = ()) -> None:

@@ -4,8 +4,11 @@ Query string (repeated keys for lists): a, b, model (1-3), layer (one per model:
 number or "default"), steps ("auto" or N), rule, mode ("default", "approximate", "exact"),
 level ("token", "word"), special, pos, shared (1/0), top (0-50), diff ("1,2": which two
 models, 1-based, the difference map compares), prompt_name and prompt (absent: none
-given). Invalid values are clamped or ignored, and
-each such change is reported as a notice for the page to show.
+given), view ("map", "links"), clip ("none", "99", "95", "90": percentile where colours
+saturate), dm (difference map: "share" or "raw"), tool ("whatif", "sweep" or absent), tm
+(the tool's model, 1-based), edit (what-if edits, repeated: a:10-16:mask, see
+attribution.whatif.Edit). Invalid values are clamped or ignored, and each such change is
+reported as a notice for the page to show.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ MAX_TOP = 50
 DEFAULT_TOP = 5
 MODE_OPTIONS = ("default", "approximate", "exact")
 LEVEL_OPTIONS = ("token", "word")
+VIEW_OPTIONS = ("map", "links")
+CLIP_OPTIONS = ("none", "99", "95", "90")
+DIFF_MODES = ("share", "raw")
+TOOL_OPTIONS = ("", "whatif", "sweep")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 LAYER_KEY_PREFIX = "layer::"
@@ -78,6 +85,12 @@ class PageState:
     shared: bool = True
     top: int = DEFAULT_TOP
     diff: tuple[int, int] = (0, 1)  # indices into models
+    view: str = "map"
+    clip: str = "none"
+    diffmode: str = "share"
+    tool: str = ""
+    tool_model: int = 0  # index into models
+    edits: list[str] = field(default_factory=list)  # Edit.to_param() strings
     prompt_name: str = ""  # one of the models' prompts; "": the model's default
     prompt: str = ""  # the prompt text itself; "": none given (used instead of prompt_name when given)
 
@@ -91,6 +104,10 @@ class PageState:
     def mode_value(self) -> str | None:
         """What explain() takes: None for the model's default mode."""
         return None if self.mode == "default" else self.mode
+
+    def clip_value(self) -> float | None:
+        """The percentile where colours saturate, or None for the full range."""
+        return None if self.clip == "none" else float(self.clip)
 
     def prompt_values(self) -> dict[str, str | None]:
         """What explain() takes: prompt_name= and prompt= (the typed prompt text wins over the name)."""
@@ -235,6 +252,27 @@ def parse_query(
         state.top = _parse_top(raw, notices)
     if (raw := _last(params, "diff")) is not None:
         state.diff = _parse_diff(raw, len(state.models), notices)
+    for key, attr, options in (
+        ("view", "view", VIEW_OPTIONS),
+        ("clip", "clip", CLIP_OPTIONS),
+        ("dm", "diffmode", DIFF_MODES),
+    ):
+        if (raw := _last(params, key)) is not None:
+            if raw in options:
+                setattr(state, attr, raw)
+            else:
+                notices.append(f"{key}={raw!r} is not one of {', '.join(options)}; using {getattr(state, attr)}.")
+    if (raw := _last(params, "tool")) is not None:
+        if raw in TOOL_OPTIONS:
+            state.tool = raw
+        else:
+            notices.append(f"tool={raw!r} is not whatif or sweep; ignored.")
+    if (raw := _last(params, "tm")) is not None:
+        if raw.strip().isdigit() and 1 <= int(raw) <= len(state.models):
+            state.tool_model = int(raw) - 1
+        else:
+            notices.append(f"tm={raw!r} does not name one of the {len(state.models)} models; using the first.")
+    state.edits = _parse_edits(_all(params, "edit"), state.text_a, state.text_b, notices)
     if (raw := _last(params, "prompt_name")) is not None:
         state.prompt_name = raw.strip()[:200]
     if (raw := _last(params, "prompt")) is not None:
@@ -242,6 +280,23 @@ def parse_query(
             notices.append(f"The prompt from the link had {len(raw):,} characters; cut to the limit of {max_chars:,}.")
         state.prompt = raw[:max_chars]
     return state, notices
+
+
+def _parse_edits(raw: list[str], text_a: str, text_b: str, notices: list[str]) -> list[str]:
+    """The edit parameters that are valid for these texts (each refused one gets a notice)."""
+    from attribution.errors import InputError
+    from attribution.whatif import Edit, check_edits
+
+    kept: list[Edit] = []
+    for item in raw:
+        try:
+            edit = Edit.from_param(item)
+            check_edits(text_a, text_b, [*kept, edit])
+        except InputError as exc:
+            notices.append(f"{exc} The edit was ignored.")
+            continue
+        kept.append(edit)
+    return [e.to_param() for e in kept]
 
 
 def _parse_layer(raw: str, model: str, notices: list[str]) -> int | None:
@@ -311,6 +366,12 @@ def to_query(state: PageState) -> dict[str, str | list[str]]:
     pair = state.diff_pair()
     if pair is not None:
         out["diff"] = f"{pair[0] + 1},{pair[1] + 1}"
+    out.update(view=state.view, clip=state.clip, dm=state.diffmode)
+    if state.tool:
+        out["tool"] = state.tool
+        out["tm"] = str(state.tool_model + 1)
+    if state.edits:
+        out["edit"] = list(state.edits)
     if state.prompt_name:
         out["prompt_name"] = state.prompt_name
     if state.prompt:
@@ -354,6 +415,12 @@ SESSION_KEYS = (
     "shared",
     "top",
     "diff",
+    "view",
+    "clip",
+    "diffmode",
+    "tool",
+    "tool_model",
+    "edits",
     "prompt_name",
     "prompt",
 )
@@ -363,6 +430,8 @@ def to_session(state: PageState) -> dict[str, Any]:
     """Widget values for session state."""
     out: dict[str, Any] = {key: getattr(state, key) for key in SESSION_KEYS}
     out["models"] = list(state.models)
+    out["edits"] = list(state.edits)
+    out["tool"] = state.tool or None  # the tool picker's "nothing chosen"
     for model, layer in state.layers.items():
         out[layer_key(model)] = DEFAULT_LAYER if layer is None else layer
     return out
@@ -381,4 +450,7 @@ def from_session(session: Any) -> PageState:
     state.models = list(state.models)  # may be empty: the page then asks for a model
     state.layers = {m: session_layer(session.get(layer_key(m))) for m in state.models}
     state.diff = tuple(state.diff) if state.diff else (0, 1)  # type: ignore[assignment]
+    state.tool = state.tool or ""
+    state.tool_model = int(state.tool_model or 0) if int(state.tool_model or 0) < len(state.models) else 0
+    state.edits = list(state.edits or [])
     return state

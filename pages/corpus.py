@@ -45,10 +45,10 @@ def pick_run(root: Path) -> Path | None:
             index=None,
             key="run_pick",
             format_func=lambda n: labels.get(n, n),
-            placeholder="Choose a run" if names else f"No runs in {root} yet",
+            placeholder="Choose a run" if names else "No runs yet: start a small run above",
         )
     with right:
-        typed = st.text_input("…or type its name", key="run_typed", help=f"A folder inside {root}")
+        typed = st.text_input("…or type its name", key="run_typed", help=f"The name of a folder inside {root}")
     name = typed.strip() or chosen
     if not name:
         return None
@@ -66,18 +66,31 @@ def start_run_form(root: Path) -> None:
     with st.expander("Start a small run", icon=":material/play_arrow:"):
         models = [m.name for m in list_models() if m.installed]
         sources = (["STS Benchmark test"] if STSB_TEST.is_file() else []) + ["Upload a file"]
-        source = st.radio("Pairs", sources, horizontal=True, key="new_source")
+        source = st.radio("Text pairs from", sources, horizontal=True, key="new_source")
         upload = None
         if source == "Upload a file":
-            upload = st.file_uploader("STS-B tsv, CSV/TSV with a header, or JSONL", type=UPLOAD_TYPES, key="new_upload")
+            upload = st.file_uploader(
+                "A table of text pairs (CSV or TSV with a header, STS Benchmark files, or JSON lines)",
+                type=UPLOAD_TYPES,
+                key="new_upload",
+            )
         c1, c2, c3, c4 = st.columns(4)
         model = c1.selectbox("Model", models, key="new_model")
-        limit = c2.number_input("Pairs", 1, cp.MAX_PAGE_PAIRS, 10, key="new_limit")
-        steps = c3.selectbox("Steps", STEP_CHOICES, key="new_steps")
-        rule = c4.selectbox("Rule", RULES, key="new_rule")
+        limit = c2.number_input("How many pairs", 1, cp.MAX_PAGE_PAIRS, 10, key="new_limit")
+        steps = c3.selectbox(
+            "Steps", STEP_CHOICES, key="new_steps", help="Integration steps per pair; auto adds steps until accurate."
+        )
+        rule = c4.selectbox("Quadrature rule", RULES, key="new_rule", help="gauss-legendre converges fastest.")
         c5, c6 = st.columns(2)
-        conv = c5.number_input("Convergence pairs (slow: ~1 min each)", 0, 3, 0, key="new_conv")
-        name = c6.text_input("Run name", placeholder="run-<date>-<time>", key="new_name")
+        conv = c5.number_input(
+            "Also check how many steps each layer needs, on this many pairs",
+            0,
+            3,
+            0,
+            key="new_conv",
+            help="Slow: about a minute per pair.",
+        )
+        name = c6.text_input("Name of the run", placeholder="run-<date>-<time>", key="new_name")
         if not st.button("Start", type="primary", key="new_start", disabled=not models):
             return
         if source == "Upload a file" and upload is None:
@@ -100,7 +113,7 @@ def start_run_form(root: Path) -> None:
             bar = st.progress(0.0, text="Loading the model…")
 
             def report(done: int, total: int, phase: str) -> None:
-                label = "pairs" if phase == "pairs" else "convergence (pair, layer) jobs"
+                label = "pairs explained" if phase == "pairs" else "step checks (pair and layer) done"
                 bar.progress(done / max(total, 1), text=f"{done} / {total} {label}")
 
             with st.spinner("Analyzing…", show_time=True):
@@ -152,13 +165,7 @@ def show_pairs(frame: Any, settings: dict[str, Any]) -> None:
         on_select="rerun",
         selection_mode="single-row",
         hide_index=True,
-        column_config={
-            "row": st.column_config.NumberColumn("line"),
-            "top1_share": st.column_config.NumberColumn("top-1 share", format="percent"),
-            "top5_share": st.column_config.NumberColumn("top-5 share", format="percent"),
-            "cells_fraction_80": st.column_config.NumberColumn("pairs for 80 %", format="percent"),
-            "tokens_share_80": st.column_config.NumberColumn("tokens for 80 %", format="percent"),
-        },
+        column_config=cp.table_column_config(st.column_config),
     )
     selected = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     lines = [int(r) for r in table["row"].tolist()]
@@ -178,27 +185,31 @@ def show_pairs(frame: Any, settings: dict[str, Any]) -> None:
 def main() -> None:
     st.title("Corpus analysis")
     st.caption(
-        "How attributions behave over many pairs: how few token pairs carry the score, which parts of "
-        "speech get the weight, and how many integration steps each layer needs. Runs come from "
-        "`python -m attribution analyze … --out $PAIRLENS_HOME/runs/NAME` or from the form below."
+        "Explain many text pairs at once and see how attributions behave over all of them: how few token "
+        "pairs carry most of the score, which parts of speech get the weight, how well the model's scores "
+        "agree with human ratings, and how many integration steps each layer needs. Start a small run "
+        "below, or open one made earlier."
     )
     root = cp.runs_root()
+    with st.expander("Larger runs from a terminal", icon=":material/terminal:"):
+        st.markdown(
+            "Runs of any size come from the command line and appear in the list below when they are "
+            f"written under `{root}`:"
+        )
+        st.code("python -m attribution analyze PAIRS.csv --out " + str(root / "NAME"), language="bash")
     start_run_form(root)
     run = pick_run(root)
     if run is None:
         return
     run_data = cp.load_run(run)
     settings = run_data.get("settings", {})
-    st.caption(
-        f"{settings.get('model')} · layer {settings.get('layer')} · steps {settings.get('steps')} · "
-        f"{settings.get('rule')} · {settings.get('mode')} · data {Path(str(settings.get('data'))).name}"
-    )
+    st.caption(cp.settings_sentence(settings))
     summary = cp.load_summary(run)
     if summary is None:
-        st.info("This run has no summary yet: re-run its `analyze` command to finish it.")
+        st.info("This run has not finished (no summary yet): run the same analyze command again to finish it.")
         return
     frame, table = cp.pair_table(cp.load_pairs(run))
-    note = (summary.get("plots") or {}).get("note")
+    note = cp.plain_note((summary.get("plots") or {}).get("note"))
     if note:
         st.caption(note)
     show_figures(summary, table)

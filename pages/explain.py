@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable
+from functools import partial
+
+import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from attribution.core.options import ExplainOptions
 from attribution.core.tokens import check_text
-from attribution.core.work import estimate_work, limit_work
 from attribution.errors import PairLensError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
 from attribution.settings import get_settings
+from attribution.viz import exports
+from attribution.viz.combined import build_combined, combined_stem
 from attribution.viz.heatmap import (
+    build_change_map,
     build_difference_map,
     build_heatmap,
     chart_config,
-    figure_width,
+    difference_stem,
+    file_stem,
     short_model_name,
+    similarity_label,
     symmetric_limit,
 )
-from attribution.viz.tables import difference_frame
+from attribution.viz.layout import PAGE, Style
+from attribution.viz.links import build_links
+from attribution.viz.sweep import build_sweep
+from attribution.viz.tables import difference_frame, exact_mode_warning
+from attribution.whatif import Edit, Side, compare, edited_pair, mask_problem, token_edit
 from components import backend, render
-from components.display import display_view
+from components.display import column_cell, display_view
 from components.state import (
     DEFAULT_LAYER,
     MAX_TOP,
@@ -37,8 +51,15 @@ from components.state import (
 )
 
 NOTICES = "_pl_notices"
+SUBMITTED = ("_pl_text_a", "_pl_text_b")  # the texts last explained (the boxes may hold newer ones)
+COMPUTED_LAYERS = "_pl_layers"  # each model's layer when its map was last drawn
+CANCELLED = "_pl_cancelled"  # computations this session stopped (not restarted until Explain is pressed)
+RESYNC = "_pl_resync"  # set by a callback inside the results fragment that changed the whole page
 # Widgets that are not drawn on every run (toolbar, per-model layers) lose their value unless kept.
-KEPT_KEYS = ("level", "top", "pos", "special", "shared", "diff")
+KEPT_KEYS = (
+    "level", "top", "pos", "special", "shared", "diff", "view", "clip", "diffmode", "tool", "tool_model",
+    "wi_side", "wi_op", "wi_text",
+)  # fmt: skip
 
 
 def init_session(models: list[ModelInfo]) -> None:
@@ -51,9 +72,39 @@ def init_session(models: list[ModelInfo]) -> None:
     state, notices = parse_query(render.read_query(), models, allow_custom=get_settings().allow_custom_models)
     for key, value in to_session(state).items():
         st.session_state[key] = value
+    st.session_state[SUBMITTED[0]], st.session_state[SUBMITTED[1]] = state.text_a, state.text_b
     st.session_state["example"] = None
     st.session_state[NOTICES] = notices
     st.session_state["_pl_init"] = True
+
+
+def page_state() -> PageState:
+    """What the widgets hold, with the texts last explained (not what the boxes hold meanwhile)."""
+    state = from_session(st.session_state)
+    state.text_a = str(st.session_state.get(SUBMITTED[0], state.text_a))
+    state.text_b = str(st.session_state.get(SUBMITTED[1], state.text_b))
+    return state
+
+
+def pending_texts() -> list[str]:
+    """'A', 'B': the boxes that hold text not explained yet."""
+    return [
+        label
+        for label, key, submitted in (("A", "text_a", SUBMITTED[0]), ("B", "text_b", SUBMITTED[1]))
+        if key in st.session_state
+        and submitted in st.session_state
+        and st.session_state[key] != st.session_state[submitted]
+    ]
+
+
+def submit_texts() -> None:
+    """The boxes' texts become the explained pair; edits of the old pair no longer apply; computations
+    cancelled before may start again."""
+    st.session_state[CANCELLED] = set()
+    for key, submitted in (("text_a", SUBMITTED[0]), ("text_b", SUBMITTED[1])):
+        if st.session_state.get(submitted) != st.session_state.get(key):
+            st.session_state["edits"] = []
+        st.session_state[submitted] = st.session_state.get(key, "")
 
 
 def pick_example() -> None:
@@ -64,6 +115,7 @@ def pick_example() -> None:
     pair = backend.load_examples()[chosen]
     st.session_state["text_a"] = pair["a"]
     st.session_state["text_b"] = pair["b"]
+    submit_texts()
     st.session_state[NOTICES] = []
 
 
@@ -80,53 +132,95 @@ def input_problems(state: PageState) -> list[str]:
     return problems
 
 
-def compute_column(name: str, state: PageState, info: ModelInfo | None, notices: list[str]) -> Attribution | None:
-    """Inside a model's column: load, choose the layer, explain. None (with an error box) on failure."""
+def start_column(name: str, state: PageState, info: ModelInfo | None, notices: list[str]) -> backend.Computation | None:
+    """Inside a model's column: header, layer choice, then start the computation (None, with an
+    error box, when the model cannot be used)."""
     head, layer_slot = st.columns([3, 1.4], vertical_alignment="bottom")
     with head:
         render.render_model_header(info, name)
     try:
         with st.spinner(f"Loading {short_model_name(name)} (once per server)…", show_time=True):
-            model = backend.get_model(name)
-        with head:
-            render.render_device_caption(model.device)
-        layer, notice = clamp_layer(state.layer_of(name), model.num_layers, short_model_name(name))
+            num_layers, default_layer = backend.model_layers(name)
+        layer, notice = clamp_layer(state.layer_of(name), num_layers, short_model_name(name))
+        device = backend.model_device(name)
+        if device is not None:
+            with head:
+                render.render_device_caption(device)
         if notice:
             notices.append(notice)
             st.session_state[layer_key(name)] = layer
         if st.session_state.get(layer_key(name)) is None:
             st.session_state[layer_key(name)] = DEFAULT_LAYER
         with layer_slot:
-            render.render_layer_select(name, model.num_layers, model.default_layer)
+            render.render_layer_select(name, num_layers, default_layer)
         layer = session_layer(st.session_state.get(layer_key(name)))
-        with st.spinner(f"Explaining with {short_model_name(name)}…", show_time=True):
-            options = ExplainOptions.create(
-                layer=layer,
-                steps=state.steps_value(),
-                rule=state.rule,
-                mode=state.mode_value(),
-                **state.prompt_values(),
-            )
-            # The operator's cap, for links and typed input alike, before anything is computed.
-            estimate = estimate_work(model, state.text_a, state.text_b, options)
-            options = limit_work(estimate, options, get_settings().max_page_work)
-            outcome = backend.explain_cached(name, state.text_a, state.text_b, options)
+        options = run_options(state, layer)
+        if backend.computation_key(name, state.text_a, state.text_b, options) in st.session_state.get(CANCELLED, ()):
+            render.render_cancelled(name)
+            return None
+        # The backend applies the operator's work cap (PAIRLENS_MAX_PAGE_WORK) before computing.
+        return backend.start(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
         render.render_failure(name, str(exc))
-        return None
     except Exception as exc:
         render.render_unexpected(name, exc)
-        return None
-    if isinstance(outcome, backend.Failure):
-        render.render_failure(name, outcome.message)
-        return None
-    if options.auto_max_steps is not None and not outcome.converged and outcome.steps >= options.auto_max_steps:
-        notices.append(
-            f"{short_model_name(name)}: steps=auto stopped at {outcome.steps} steps, the most this server allows for "
-            "these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the integration error reached the "
-            "tolerance. Shorter texts or a deeper layer allow more."
-        )
-    return outcome
+    return None
+
+
+def compute_columns(
+    state: PageState, columns: list[DeltaGenerator], infos: dict[str, ModelInfo], notices: list[str]
+) -> dict[str, Attribution]:
+    """Start every model's computation, then wait for all with a progress bar per column.
+
+    A rerun or a closed session interrupts the wait inside render_progress; the backend then
+    cancels the jobs nobody takes up again within a second.
+    """
+    computations: dict[str, backend.Computation] = {}
+    slots: dict[str, DeltaGenerator] = {}
+    cancel_slots: dict[str, DeltaGenerator] = {}
+    for name, column in zip(state.models, columns, strict=True):
+        with column:
+            computation = start_column(name, state, infos.get(name), notices)
+            slots[name], cancel_slots[name] = st.empty(), st.empty()
+        if computation is not None:
+            computations[name] = computation
+            if computation.pending:
+                render.render_cancel_button(cancel_slots[name], name, partial(cancel_computation, computation.key))
+
+    def show(computation: backend.Computation) -> None:
+        fraction, text = backend.progress_text(short_model_name(computation.model), computation.status)
+        render.render_progress(slots[computation.model], fraction, text)
+
+    backend.wait(list(computations.values()), show)
+    results: dict[str, Attribution] = {}
+    for name, computation in computations.items():
+        slots[name].empty()
+        cancel_slots[name].empty()
+        if isinstance(computation.outcome, Attribution):
+            results[name] = computation.outcome
+            if capped_by_page_work(computation.outcome):
+                notices.append(
+                    f"{short_model_name(name)}: steps=auto stopped at {computation.outcome.steps} steps, the most "
+                    "this server allows for these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the "
+                    "integration error reached the tolerance. Shorter texts or a deeper layer allow more."
+                )
+        elif computation.outcome is not None:
+            with slots[name]:
+                render.render_failure(name, computation.outcome.message)
+    return results
+
+
+def cancel_computation(key: object) -> None:
+    """The Cancel button: this session stops waiting (the rerun lets go of the job, which the backend
+    cancels unless another session waits for it) and does not start it again until Explain."""
+    cancelled = set(st.session_state.get(CANCELLED, ()))
+    cancelled.add(key)
+    st.session_state[CANCELLED] = cancelled
+
+
+def capped_by_page_work(result: Attribution) -> bool:
+    """steps=auto stopped short of PAIRLENS_MAX_STEPS: the operator's work cap stopped it."""
+    return result.tolerance is not None and not result.converged and result.steps < get_settings().max_steps
 
 
 def shown_view(name: str, result: Attribution, state: PageState) -> Attribution | None:
@@ -145,8 +239,12 @@ def main() -> None:
     render.inject_css()
     render.render_header()
     render.render_example_picker(backend.load_examples(), pick_example)
+    render.render_texts(get_settings().max_text_chars)
     if render.render_inputs(models, from_session(st.session_state)):
+        submit_texts()
         st.session_state[NOTICES] = []
+    render.render_pending(pending_texts())
+    render.render_submit_shortcut()
     render.render_how_to_read()
     results_area(models)
 
@@ -160,9 +258,21 @@ def results_area(models: list[ModelInfo]) -> None:
         render.render_unexpected("The page", exc)
 
 
+def layers_moved(state: PageState) -> bool:
+    """True when a model's layer differs from the one its map was last drawn at."""
+    drawn = st.session_state.get(COMPUTED_LAYERS, {})
+    return any(name in drawn and drawn[name] != state.layer_of(name) for name in state.models)
+
+
 def show_results(models: list[ModelInfo]) -> None:
-    """Notices, view controls, one column per model, the difference map and the share link."""
-    state = from_session(st.session_state)
+    """Notices, view controls, one column per model, the difference map, Explore, the share link."""
+    if st.session_state.pop(RESYNC, False):
+        st.rerun(scope="app")  # a callback of this fragment changed the text boxes above it
+    state = page_state()
+    if pending_texts() and layers_moved(state):
+        # A layer change asks for a computation: explain the texts as shown, never the old ones silently.
+        submit_texts()
+        st.rerun(scope="app")
     notices: list[str] = list(st.session_state.get(NOTICES, []))
     state.steps = parse_steps(state.steps, notices)
     notice_slot = st.container()
@@ -178,15 +288,15 @@ def show_results(models: list[ModelInfo]) -> None:
     infos = {m.name: m for m in models}
     with st.spinner("Loading the part-of-speech tagger…"):
         _, tagger_note = backend.tagger_status()
-    columns = st.columns(len(state.models), gap="medium")
-    results: dict[str, Attribution] = {}
-    for name, column in zip(state.models, columns, strict=True):
-        with column:
-            result = compute_column(name, state, infos.get(name), notices)
-        if result is not None:
-            results[name] = result
-    state = from_session(st.session_state)  # layers may have been clamped
+    cell = column_cell(state.text_a, state.text_b, len(state.models))
+    if len(state.models) > 1 and cell is None:
+        columns = [st.container(border=True) for _ in state.models]  # long texts: one model below another
+    else:
+        columns = list(st.columns(len(state.models), gap="medium"))
+    results = compute_columns(state, columns, infos, notices)
+    state = page_state()  # layers may have been clamped
     state.steps = parse_steps(state.steps, [])
+    st.session_state[COMPUTED_LAYERS] = {name: state.layer_of(name) for name in state.models}
 
     views: dict[str, Attribution] = {}
     for name, column in zip(state.models, columns, strict=True):
@@ -205,40 +315,256 @@ def show_results(models: list[ModelInfo]) -> None:
     with notice_slot:
         render.render_notices(notices)
 
-    zmax = symmetric_limit(*(v.matrix for v in views.values())) if state.shared and len(views) > 1 else None
+    clip = state.clip_value()
+    shared = state.shared and len(views) > 1
+    zmax = symmetric_limit(*(v.matrix for v in views.values()), clip=clip) if shared else None
+    style = PAGE.themed(render.is_dark())
+    if cell is not None:
+        style = Style(dark=style.dark, max_cell=cell)
+    pos = state.pos and has_pos
     for index, (name, column) in enumerate(zip(state.models, columns, strict=True)):
         if name not in views:
             continue
         view = views[name]
         with column:
-            card_slot, map_slot, detail_slot = render.result_slots(single=len(state.models) == 1)
+            card_slot, map_slot, detail_slot = render.result_slots(index)
         with card_slot:
-            render.render_score_card(results[name])
+            render.render_score_card(results[name], exact_mode_warning(results[name]))
             render.render_result_notes(results[name])
-        fig = build_heatmap(view, top_k=state.top, pos_overlay=state.pos and has_pos, zmax=zmax)
-        config = chart_config(view)
+        figure = partial(draw_view, view, state, pos, zmax, clip)
+        fig = figure(style)
+        stem = file_stem(view) if state.view == "map" else file_stem(view, "links")
         with map_slot:
-            render.render_heatmap(fig, config, key=f"map-{index}")
+            render.render_heatmap(fig, chart_config(fig, stem), key=f"map-{index}", box=f"pl-figure-{index}")
         with detail_slot:
             render.render_top_pairs(view, state.top, state.pos)
-            width = figure_width(view.shape[1], state.pos)
-            render.render_downloads(view, fig, config, f"dl-{index}", width, int(fig.layout.height))
+            items = exports.result_downloads(view, file_stem(view)) + exports.figure_downloads(figure, stem)
+            render.render_downloads(items, f"dl-{index}")
+    if views:
+        shown = list(views.values())
+        make: Callable[[Style], go.Figure] = partial(build_combined, shown, top_k=state.top, pos_overlay=pos, clip=clip)
+        render.render_combined_downloads(exports.figure_downloads(make, combined_stem(shown)))
 
     pair = state.diff_pair()
     if pair is not None:
-        first, second = state.models[pair[0]], state.models[pair[1]]
-        render.render_difference_section(state.models)
-        if first in results and second in results:
-            words_1 = results[first].to_words(keep_special=False)
-            words_2 = results[second].to_words(keep_special=False)
-            fig = build_difference_map(words_1, words_2)
-            render.render_difference(fig, chart_config(words_1), difference_frame(words_1, words_2))
-        else:
-            render.render_prompt("The difference map needs both models to succeed.")
+        show_difference(state, results, pair, clip, style)
+
+    if results:
+        show_explore(state, results, style)
 
     query = to_query(state)
     render.render_share(query, [results[name] for name in state.models if name in results])
     render.write_query(query)
+
+
+def draw_view(
+    view: Attribution, state: PageState, pos: bool, zmax: float | None, clip: float | None, style: Style
+) -> go.Figure:
+    """The chosen view of one model's result: the map, or the strongest links."""
+    if state.view == "links":
+        return build_links(view, max(state.top, 1), style=style)
+    return build_heatmap(view, top_k=state.top, pos_overlay=pos, zmax=zmax, clip=clip, style=style)
+
+
+def show_difference(
+    state: PageState, results: dict[str, Attribution], pair: tuple[int, int], clip: float | None, style: Style
+) -> None:
+    """Where two models disagree, word by word (shares of each sum, or raw)."""
+    first, second = state.models[pair[0]], state.models[pair[1]]
+    render.render_difference_section(state.models)
+    if first not in results or second not in results:
+        render.render_prompt("The difference map needs both models to succeed.")
+        return
+    words_1 = results[first].to_words(keep_special=False)
+    words_2 = results[second].to_words(keep_special=False)
+    mode = state.diffmode
+
+    def figure(chosen: Style) -> go.Figure:
+        return build_difference_map(words_1, words_2, mode=mode, clip=clip, style=chosen)
+
+    fig = figure(Style(dark=style.dark))
+    stem = difference_stem(words_1, words_2)
+    frame = difference_frame(words_1, words_2, mode=mode)
+    items = [*exports.figure_downloads(figure, stem), exports.frame_download(frame, "Table (CSV)", f"{stem}.csv")]
+    render.render_difference(fig, chart_config(fig, stem), frame, mode == "share", items)
+
+
+# ----------------------------------------------------------------------------- Explore: what if, layer sweep
+
+
+def tool_model(state: PageState, results: dict[str, Attribution]) -> str | None:
+    name = state.models[state.tool_model] if state.tool_model < len(state.models) else state.models[0]
+    return name if name in results else next(iter(results), None)
+
+
+def show_explore(state: PageState, results: dict[str, Attribution], style: Style) -> None:
+    """The Explore section: what-if edits or the layer sweep of one model."""
+    render.render_explore_picker(state.models)
+    name = tool_model(state, results)
+    if name is None or not state.tool:
+        return
+    if state.tool == "whatif":
+        show_whatif(state, name, results[name], style)
+    elif state.tool == "sweep":
+        show_sweep(state, name, results[name], style)
+
+
+def run_options(state: PageState, layer: int | None) -> ExplainOptions:
+    """The options of a model's column at this layer (the backend applies the work cap)."""
+    return ExplainOptions.create(
+        layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value(), **state.prompt_values()
+    )
+
+
+def show_sweep(state: PageState, name: str, result: Attribution, style: Style) -> None:
+    """Every layer of one model (computed once, cached), as small multiples; a click opens one."""
+    layers = list(range(result.num_layers + 1))
+    progress = render.progress_slot()
+    figure_slot = st.empty()
+    found: list[Attribution] = []
+    refused: list[str] = []
+    clip = state.clip_value()
+    # Deep layers first: they converge in few steps, while layer 0 may need hundreds of nodes.
+    for done, layer in enumerate(sorted(layers, reverse=True)):
+
+        def show(computation: backend.Computation, done: int = done, layer: int = layer) -> None:
+            fraction, text = backend.progress_text(f"layer {layer}", computation.status)
+            label = f"Layer sweep of {short_model_name(name)}: {done} of {len(layers)} layers done; {text}"
+            render.render_progress(progress, (done + fraction) / len(layers), label)
+
+        if found:  # what is done so far, while the rest computes
+            render.render_sweep_preview(figure_slot, build_sweep(found, clip=clip, style=Style(dark=style.dark)))
+        try:
+            options = run_options(state, layer)
+            outcome = backend.explain_cached(name, state.text_a, state.text_b, options, show)
+        except PairLensError as exc:
+            outcome = backend.Failure(str(exc))
+        if isinstance(outcome, backend.Failure):
+            refused.append(f"layer {layer}: {outcome.message}")
+            continue
+        found.append(display_view(outcome, state.level, state.special))
+    progress.empty()
+    for message in refused:
+        render.render_failure(name, message)
+    if not found:
+        return
+    fig = build_sweep(found, clip=clip, chosen=result.layer, style=Style(dark=style.dark))
+    stem = file_stem(result, "layers")
+    with figure_slot.container():
+        render.render_sweep(fig, chart_config(fig, stem), [r.layer for r in found], partial(open_layer, name))
+
+
+def open_layer(name: str) -> None:
+    """Sweep callback: the clicked layer becomes the model's layer (and shown texts get explained)."""
+    chosen = st.session_state.get("sweep_open")
+    if chosen is not None:
+        st.session_state[layer_key(name)] = int(chosen)
+        st.session_state["sweep_open"] = None
+
+
+def current_edits() -> list[Edit]:
+    return [Edit.from_param(raw) for raw in st.session_state.get("edits", [])]
+
+
+def show_whatif(state: PageState, name: str, result: Attribution, style: Style) -> None:
+    """Token chips to drop, mask or replace; the edited pair explained with the same options; before vs after."""
+    pad = backend.get_model(name).tokenizer.pad_token
+    for key, default in (("wi_side", "a"), ("wi_op", "drop")):
+        if st.session_state.get(key) is None:
+            st.session_state[key] = default
+    side = st.session_state["wi_side"]
+    text_side = result.a if side == "a" else result.b
+    hidden = text_side.special_or_prompt()
+    chips = [(row, token) for row, token in enumerate(text_side.tokens) if not hidden[row]]
+    mask_note = None if pad else f"{short_model_name(name)} has no padding token, so tokens cannot be masked."
+    render.render_whatif_editor(chips, mask_note, partial(apply_edit, result, str(pad or "")), side)
+    edits = current_edits()
+    render.render_edits(
+        [e.describe(state.text_a if e.side == "a" else state.text_b, str(pad)) for e in edits], undo_edit, clear_edits
+    )
+    if not edits:
+        return
+    try:
+        text_a, text_b = edited_pair(state.text_a, state.text_b, edits, str(pad or ""))
+        with st.spinner(f"Explaining the edited pair with {short_model_name(name)}…", show_time=True):
+            options = run_options(state, result.layer)
+            after = backend.explain_cached(name, text_a, text_b, options)
+    except PairLensError as exc:
+        render.render_failure(name, str(exc))
+        return
+    if isinstance(after, backend.Failure):
+        render.render_failure(name, after.message)
+        return
+    for label, before_side, after_side in (("a", result.a, after.a), ("b", result.b, after.b)):
+        problem = mask_problem(before_side, after_side, [e for e in edits if e.side == label], str(pad))
+        if problem:
+            st.warning(problem, icon="⚠️")
+    comparison = compare(result, after)
+
+    def figure(chosen: Style) -> go.Figure:
+        return build_change_map(comparison, style=chosen, clip=state.clip_value())
+
+    fig = figure(Style(dark=style.dark))
+    label = similarity_label(result)
+    change = comparison.score_change
+    summary = (
+        f"{html.escape(label)} <b>{result.own_score:.3f}</b> → <b>{after.own_score:.3f}</b> "
+        f"<span class='{'pl-up' if change >= 0 else 'pl-down'}'>({change:+.3f})</span> · cells "
+        f"{result.attribution_sum:+.3f} → {after.attribution_sum:+.3f} · layer {result.layer}"
+    )
+    stem = file_stem(after, "whatif")
+    render.render_whatif_result(
+        summary,
+        (text_a, text_b),
+        fig,
+        chart_config(fig, stem),
+        exports.figure_downloads(figure, stem),
+        partial(open_edited_pair, text_a, text_b),
+    )
+
+
+def apply_edit(result: Attribution, pad: str) -> None:
+    """Apply callback: the chosen tokens of the chosen text, dropped, masked or replaced."""
+    side: Side = "b" if st.session_state.get("wi_side") == "b" else "a"
+    rows = sorted(st.session_state.get(f"wi_tokens_{side}") or [])
+    op = st.session_state.get("wi_op") or "drop"
+    text = str(st.session_state.get("wi_text") or "")
+    text_side = result.a if side == "a" else result.b
+    try:
+        if not rows:
+            raise PairLensError("Click one or more tokens first.")
+        if op == "mask" and not pad:
+            raise PairLensError("This model has no padding token to mask with.")
+        if op == "replace":  # one replacement for the span the chosen tokens cover
+            first = token_edit(text_side, side, rows[0], "replace", text)
+            last = token_edit(text_side, side, rows[-1], "replace", text)
+            new = [Edit(first.side, first.start, last.end, "replace", text)]
+        else:
+            new = [token_edit(text_side, side, row, op) for row in rows]
+        edits = [*current_edits(), *new]
+        edited_pair(st.session_state[SUBMITTED[0]], st.session_state[SUBMITTED[1]], edits, pad)  # checks overlaps
+    except PairLensError as exc:
+        st.session_state[NOTICES] = [*st.session_state.get(NOTICES, []), str(exc)]
+        return
+    st.session_state["edits"] = [e.to_param() for e in edits]
+    st.session_state[f"wi_tokens_{side}"] = []
+
+
+def undo_edit() -> None:
+    st.session_state["edits"] = list(st.session_state.get("edits", []))[:-1]
+
+
+def clear_edits() -> None:
+    st.session_state["edits"] = []
+
+
+def open_edited_pair(text_a: str, text_b: str) -> None:
+    """The edited pair becomes the explained pair (and the boxes hold it)."""
+    st.session_state["text_a"], st.session_state["text_b"] = text_a, text_b
+    submit_texts()
+    st.session_state["edits"] = []
+    st.session_state["tool"] = None
+    st.session_state[RESYNC] = True
 
 
 try:

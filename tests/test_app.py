@@ -20,10 +20,11 @@ from streamlit.testing.v1 import AppTest
 
 from attribution.core import engine
 from attribution.core.options import ExplainOptions
-from attribution.errors import ModelError
+from attribution.errors import InputError, ModelError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
 from attribution.result.linguistics import annotate
+from attribution.service.cache import default_cache
 from attribution.settings import EXAMPLE_PAIR
 from components import backend
 
@@ -33,8 +34,12 @@ TIMEOUT = 300
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
-    """Results cached by an earlier test would hide engine calls."""
+    """Results cached by an earlier test would hide engine calls (page memory and the cache on disk)."""
     st.cache_data.clear()
+    backend.registry().clear()
+    persistent = default_cache()
+    if persistent is not None:
+        persistent.clear()
 
 
 @pytest.fixture
@@ -43,9 +48,9 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, d
     calls: list[tuple[str, str, str, dict[str, Any]]] = []
     real = engine.explain
 
-    def counted(model: Any, text_a: str, text_b: str, options: ExplainOptions) -> Attribution:
+    def counted(model: Any, text_a: str, text_b: str, options: ExplainOptions, **kwargs: Any) -> Attribution:
         calls.append((getattr(model, "name", str(model)), text_a, text_b, options.to_dict()))
-        return real(model, text_a, text_b, options)
+        return real(model, text_a, text_b, options, **kwargs)
 
     monkeypatch.setattr(engine, "explain", counted)
     return calls
@@ -64,16 +69,28 @@ class ToyModel:
     default_prompt_name: str | None = None
     device: str = "cpu"  # the page shows where a model computes
 
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
+        """As LoadedModel's, for a model without saved prompts."""
+        if prompt_name is not None and prompt is None:
+            raise InputError(f"{self.name} has no prompt named '{prompt_name}'.")
+        return prompt or None
+
     @property
     def default_layer(self) -> int:
         return self.num_layers - 1
 
-    def tokenizer(self, text: str, truncation: bool = True, max_length: int = 128) -> dict[str, list[int]]:
-        return {"input_ids": [0, *range(len(text.split()))[: max_length - 2], 0]}
+    @property
+    def tokenizer(self) -> ToyTokenizer:
+        return ToyTokenizer()
 
-    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
-        """Toy models have no saved prompts: only a prompt text applies."""
-        return prompt or None
+
+class ToyTokenizer:
+    """Whitespace tokens between two specials (the work estimate), and a pad token (what-if masks)."""
+
+    pad_token = "[PAD]"
+
+    def __call__(self, text: str, truncation: bool = True, max_length: int = 128) -> dict[str, list[int]]:
+        return {"input_ids": [0, *range(len(text.split()))[: max_length - 2], 0]}
 
 
 TOY_INFOS = [
@@ -145,7 +162,7 @@ def toys(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, dict[str,
     """Toy models instead of real ones; returns the list of engine calls."""
     calls: list[tuple[str, str, str, dict[str, Any]]] = []
 
-    def explain(model: ToyModel, text_a: str, text_b: str, options: ExplainOptions) -> Attribution:
+    def explain(model: ToyModel, text_a: str, text_b: str, options: ExplainOptions, **kwargs: Any) -> Attribution:
         calls.append((model.name, text_a, text_b, options.to_dict()))
         return toy_explain(model, text_a, text_b, options)
 
@@ -358,6 +375,99 @@ def test_share_link_reopens_the_view(toys: list) -> None:
     link = messages(at.code)
     assert "a=dogs+run" in link and "top=4" in link and "model=toy-one" in link
     assert "puppies+%3Cb%3Eplay%3C%2Fb%3E" in link
+
+
+# ----------------------------------------------------------------------------- page v2
+
+
+def test_exact_mode_on_an_off_the_shelf_model_headlines_its_own_cosine_with_a_warning(engine_calls: list) -> None:
+    at = new_app(mode="exact").run()
+    assert_clean(at)
+    card = messages(at.markdown)
+    assert "0.573" in card and "exact-mode target" in card and "0.829" in card
+    assert "was not trained for exact mode" in messages(at.warning)
+    assert "cosine 0.573" in charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_typed_text_is_marked_and_a_layer_change_explains_the_shown_text(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model="toy-one").run()
+    assert len(toys) == 1
+    at.text_area(key="text_a").input("cats sleep").run()  # typed, then the box lost focus
+    assert_clean(at)
+    assert len(toys) == 1, "typing must not compute"
+    assert "Text A changed and is not explained yet" in messages(at.markdown)
+    assert at.query_params["a"] == "dogs run"  # the link still names what the maps show
+    at.selectbox(key="layer::toy-one").set_value(1).run()
+    assert_clean(at)
+    assert [(c[1], c[3]["layer"]) for c in toys[1:]] == [("cats sleep", 1)], "never the old text silently"
+    assert "not explained yet" not in messages(at.markdown)
+    assert at.query_params["a"] == "cats sleep"
+    assert charts(at)[0]["layout"]["yaxis"]["ticktext"][1] == "cats"
+
+
+def test_links_view_and_colour_clipping_come_from_the_url(toys: list) -> None:
+    at = new_app(a="dogs run fast", b="puppies play", model="toy-one", view="links", clip="95", top="3").run()
+    assert_clean(at)
+    figure = charts(at)[0]
+    assert sum(1 for t in figure["data"] if t.get("mode") == "lines") == 3
+    at.segmented_control(key="view").set_value("map").run()
+    assert "95th percentile" in json.dumps(charts(at)[0]["layout"]["title"])
+    assert at.query_params["view"] == "map" and at.query_params["clip"] == "95"
+    assert len(toys) == 1
+
+
+def test_difference_map_compares_shares_by_default_and_has_downloads(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model=["toy-one", "toy-two"]).run()
+    assert_clean(at)
+    difference = charts(at)[2]
+    assert "share" in difference["data"][0]["colorbar"]["title"]["text"]
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert "Table (CSV)" in labels, labels
+    # each model's map (CSV, JSON, HTML), the side-by-side figure (HTML), the difference map (HTML, CSV),
+    # and 4 images (PNG, SVG, slide PNG, slide SVG) of each of these 4 figures where kaleido can render
+    from attribution.viz.exports import renderer_status
+
+    images = 4 * 4 if renderer_status()[0] else 0
+    assert len(labels) == 2 * 3 + 1 + 2 + images, labels
+
+
+def test_what_if_edits_from_the_url_show_the_change(toys: list) -> None:
+    at = new_app(a="dogs run fast", b="puppies play", model="toy-one", tool="whatif", edit=["a:5-8:drop"]).run()
+    assert_clean(at)
+    assert [c[1] for c in toys] == ["dogs run fast", "dogs fast"]
+    change = charts(at)[-1]
+    assert "what if" in change["layout"]["title"]["text"]
+    assert any("✕" in label for label in change["layout"]["yaxis"]["ticktext"])
+    assert at.query_params["edit"] == "a:5-8:drop" and at.query_params["tool"] == "whatif"
+    next(b for b in at.button if b.label == "Explain the edited pair").click().run()
+    assert_clean(at)
+    assert at.text_area(key="text_a").value == "dogs fast" and at.query_params["a"] == "dogs fast"
+    assert "edit" not in at.query_params
+
+
+def test_what_if_apply_drops_the_clicked_token(toys: list) -> None:
+    at = new_app(a="dogs run fast", b="puppies play", model="toy-one", tool="whatif").run()
+    at.pills(key="wi_tokens_a").set_value([2])  # "run"
+    at.segmented_control(key="wi_op").set_value("drop")
+    next(b for b in at.button if b.label == "Apply").click().run()
+    assert_clean(at)
+    assert at.query_params["edit"] == "a:5-8:drop"
+    assert toys[-1][1] == "dogs fast"
+
+
+def test_layer_sweep_computes_every_layer_once_and_opens_one(toys: list) -> None:
+    at = new_app(a="dogs run", b="puppies play", model="toy-one", tool="sweep").run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    assert sorted(c[3]["layer"] for c in toys if c[3]["layer"] is not None) == [0, 1, 2, 3, 4]
+    sweep = next(f for f in charts(at) if "every layer" in f["layout"]["title"]["text"])
+    assert len([t for t in sweep["data"] if t["type"] == "heatmap"]) == 5
+    calls = len(toys)
+    at.pills(key="sweep_open").set_value(1).run()
+    assert_clean(at)
+    assert at.selectbox(key="layer::toy-one").value == 1
+    assert "layer 1 of 4" in charts(at)[0]["layout"]["title"]["text"]
+    assert len(toys) == calls, "every layer was computed once"
 
 
 def test_prompt_option_reaches_the_engine_and_hides_with_special_tokens(engine_calls: list) -> None:

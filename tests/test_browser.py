@@ -15,6 +15,7 @@ import pytest
 from page_driver import (
     CHROMIUM,
     RENDER_TIMEOUT_MS,
+    TICKS_JS,
     heatmap_matrix,
     launch,
     open_sessions,
@@ -157,7 +158,7 @@ def test_user_markup_never_becomes_live_html(server: str, minilm) -> None:  # ty
             fig = build_heatmap(result, top_k=5, pos_overlay=True)
             exported = browser.new_page()
             exported.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            exported.set_content(figure_html(fig, chart_config(result)), wait_until="load")
+            exported.set_content(figure_html(fig, chart_config(fig, "pairlens")), wait_until="load")
             exported.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=60_000)
             assert exported.locator(".js-plotly-plot a, img[src='x'], svg[onload]").count() == 0
             exported_ticks = exported.locator(".ytick text").all_text_contents()
@@ -198,5 +199,227 @@ def test_eight_sessions_at_once_match_single_session_results(server: str, minilm
                 assert page.get_by_label("Text A — rows").input_value() == text_a
                 assert page.get_by_label("Text B — columns").input_value() == text_b
                 np.testing.assert_allclose(np.array(heatmap_matrix(page)), expected.matrix, rtol=1e-5, atol=1e-7)
+        finally:
+            browser.close()
+
+
+# ----------------------------------------------------------------------------- page v2
+
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "while",
+    "his",
+    "dog",
+    "ran",
+    "in",
+    "the",
+    "park",
+    "and",
+    "two",
+    "birds",
+    "sang",
+    "near",
+    "an",
+    "old",
+    "tree",
+    "by",
+    "our",
+    "small",
+    "house",
+    "with",
+    "red",
+    "doors",
+    "so",
+    "every",
+    "child",
+    "could",
+    "see",
+    "how",
+    "green",
+    "fields",
+    "grow",
+    "under",
+    "warm",
+    "sun",
+    "each",
+    "day",
+    "when",
+    "rain",
+    "falls",
+    "over",
+    "hills",
+    "then",
+    "rivers",
+    "flow",
+    "down",
+    "to",
+    "blue",
+    "sea",
+    "far",
+    "away",
+    "from",
+    "town",
+]
+
+
+def sixty_tokens(shift: int) -> str:
+    """58 common one-token words: with [CLS] and [SEP], 60 tokens for MiniLM."""
+    words = WORDS[shift:] + WORDS[:shift]
+    return " ".join((words * 2)[:58])
+
+
+LABEL_BOXES_JS = """(sel) => [...document.querySelectorAll(sel)].map(t => {
+  const r = t.getBoundingClientRect(); return {text: t.textContent, x: r.x, y: r.y, w: r.width, h: r.height};
+})"""
+
+
+def overlaps(boxes: list[dict], slack: float = 0.5) -> list[tuple[str, str]]:
+    """Pairs of boxes that intersect by more than `slack` px in both directions."""
+    found = []
+    for k, a in enumerate(boxes):
+        for b in boxes[k + 1 :]:
+            dx = min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
+            dy = min(a["y"] + a["h"], b["y"] + b["h"]) - max(a["y"], b["y"])
+            if dx > slack and dy > slack:
+                found.append((a["text"], b["text"]))
+    return found
+
+
+def test_sixty_by_sixty_map_shows_every_tick_label_without_overlap(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            page.goto(pair_url(server, sixty_tokens(0), sixty_tokens(7), top="5", pos="1"))
+            wait_heatmap(page)
+            page.wait_for_function(f"() => ({TICKS_JS})().length === 60", timeout=RENDER_TIMEOUT_MS)
+            page.wait_for_timeout(1500)
+            plot = ".js-plotly-plot"
+            rows = page.evaluate(LABEL_BOXES_JS, f"{plot} .yaxislayer-above .ytick text")
+            cols = page.evaluate(LABEL_BOXES_JS, f"{plot} .xaxislayer-above .xtick text")
+            assert len(rows) == 60 and len(cols) == 60, (len(rows), len(cols))
+            assert all(b["w"] > 0 and b["h"] > 0 for b in rows + cols)
+            assert overlaps(rows) == [] and overlaps(cols) == []
+            svg = page.locator(f"{plot} .main-svg").first.bounding_box()
+            assert svg is not None
+            for b in rows + cols:  # inside the figure: nothing cut at its edges
+                assert svg["x"] - 0.5 <= b["x"] and b["x"] + b["w"] <= svg["x"] + svg["width"] + 0.5, b
+                assert svg["y"] - 0.5 <= b["y"] and b["y"] + b["h"] <= svg["y"] + svg["height"] + 0.5, b
+            drag = page.locator(f"{plot} .nsewdrag").first.bounding_box()
+            assert drag is not None and abs(drag["width"] - drag["height"]) < 2  # square cells
+            assert drag["width"] / 60 >= 13
+            page.screenshot(path=str(ARTIFACTS / "page-60x60.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+CLIPPED_JS = """(rootSelector) => {
+  const width = document.documentElement.clientWidth;
+  const out = [];
+  for (const root of document.querySelectorAll(rootSelector)) {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.children.length || !el.textContent.trim()) continue;
+      const r = el.getBoundingClientRect();
+      if (!r.width) continue;
+      let cut = r.right > width + 0.5
+        || (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== 'visible');
+      for (let a = el.parentElement; a && !cut && a !== root.parentElement; a = a.parentElement) {
+        const s = getComputedStyle(a);
+        if (s.overflowX === 'visible') continue;
+        const b = a.getBoundingClientRect();
+        cut = r.right > b.right + 1 || r.left < b.left - 1
+          || (a.scrollWidth > a.clientWidth + 1 && s.textOverflow === 'ellipsis');
+      }
+      if (cut) out.push(el.textContent.trim());
+    }
+  }
+  return out;
+}"""
+CONTROLS = ".st-key-pl-toolbar, .st-key-pl-inputs-row, [data-testid=stSelectbox], [data-testid=stButton]"
+
+
+def test_every_control_is_unclipped_at_1000_px_with_the_sidebar_open(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 1400})
+            page.goto(pair_url(server, "A man is playing a guitar on stage.", "Someone performs music."))
+            wait_heatmap(page)
+            page.wait_for_timeout(1000)
+            assert page.locator("[data-testid=stSidebar]").bounding_box()["width"] > 200  # the sidebar is open
+            controls = [page.get_by_role("button", name="Explain", exact=True)]
+            controls += [
+                page.get_by_role("radio", name=n, exact=True) for n in ("Words", "Tokens", "Map", "Strongest links")
+            ]
+            for control in controls:
+                box = control.first.bounding_box()
+                name = control.first.text_content()
+                assert box is not None and box["x"] + box["width"] <= 1000, name
+            for label in ("POS overlay", "Special tokens", "Shared colour scale", "Top pairs"):
+                assert page.locator(".st-key-pl-toolbar").get_by_text(label, exact=True).is_visible(), label
+            assert page.evaluate(CLIPPED_JS, CONTROLS) == []
+        finally:
+            browser.close()
+
+
+def test_exact_mode_shows_the_models_cosine_and_a_warning(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            page.goto(f"{server}/?mode=exact")
+            wait_heatmap(page)
+            card = page.locator(".pl-card").first
+            card.wait_for(timeout=RENDER_TIMEOUT_MS)
+            headline = page.locator(".pl-score-value").all_text_contents()
+            assert headline[0] == "0.573" and headline[1] == "0.829", headline
+            assert page.get_by_text("was not trained for exact mode").is_visible()
+            title = page.locator(".js-plotly-plot .gtitle").first.text_content() or ""
+            assert "cosine 0.573" in title
+        finally:
+            browser.close()
+
+
+def test_a_layer_change_with_unsubmitted_text_explains_the_shown_text(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            page.goto(pair_url(server, "A man is playing a guitar on stage.", "Someone performs music."))
+            wait_heatmap(page, "guitar")
+            box = page.get_by_label("Text A — rows")
+            box.fill("Two children laugh in the garden.")
+            box.press("Tab")  # the box loses focus: the typed text reaches the server
+            page.get_by_text("Text A changed and is not explained yet").wait_for(timeout=60_000)
+            assert "guitar" in row_labels(page)  # nothing recomputed by typing
+            page.locator("[data-testid=stSelectbox]").filter(has_text="Layer").click()
+            page.get_by_role("option", name="3", exact=True).click()
+            page.wait_for_function(f"() => ({TICKS_JS})().includes('children')", timeout=RENDER_TIMEOUT_MS)
+            page.wait_for_function("() => document.title && location.search.includes('children')", timeout=60_000)
+            assert "layer 3 of 6" in (page.locator(".js-plotly-plot .gtitle").first.text_content() or "")
+            assert page.get_by_text("not explained yet").count() == 0
+
+            other = page.get_by_label("Text B — columns")
+            other.fill("Kids are playing outside.")
+            other.press("Control+Enter")  # submits like Explain
+            page.wait_for_function(
+                "() => { const p = document.querySelector('.js-plotly-plot');"
+                " return p && p.layout && p.layout.xaxis.ticktext.includes('Kids'); }",
+                timeout=RENDER_TIMEOUT_MS,
+            )
         finally:
             browser.close()

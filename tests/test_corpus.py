@@ -204,8 +204,9 @@ def write_pairs(path: Path, pairs: list[tuple[str, str, float]] = PAIRS) -> Path
 
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Texts of every pair that reaches the engine (the real engine runs underneath): the corpus
-    hands its pairs to explain_many in batches."""
+    """Texts of every pair that reaches the engine (the real engine runs underneath; no result cache):
+    the corpus hands its pairs to explain_many in batches."""
+    monkeypatch.setenv("PAIRLENS_CACHE_MB", "0")  # the cache's own tests: tests/test_cache.py
     calls: list[tuple[str, str]] = []
     real = many.explain_outcomes
 

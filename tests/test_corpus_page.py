@@ -84,7 +84,7 @@ def test_run_from_url_shows_plots_table_and_link(root: Path) -> None:
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["pairs"] == "3"
-    assert metrics["Spearman"] == "0.500"  # scores 0.2, 0.8, 0.9 against gold 1, 4, 2.5
+    assert metrics["agreement with people"] == "0.500"  # scores 0.2, 0.8, 0.9 against gold 1, 4, 2.5
     assert len(at.get("plotly_chart")) == 6
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 3
     # Sorted by score, largest first: line 3 (0.9), 2 (0.8), 1 (0.2); the first one is offered.

@@ -114,7 +114,7 @@ def test_bad_settings_stop_the_cli_with_one_line(
 
 
 def test_result_cache_size_comes_from_the_environment() -> None:
-    code = "from components import backend; print(backend.explain_cached._info.max_entries)"
+    code = "from components import backend; print(backend.registry().max_outcomes)"
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

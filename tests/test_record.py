@@ -71,6 +71,8 @@ def attributions(draw: st.DrawFn) -> Attribution:
         warnings=draw(st.lists(short_text, max_size=3)),
         pos_note=draw(st.one_of(st.none(), short_text)),
         special_share=draw(st.one_of(st.none(), floats)),
+        model_score=draw(st.one_of(st.none(), floats)),
+        exact_model=draw(st.one_of(st.none(), st.booleans())),
     )
 
 
@@ -85,7 +87,7 @@ def test_every_field_survives_the_json_round_trip(result: Attribution) -> None:
     """from_dict(to_dict(r)) == r, field by field: None stays None, NaN NaN, infinities infinities."""
     again = _json_round_trip(result)
     assert again == result
-    for name in ("tolerance", "special_share", "pos_note"):
+    for name in ("tolerance", "special_share", "pos_note", "model_score", "exact_model"):
         assert (getattr(again, name) is None) == (getattr(result, name) is None), name
 
 
@@ -146,3 +148,22 @@ def test_json_keys_stay_the_cli_contract(minilm: Any) -> None:
         "tag_a", "tag_b", "words_a", "words_b", "word_index_a", "word_index_b", "offsets_a", "special_b",
     }  # fmt: skip
     assert contract <= keys
+
+
+def test_exact_mode_keeps_the_models_own_score_beside_the_explained_one(minilm: Any) -> None:
+    """Exact mode on an off-the-shelf model explains the shifted embeddings' cosine, not the model's."""
+    from attribution import explain
+
+    pair = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
+    plain = explain(minilm, *pair, steps=2, pos=False)
+    exact = explain(minilm, *pair, steps=2, mode="exact", pos=False)
+    own = float(minilm.embed([pair[0]])[0] @ minilm.embed([pair[1]])[0])
+    own /= float(np.linalg.norm(minilm.embed([pair[0]])[0]) * np.linalg.norm(minilm.embed([pair[1]])[0]))
+    assert plain.model_score == pytest.approx(plain.score) == pytest.approx(own, abs=1e-5)
+    assert exact.model_score == pytest.approx(own, abs=1e-5) and exact.own_score == exact.model_score
+    assert abs(exact.score - exact.own_score) > 0.05  # the explained number is another one
+    assert exact.exact_model is False and exact.explains_other_score and not plain.explains_other_score
+    old = exact.to_dict()
+    del old["model_score"], old["exact_model"]  # a file written before these keys existed
+    again = Attribution.from_dict(old)
+    assert again.model_score is None and again.own_score == again.score and not again.explains_other_score

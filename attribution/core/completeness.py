@@ -18,11 +18,16 @@ from ..errors import InputError
 
 @dataclass(frozen=True)
 class Completeness:
-    """score, target (what sum(A) converges to) and the norm A is divided by; all floats."""
+    """score, target (what sum(A) converges to) and the norm A is divided by; all floats.
+
+    model_score is the similarity of the model's own embeddings f(a), f(b): the score in
+    approximate mode, and in exact mode what the model itself would say (not what is explained).
+    """
 
     score: float
     target: float
     norm: float
+    model_score: float = math.nan
 
     @property
     def reference_terms(self) -> float:
@@ -39,11 +44,16 @@ def completeness(
 ) -> Completeness:
     """From the (D,) embeddings of both texts and their references."""
     delta_a, delta_b = (f_a - f_ref_a).double(), (f_b - f_ref_b).double()
-    emb_a, emb_b = (delta_a, delta_b) if mode == "exact" else (f_a.double(), f_b.double())
+    plain_a, plain_b = f_a.double(), f_b.double()
+    emb_a, emb_b = (delta_a, delta_b) if mode == "exact" else (plain_a, plain_b)
     norm = float(emb_a.norm() * emb_b.norm()) if similarity == "cos" else 1.0
     if norm == 0.0:
         raise InputError("An embedding is zero, so cosine similarity is undefined: try mode 'approximate' or 'dot'.")
-    return Completeness(score=float(emb_a @ emb_b) / norm, target=float(delta_a @ delta_b) / norm, norm=norm)
+    plain_norm = float(plain_a.norm() * plain_b.norm()) if similarity == "cos" else 1.0
+    model_score = float(plain_a @ plain_b) / plain_norm if plain_norm != 0.0 else math.nan
+    return Completeness(
+        score=float(emb_a @ emb_b) / norm, target=float(delta_a @ delta_b) / norm, norm=norm, model_score=model_score
+    )
 
 
 def relative_error(error: float, target: float) -> float:

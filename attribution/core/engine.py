@@ -29,6 +29,10 @@ from .tokens import TokenizedText, check_text, encode_text, reference_ids
 
 log = logging.getLogger(__name__)
 
+# Part of every persistent cache key (attribution.service.cache): bump it whenever a change to the
+# engine changes the numbers explain() returns for the same inputs, so stale results are never served.
+ENGINE_VERSION = 1
+
 
 @dataclass
 class TextPath:
@@ -242,6 +246,8 @@ def explain_prepared(
         integration_error=done.total - check.target,
         relative_error=done.relative,
         reference_terms=check.reference_terms,
+        model_score=check.model_score,
+        exact_model=bool(loaded.exact),
         layer=options.layer,
         num_layers=loaded.num_layers,
         steps=done.steps,

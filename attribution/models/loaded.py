@@ -65,19 +65,7 @@ class LoadedModel:
     def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
         """The prompt text sentence-transformers would use: `prompt` if given ("" for none), else the saved
         prompt `prompt_name`, else the model's default prompt. InputError for a name the model lacks."""
-        if prompt is not None:
-            return prompt or None
-        if prompt_name is not None:
-            if prompt_name not in self.prompts:
-                names = ", ".join(f"'{n}'" for n in self.prompts) or "none"
-                raise InputError(
-                    f"{self.name} has no prompt named '{prompt_name}' (its prompts: {names}); give one of them, "
-                    "or the prompt text itself with prompt=."
-                )
-            return self.prompts[prompt_name] or None
-        if self.default_prompt_name is not None:
-            return self.prompts.get(self.default_prompt_name) or None
-        return None
+        return resolve_prompt(self.name, self.prompts, self.default_prompt_name, prompt_name, prompt)
 
     def prompted(self, prompt_name: str | None = None, prompt: str | None = None) -> LoadedModel:
         """This model with the resolved prompt bound (itself when that is already the bound prompt)."""
@@ -133,3 +121,29 @@ def _config_int(config: Any, names: tuple[str, ...], default: int) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return default
+
+
+def resolve_prompt(
+    model_name: str,
+    prompts: dict[str, str],
+    default_prompt_name: str | None,
+    prompt_name: str | None,
+    prompt: str | None,
+) -> str | None:
+    """`prompt` if given ("" for none), else the saved prompt `prompt_name`, else the default prompt.
+
+    InputError for a prompt name the model lacks.
+    """
+    if prompt is not None:
+        return prompt or None
+    if prompt_name is not None:
+        if prompt_name not in prompts:
+            names = ", ".join(f"'{n}'" for n in prompts) or "none"
+            raise InputError(
+                f"{model_name} has no prompt named '{prompt_name}' (its prompts: {names}); give one of them, "
+                "or the prompt text itself with prompt=."
+            )
+        return prompts[prompt_name] or None
+    if default_prompt_name is not None:
+        return prompts.get(default_prompt_name) or None
+    return None

@@ -87,7 +87,7 @@ class Attribution:
     matrix: np.ndarray
     a: TextSide
     b: TextSide
-    score: float  # the model's similarity of the two texts (shifted embeddings in exact mode)
+    score: float  # the similarity that is explained: of f (approximate) or of the shifted f - f(ref) (exact)
     target: float  # (f(a) - f(r_a)) . (f(b) - f(r_b)) [/ |f(a)| |f(b)|]: what sum(matrix) converges to
     attribution_sum: float
     integration_error: float  # attribution_sum - target
@@ -108,6 +108,40 @@ class Attribution:
     warnings: list[str] = field(default_factory=list)
     pos_note: str | None = None  # why POS fields are empty, when they are
     special_share: float | None = None  # share of the sum on special rows dropped at word level
+    model_score: float | None = None  # the model's own similarity of f(a), f(b) (= score in approximate mode)
+    exact_model: bool | None = None  # the model was trained for exact mode (None: not recorded)
+
+    @property
+    def own_score(self) -> float:
+        """The model's own similarity of the two texts: what users of the model see.
+
+        Equal to `score` in approximate mode; in exact mode `score` is the similarity of the
+        shifted embeddings, which only an exact model makes equal to its own similarity.
+        """
+        if self.model_score is not None and math.isfinite(self.model_score):
+            return self.model_score
+        return self.score
+
+    @property
+    def explains_other_score(self) -> bool:
+        """True when the map explains a number that is not the model's own similarity.
+
+        That is exact mode on a model not trained for it: the map explains the similarity of
+        the shifted embeddings f(x) - f(reference), which can be far from the model's score.
+        """
+        return self.mode == "exact" and self.exact_model is False
+
+    def show(self, **options: Any) -> Any:
+        """The heatmap as a plotly figure, displayed in a notebook (`attribution.viz.heatmap.build_heatmap` options)."""
+        from ..viz.notebook import show
+
+        return show(self, **options)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the same heatmap as the page (plotly)."""
+        from ..viz.notebook import repr_html
+
+        return repr_html(self)
 
     @property
     def shape(self) -> tuple[int, int]:

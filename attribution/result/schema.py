@@ -6,6 +6,9 @@ per text field with the side as suffix (`tokens_a`, `tag_b`, ...), `"schema": 2`
 `null` is NaN (as in schema 1); elsewhere NaN is the string "NaN"; infinities are "Infinity" and
 "-Infinity". Optional fields are `null` when absent.
 
+Optional keys added within schema 2 (absent in older files, read as null): `model_score` (the
+model's own similarity; differs from `score` in exact mode) and `exact_model`.
+
 `prompt_a` / `prompt_b` (a flag per row: the prompt's tokens; empty without a prompt) were added
 within schema 2: files written before them read with empty lists.
 
@@ -39,7 +42,7 @@ SIDE_KEYS: dict[str, str] = {
     "prompt": "prompt",
 }
 REQUIRED_FLOATS = ("score", "target", "attribution_sum", "integration_error", "relative_error", "reference_terms")
-OPTIONAL_FLOATS = ("tolerance", "special_share")
+OPTIONAL_FLOATS = ("tolerance", "special_share", "model_score")
 INTS = ("layer", "num_layers", "steps")
 STRINGS = ("rule", "mode", "similarity", "model_name", "level")
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -96,6 +99,7 @@ def encode(result: Attribution) -> dict[str, Any]:
     out["error_by_steps"] = [[int(n), encode_float(e)] for n, e in result.error_by_steps]
     out["warnings"] = list(result.warnings)
     out["pos_note"] = result.pos_note
+    out["exact_model"] = result.exact_model
     for suffix, side in (("a", result.a), ("b", result.b)):
         for attr, stem in SIDE_KEYS.items():
             value = getattr(side, attr)
@@ -149,6 +153,8 @@ def decode(data: dict[str, Any]) -> Attribution:
     kwargs["error_by_steps"] = [(int(n), _required_float(e)) for n, e in data.get("error_by_steps", [])]
     kwargs["warnings"] = [str(w) for w in data.get("warnings", [])]
     kwargs["pos_note"] = data.get("pos_note")
+    exact_model = data.get("exact_model")
+    kwargs["exact_model"] = None if exact_model is None else bool(exact_model)
     return Attribution(**kwargs)
 
 
@@ -194,6 +200,7 @@ def json_schema() -> dict[str, Any]:
         },
         "warnings": strings,
         "pos_note": {"type": ["string", "null"]},
+        "exact_model": {"type": ["boolean", "null"]},
     }
     for suffix in ("a", "b"):
         for stem, schema in side_props.items():

@@ -180,7 +180,7 @@ def convergence_figure(summary: Mapping[str, Any]) -> go.Figure:
     conv = summary.get("convergence") or {}
     layers = list(conv.get("layers") or [])
     if not layers or not conv.get("curves"):
-        return empty_figure(title, "No convergence pass (--convergence-pairs 0).")
+        return empty_figure(title, "This run did not check how many steps each layer needs.")
     fig = make_subplots(
         rows=1, cols=len(layers), shared_yaxes=True, subplot_titles=[f"layer {layer}" for layer in layers]
     )

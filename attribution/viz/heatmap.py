@@ -1,68 +1,79 @@
-"""Plotly figures of attributions: the token-pair heatmap and the two-model difference map.
+"""Plotly figures of attribution matrices: the token-pair map, the two-model difference map.
 
 Pure functions of `Attribution` objects (no streamlit). Every piece of user text that reaches
 a plotly label goes through `plotly_escape`, because plotly renders <b>, <br>, <a href> in labels.
 Rows and columns are index-based (tick labels carry the text), so repeated tokens stay apart.
+
+Every map is laid out in pixels by `attribution.viz.layout`: square cells, room for rotated
+labels, optional POS strips and row/column totals, the colour bar beside them. The figure has
+an explicit width and height, so the page, the camera button and every export show one layout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
 from ..result import Attribution
+from .layout import (
+    EDGE,
+    FONT,
+    GAP,
+    PAGE,
+    Grid,
+    Palette,
+    Style,
+    colorbar_width,
+    fit_cell,
+    grid_geometry,
+    header_height,
+    palette,
+    shorten,
+    text_width,
+)
 
 COLORBAR_TITLE = "contribution to similarity"
 DIFFERENCE_TITLE = "difference in contribution"
-FONT = "Inter, 'Segoe UI', 'Helvetica Neue', Arial, sans-serif"
+SHARE_DIFFERENCE_TITLE = "difference in share of the sum"
 TEXT_COLOUR = "#1f2937"
 MUTED = "#6b7280"
-# Diverging red-blue (ColorBrewer RdBu, reversed): blue lowers the similarity, red raises it.
-DIVERGING = [
-    [0.0, "#053061"],
-    [0.1, "#2166ac"],
-    [0.2, "#4393c3"],
-    [0.3, "#92c5de"],
-    [0.4, "#d1e5f0"],
-    [0.5, "#f7f7f7"],
-    [0.6, "#fddbc7"],
-    [0.7, "#f4a582"],
-    [0.8, "#d6604d"],
-    [0.9, "#b2182b"],
-    [1.0, "#67001f"],
-]
-# One fixed colour per Universal POS tag, so strips read the same in every figure.
+DIVERGING = [[stop, colour] for stop, colour in palette(PAGE).diverging]
+# One fixed colour per Universal POS tag, so strips read the same in every figure. Chosen so every
+# two tags differ by CIELAB dE >= 15 for normal vision and under deuteranopia and protanopia
+# (Machado et al. 2009 simulation; checked in tests/test_colours.py).
 UPOS_COLOURS = {
-    "NOUN": "#59a14f",
-    "PROPN": "#2f7d5b",
-    "VERB": "#b07aa1",
-    "AUX": "#d4a6c8",
-    "ADJ": "#f28e2b",
-    "ADV": "#ffbe7d",
-    "PRON": "#ff9d9a",
-    "DET": "#bab0ac",
-    "ADP": "#86bcb6",
-    "CCONJ": "#b6992d",
-    "SCONJ": "#d7b5a6",
-    "PART": "#e15759",
-    "NUM": "#4e79a7",
-    "INTJ": "#f1ce63",
-    "PUNCT": "#d9d9d9",
-    "SYM": "#9d7660",
-    "X": "#a0a0a0",
-    "SPACE": "#eeeeee",
-    "SPECIAL": "#4b5563",
+    "NOUN": "#0067c4",
+    "PROPN": "#56b1ef",
+    "VERB": "#e5a100",
+    "AUX": "#f6d585",
+    "ADJ": "#00a863",
+    "ADV": "#93e6b0",
+    "PRON": "#c979b1",
+    "DET": "#c6c5c7",
+    "ADP": "#8d9589",
+    "CCONJ": "#f2e942",
+    "SCONJ": "#a49d41",
+    "PART": "#d25600",
+    "NUM": "#322087",
+    "INTJ": "#a44398",
+    "PUNCT": "#e3d8fd",
+    "SYM": "#8b2541",
+    "X": "#6c6771",
+    "SPACE": "#f9fff7",
+    "SPECIAL": "#39395a",
 }
 UNKNOWN_POS_COLOUR = "#7f7f7f"
 TOP_OUTLINE = "#111827"
-MAX_LABEL_CHARS = 18
 RANK_LABELS_UP_TO = 20  # rank numbers are drawn in outlined cells when k is at most this
+CLIP_CHOICES = (None, 99.0, 95.0, 90.0)  # percentile of |value| where the colours saturate
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -75,20 +86,20 @@ def plotly_escape(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
-def shorten(text: str, limit: int = MAX_LABEL_CHARS) -> str:
-    """`text` cut to `limit` characters with an ellipsis (hover text keeps the full string)."""
-    return text if len(text) <= limit else text[: max(limit - 1, 1)] + "…"
+def symmetric_limit(*matrices: np.ndarray, clip: float | None = None) -> float:
+    """Half-range of a colour scale centred on 0: the largest |finite value| over `matrices`.
 
-
-def symmetric_limit(*matrices: np.ndarray) -> float:
-    """The largest |finite value| over `matrices`: the half-range of a colour scale centred on 0."""
-    largest = 0.0
-    for matrix in matrices:
-        values = np.asarray(matrix, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            largest = max(largest, float(np.abs(finite).max()))
-    return largest if largest > 0 else 1e-12
+    clip = a percentile (e.g. 95): the limit is that percentile of |value| instead, so a few
+    strong cells no longer wash out the rest (cells beyond it show the end colours).
+    """
+    values = [np.abs(np.asarray(m, dtype=np.float64)).ravel() for m in matrices]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+    if finite.size == 0:
+        return 1e-12
+    limit = float(np.percentile(finite, clip)) if clip is not None else float(finite.max())
+    if not limit > 0:
+        limit = float(finite.max())
+    return limit if limit > 0 else 1e-12
 
 
 def similarity_label(result: Attribution) -> str:
@@ -96,64 +107,92 @@ def similarity_label(result: Attribution) -> str:
     return "cosine" if result.similarity == "cos" else "dot product"
 
 
-def figure_title(result: Attribution) -> str:
-    """'<b>model</b> · layer L of N · cosine 0.573 · word level' (escaped)."""
-    parts = [
-        f"<b>{plotly_escape(short_model_name(result.model_name))}</b>",
-        f"layer {result.layer} of {result.num_layers}",
-        f"{similarity_label(result)} {result.score:.3f}",
-    ]
-    if result.level == "word":
-        parts.append("word level")
-    if result.mode == "exact":
-        parts.append("exact")
-    return " · ".join(parts)
-
-
 def short_model_name(name: str) -> str:
     """The last path component of a model folder; built-in names unchanged."""
     return name.rstrip("/").rsplit("/", 1)[-1] or name
 
 
-def file_stem(result: Attribution) -> str:
-    """A file-system-safe name: pairlens_<model>_L<layer>_<level>."""
-    model = _SAFE_NAME.sub("-", short_model_name(result.model_name)).strip("-") or "model"
-    return f"pairlens_{model}_L{result.layer}_{result.level}"
+def figure_title(result: Attribution) -> str:
+    """'<b>model</b> · layer L of N · cosine 0.573 · word level' (escaped): always the model's own score."""
+    parts = [
+        f"<b>{plotly_escape(short_model_name(result.model_name))}</b>",
+        f"layer {result.layer} of {result.num_layers}",
+        f"{similarity_label(result)} {result.own_score:.3f}",
+    ]
+    if result.level == "word":
+        parts.append("word level")
+    return " · ".join(parts)
 
 
-def tick_labels(tokens: Sequence[str], pos: Sequence[str] | None = None) -> list[str]:
+def figure_subtitle(result: Attribution, clip: float | None = None, limit: float | None = None) -> str:
+    """What the map explains when that is not the model's own score, and colour clipping."""
+    notes = []
+    if result.mode == "exact":
+        explained = f"exact mode: the cells explain the shifted embeddings' {similarity_label(result)}"
+        notes.append(
+            f"{explained} {result.score:.3f}" + (" (not an exact model)" if result.explains_other_score else "")
+        )
+    if clip is not None and limit is not None:
+        notes.append(f"colours saturate at ±{limit:.3g} ({clip:g}th percentile of |value|)")
+    return " · ".join(notes)
+
+
+def pair_hash(text_a: str, text_b: str) -> str:
+    """8 hex digits naming a text pair in file names (same pair, same name; order matters)."""
+    digest = hashlib.sha256(f"{text_a}\x00{text_b}".encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:8]
+
+
+def _safe(name: str) -> str:
+    return _SAFE_NAME.sub("-", short_model_name(name)).strip("-") or "model"
+
+
+def file_stem(result: Attribution, kind: str = "") -> str:
+    """A file-system-safe name: pairlens_<model>_L<layer>_<level>_<pair hash>[_<kind>]."""
+    stem = (
+        f"pairlens_{_safe(result.model_name)}_L{result.layer}_{result.level}_{pair_hash(result.a.text, result.b.text)}"
+    )
+    return f"{stem}_{kind}" if kind else stem
+
+
+def difference_stem(first: Attribution, second: Attribution) -> str:
+    """pairlens_diff_<model 1>-minus-<model 2>_<level>_<pair hash>."""
+    names = f"{_safe(first.model_name)}-minus-{_safe(second.model_name)}"
+    return f"pairlens_diff_{names}_{first.level}_{pair_hash(first.a.text, first.b.text)}"
+
+
+def tick_labels(tokens: Sequence[str], pos: Sequence[str] | None = None, muted: str = MUTED) -> list[str]:
     """Escaped, shortened axis labels; with `pos`, the UPOS follows each label in small grey."""
     labels = []
     for k, token in enumerate(tokens):
         label = plotly_escape(shorten(token))
         if pos is not None and pos[k] != "SPECIAL":
-            label += f" <span style='color:{MUTED};font-size:10px'>{plotly_escape(pos[k])}</span>"
+            label += f" <span style='color:{muted};font-size:0.8em'>{plotly_escape(pos[k])}</span>"
         labels.append(label)
     return labels
 
 
-def cell_size(n_rows: int) -> int:
-    """Pixels per matrix row: roomy for short texts, compact for long ones."""
-    if n_rows <= 12:
-        return 40
-    if n_rows <= 24:
-        return 30
-    if n_rows <= 48:
-        return 20
-    return 14
-
-
-def figure_height(n_rows: int, pos_overlay: bool = False, longest_column_label: int = 8) -> int:
-    """Figure height in pixels for `n_rows` rows: title, legend and rotated labels included."""
-    label_room = 30 + 6 * min(longest_column_label, MAX_LABEL_CHARS + (5 if pos_overlay else 0))
-    height = n_rows * cell_size(n_rows) + 90 + label_room + (40 if pos_overlay else 0)
-    return int(min(max(height, 340), 1800))
+def label_chars(tokens: Sequence[str], pos: Sequence[str] | None = None) -> float:
+    """Length of the longest label in characters (a POS suffix counts 0.8 per character)."""
+    longest = 1.0
+    for k, token in enumerate(tokens):
+        chars = float(len(shorten(token)))
+        if pos is not None and k < len(pos) and pos[k] != "SPECIAL":
+            chars += 0.8 * (len(pos[k]) + 1)
+        longest = max(longest, chars)
+    return longest
 
 
 def figure_width(n_cols: int, pos_overlay: bool = False) -> int:
-    """A width for server-side image export (the page itself stretches the figure)."""
-    width = n_cols * cell_size(n_cols) + 260 + (30 if pos_overlay else 0)
-    return int(min(max(width, 640), 2000))
+    """Width in px of a map with `n_cols` columns and short labels (the builders size exactly)."""
+    grid = grid_geometry(n_cols, n_cols, 8, 8, PAGE, strips=pos_overlay, totals=True)
+    return int(EDGE * 2 + grid.width + colorbar_width(PAGE))
+
+
+def figure_height(n_rows: int, pos_overlay: bool = False, longest_column_label: int = 8) -> int:
+    """Height in px of a map with `n_rows` rows (the builders size exactly)."""
+    grid = grid_geometry(n_rows, n_rows, 8, longest_column_label, PAGE, strips=pos_overlay, totals=True)
+    return int(header_height(PAGE) + grid.height + EDGE)
 
 
 def _format_share(value: float, total: float) -> str:
@@ -190,8 +229,68 @@ HOVER_TEMPLATE = (
 )
 
 
+def pos_categories(*label_lists: Sequence[str] | None) -> list[str]:
+    """UPOS labels present in any list, in the order of `UPOS_COLOURS` (unknown ones last)."""
+    present: set[str] = set()
+    for labels in label_lists:
+        if labels is not None:
+            present.update(labels)
+    known = [name for name in UPOS_COLOURS if name in present]
+    return known + sorted(present.difference(UPOS_COLOURS))
+
+
+# ----------------------------------------------------------------------------- one map panel
+
+
+@dataclass
+class MapPanel:
+    """Everything one matrix panel shows, before it is placed on a canvas.
+
+    matrix (n_rows, n_cols) in score units; labels escaped; hover = customdata per cell with
+    `template`; limit = the colour range's half-width; marks = (row, col, rank) outlined cells.
+    totals_note names the row/column sums in their hover ("row sum", "change").
+    """
+
+    matrix: np.ndarray
+    row_labels: list[str]
+    col_labels: list[str]
+    row_chars: float
+    col_chars: float
+    customdata: np.ndarray | None
+    template: str
+    limit: float
+    colorbar_title: str
+    row_names: list[str] = field(default_factory=list)  # escaped full names for the totals' hover
+    col_names: list[str] = field(default_factory=list)
+    pos_a: list[str] | None = None
+    pos_b: list[str] | None = None
+    marks: list[tuple[int, int, int]] = field(default_factory=list)
+    totals: bool = True
+    total_for_share: float = math.nan  # the sum that row/column totals are shares of
+    axis_titles: tuple[str, str] = ("text A", "text B")
+    heading: str = ""  # plotly HTML above the panel (combined figures)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.row_labels), len(self.col_labels))
+
+    def geometry(self, style: Style, cell: float | None = None) -> Grid:
+        strips = self.pos_a is not None and self.pos_b is not None
+        return grid_geometry(
+            *self.shape, self.row_chars, self.col_chars, style, strips=strips, totals=self.totals, cell=cell
+        )
+
+
+def _domain_x(x0: float, x1: float, width: float) -> list[float]:
+    return [max(x0 / width, 0.0), min(x1 / width, 1.0)]
+
+
+def _domain_y(top: float, bottom: float, height: float) -> list[float]:
+    return [max(1.0 - bottom / height, 0.0), min(1.0 - top / height, 1.0)]
+
+
 def _pos_strip(
-    pos: Sequence[str], tokens: Sequence[str], categories: list[str], vertical: bool, xaxis: str, yaxis: str
+    pos: Sequence[str], names: Sequence[str], categories: list[str], vertical: bool, xaxis: str, yaxis: str
 ) -> dict[str, Any]:
     """A one-cell-wide heatmap trace coloured by UPOS category (discrete colour scale)."""
     codes = [categories.index(p) for p in pos]
@@ -200,15 +299,13 @@ def _pos_strip(
     for k, name in enumerate(categories):
         colour = UPOS_COLOURS.get(name, UNKNOWN_POS_COLOUR)
         scale += [[k / m, colour], [(k + 1) / m, colour]]
-    hover = [f"{plotly_escape(t)} · {plotly_escape(p)}" for t, p in zip(tokens, pos, strict=True)]
-    z = [[c] for c in codes] if vertical else [codes]
-    text = [[h] for h in hover] if vertical else [hover]
+    hover = [f"{t} · {plotly_escape(p)}" for t, p in zip(names, pos, strict=True)]
     return dict(
         type="heatmap",
-        z=z,
+        z=[[c] for c in codes] if vertical else [codes],
         x=[0] if vertical else list(range(len(codes))),
         y=list(range(len(codes))) if vertical else [0],
-        text=text,
+        text=[[h] for h in hover] if vertical else [hover],
         hovertemplate="%{text}<extra></extra>",
         colorscale=scale,
         zmin=-0.5,
@@ -222,162 +319,428 @@ def _pos_strip(
     )
 
 
-def pos_categories(*label_lists: Sequence[str] | None) -> list[str]:
-    """UPOS labels present in any list, in the order of `UPOS_COLOURS` (unknown ones last)."""
-    present: set[str] = set()
-    for labels in label_lists:
-        if labels is not None:
-            present.update(labels)
-    known = [name for name in UPOS_COLOURS if name in present]
-    return known + sorted(present.difference(UPOS_COLOURS))
+def _totals_hover(names: Sequence[str], sums: np.ndarray, total: float, what: str) -> list[str]:
+    return [
+        f"<b>{n}</b><br>{what} {s:+.4f}" + (f" ({_format_share(s, total)} of the sum)" if math.isfinite(total) else "")
+        for n, s in zip(names, sums.tolist(), strict=True)
+    ]
 
 
-def build_heatmap(
-    result: Attribution,
+def _place_panel(
+    panel: MapPanel,
+    grid: Grid,
+    origin: tuple[float, float],
+    canvas: tuple[float, float],
+    index: int,
+    style: Style,
+    colours: Palette,
     *,
-    top_k: int = 0,
-    pos_overlay: bool = False,
-    zmax: float | None = None,
-    title: str | None = None,
-    height: int | None = None,
-) -> go.Figure:
-    """Heatmap of `result.matrix`: rows = text A tokens, columns = text B tokens.
-
-    Diverging colour scale centred on 0 with range [-zmax, zmax] (default: this matrix's
-    largest |value|). top_k outlines the k strongest cells (numbered when k <= 20).
-    pos_overlay adds UPOS strips along both axes, a POS legend and POS in the tick labels
-    (ignored when the result has no POS tags). `title` is plotly HTML (escape user text).
-    """
-    matrix = np.asarray(result.matrix, dtype=np.float64)
-    n_a, n_b = matrix.shape
-    overlay = pos_overlay and result.a.pos is not None and result.b.pos is not None
-    limit = float(zmax) if zmax is not None and zmax > 0 else symmetric_limit(matrix)
-    labels_a = tick_labels(result.a.tokens, result.a.pos if overlay else None)
-    labels_b = tick_labels(result.b.tokens, result.b.pos if overlay else None)
-    longest_b = max((len(shorten(t)) for t in result.b.tokens), default=4)
-    fig_height = height or figure_height(n_a, overlay, longest_b)
-    gaps = 1 if max(n_a, n_b) <= 60 else 0
+    show_scale: bool,
+    colorbar_x: float | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Traces, axes, shapes and annotations of one panel whose top-left corner is at `origin` (px)."""
+    width, height = canvas
+    ox, oy = origin
+    n_rows, n_cols = panel.shape
+    suffix = "" if index == 0 else str(index * 10)
+    ids = {k: f"{k}{suffix}" if suffix else k for k in ("x", "y")}
+    ax = {name: f"{name[0]}{index * 10 + n}" for n, name in ((2, "x2"), (3, "y3"), (4, "x4"), (5, "y5"))}
+    if index == 0:
+        ax = {"x2": "x2", "y3": "y3", "x4": "x4", "y5": "y5"}
+    gx0, gy0 = ox + grid.grid_x, oy + grid.grid_y
+    gx1, gy1 = gx0 + grid.grid_w, gy0 + grid.grid_h
+    strips = grid.strip > 0 and panel.pos_a is not None and panel.pos_b is not None
+    gaps = 1 if grid.cell >= 12 else 0
+    font = dict(size=grid.font, color=colours.text)
+    title_font = dict(size=style.font(12), color=colours.muted)
 
     traces: list[dict[str, Any]] = [
         dict(
             type="heatmap",
-            z=matrix,
-            x=list(range(n_b)),
-            y=list(range(n_a)),
-            customdata=_hover_data(result),
-            hovertemplate=HOVER_TEMPLATE,
-            colorscale=DIVERGING,
+            z=panel.matrix,
+            x=list(range(n_cols)),
+            y=list(range(n_rows)),
+            customdata=panel.customdata,
+            hovertemplate=panel.template,
+            colorscale=[[s, c] for s, c in colours.diverging],
             zmid=0.0,
-            zmin=-limit,
-            zmax=limit,
+            zmin=-panel.limit,
+            zmax=panel.limit,
             xgap=gaps,
             ygap=gaps,
             name="attribution",
-            colorbar=dict(
-                title=dict(text=COLORBAR_TITLE, side="right", font=dict(size=12, color=MUTED)),
-                thickness=12,
-                len=0.85 if not overlay else 0.75,
-                y=0.5 if not overlay else 0.55,
-                yanchor="middle",
-                outlinewidth=0,
-                tickfont=dict(size=11),
-                tickformat="+.2f",
-            ),
+            xaxis=ids["x"],
+            yaxis=ids["y"],
+            showscale=show_scale,
+            hoverongaps=False,
         )
     ]
-
-    axis_font = dict(size=12 if max(n_a, n_b) <= 40 else 10, color=TEXT_COLOUR)
-    rotate = n_b > 6 or longest_b > 8
-    xaxis = dict(
-        tickmode="array",
-        tickvals=list(range(n_b)),
-        ticktext=labels_b,
-        tickangle=-50 if rotate else 0,
-        tickfont=axis_font,
-        title=dict(text="text B", font=dict(size=12, color=MUTED), standoff=8),
-        showgrid=False,
-        zeroline=False,
-        range=[-0.5, n_b - 0.5],
-        automargin=True,
-        ticks="",
-        constrain="domain",
-    )
-    yaxis = dict(
-        tickmode="array",
-        tickvals=list(range(n_a)),
-        ticktext=labels_a,
-        tickfont=axis_font,
-        title=dict(text="text A", font=dict(size=12, color=MUTED), standoff=8),
-        showgrid=False,
-        zeroline=False,
-        range=[n_a - 0.5, -0.5],  # first token on top
-        automargin=True,
-        ticks="",
-    )
-    layout: dict[str, Any] = {}
-    if overlay:
-        assert result.a.pos is not None and result.b.pos is not None
-        plot_px = max(fig_height - 170, 120)
-        strip_y = min(16 / plot_px, 0.12)
-        strip_x = 0.028
-        gap = 0.006
-        categories = pos_categories(result.a.pos, result.b.pos)
-        traces.append(_pos_strip(result.a.pos, result.a.tokens, categories, True, "x2", "y"))
-        traces.append(_pos_strip(result.b.pos, result.b.tokens, categories, False, "x", "y3"))
-        for name in categories:
-            traces.append(
-                dict(
-                    type="scatter",
-                    x=[None],
-                    y=[None],
-                    mode="markers",
-                    marker=dict(symbol="square", size=11, color=UPOS_COLOURS.get(name, UNKNOWN_POS_COLOUR)),
-                    name=plotly_escape(name),
-                    showlegend=True,
-                    hoverinfo="skip",
-                )
-            )
-        xaxis.update(domain=[strip_x + gap, 1.0], anchor="y3")
-        yaxis.update(domain=[strip_y + gap, 1.0], anchor="x2")
-        layout["xaxis2"] = dict(domain=[0.0, strip_x], anchor="y", range=[-0.5, 0.5], visible=False, fixedrange=True)
-        layout["yaxis3"] = dict(domain=[0.0, strip_y], anchor="x", range=[-0.5, 0.5], visible=False, fixedrange=True)
-        layout["legend"] = dict(
-            orientation="h",
-            x=1.0,
-            xanchor="right",
-            y=1.0,
-            yanchor="bottom",
-            font=dict(size=11),
-            itemclick=False,
-            itemdoubleclick=False,
-            title=dict(text="POS ", font=dict(size=11, color=MUTED)),
+    if show_scale:
+        bar_len = min(grid.grid_h, style.font(420))
+        traces[0]["colorbar"] = dict(
+            title=dict(text=panel.colorbar_title, side="right", font=dict(size=style.font(12), color=colours.muted)),
+            thickness=style.font(12),
+            lenmode="pixels",
+            len=max(bar_len, 120),
+            x=(colorbar_x if colorbar_x is not None else gx1 + 16) / width,
+            xanchor="left",
+            xref="paper",
+            y=1.0 - (gy0 + grid.grid_h / 2) / height,
+            yanchor="middle",
+            yref="paper",
+            outlinewidth=0,
+            tickfont=dict(size=style.font(11), color=colours.text),
+            tickformat=tick_format(panel.limit),
         )
 
-    shapes, annotations = _top_marks(result, top_k, n_a, n_b)
+    x_anchor = ax["y3"] if strips else ids["y"]
+    axes: dict[str, Any] = {
+        f"xaxis{suffix}": dict(
+            domain=_domain_x(gx0, gx1, width),
+            anchor=x_anchor,
+            tickmode="array",
+            tickvals=list(range(n_cols)),
+            ticktext=panel.col_labels,
+            tickangle=grid.angle,
+            tickfont=font,
+            title=dict(text=panel.axis_titles[1], font=title_font, standoff=6),
+            showgrid=False,
+            zeroline=False,
+            range=[-0.5, n_cols - 0.5],
+            automargin=True,
+            ticks="",
+            fixedrange=True,
+        ),
+        f"yaxis{suffix}": dict(
+            domain=_domain_y(gy0, gy1, height),
+            anchor=ax["x2"] if strips else ids["x"],
+            tickmode="array",
+            tickvals=list(range(n_rows)),
+            ticktext=panel.row_labels,
+            tickfont=font,
+            title=dict(text=panel.axis_titles[0], font=title_font, standoff=6),
+            showgrid=False,
+            zeroline=False,
+            range=[n_rows - 0.5, -0.5],  # first token on top
+            automargin=True,
+            ticks="",
+            fixedrange=True,
+        ),
+    }
+    if strips:
+        assert panel.pos_a is not None and panel.pos_b is not None
+        categories = pos_categories(panel.pos_a, panel.pos_b)
+        names_a = panel.row_names or panel.row_labels
+        names_b = panel.col_names or panel.col_labels
+        sx0 = ox + grid.left
+        traces.append(_pos_strip(panel.pos_a, names_a, categories, True, ax["x2"], ids["y"]))
+        traces.append(_pos_strip(panel.pos_b, names_b, categories, False, ids["x"], ax["y3"]))
+        axes[f"xaxis{ax['x2'][1:]}"] = dict(
+            domain=_domain_x(sx0, sx0 + grid.strip, width),
+            anchor=ids["y"],
+            range=[-0.5, 0.5],
+            visible=False,
+            fixedrange=True,
+        )
+        axes[f"yaxis{ax['y3'][1:]}"] = dict(
+            domain=_domain_y(gy1 + GAP, gy1 + GAP + grid.strip, height),
+            anchor=ids["x"],
+            range=[-0.5, 0.5],
+            visible=False,
+            fixedrange=True,
+        )
+
+    annotations: list[dict[str, Any]] = []
+    if panel.totals and grid.totals_w > 0:
+        matrix = np.asarray(panel.matrix, dtype=np.float64)
+        rows = np.nansum(matrix, axis=1)
+        cols = np.nansum(matrix, axis=0)
+        names_a = panel.row_names or panel.row_labels
+        names_b = panel.col_names or panel.col_labels
+        traces.append(
+            dict(
+                type="bar",
+                orientation="h",
+                x=rows,
+                y=list(range(n_rows)),
+                marker=dict(color=[colours.positive if v >= 0 else colours.negative for v in rows.tolist()]),
+                hovertext=_totals_hover(names_a, rows, panel.total_for_share, "row sum"),
+                hovertemplate="%{hovertext}<extra></extra>",
+                xaxis=ax["x4"],
+                yaxis=ids["y"],
+                name="row sums",
+                showlegend=False,
+            )
+        )
+        traces.append(
+            dict(
+                type="bar",
+                x=list(range(n_cols)),
+                y=cols,
+                marker=dict(color=[colours.positive if v >= 0 else colours.negative for v in cols.tolist()]),
+                hovertext=_totals_hover(names_b, cols, panel.total_for_share, "column sum"),
+                hovertemplate="%{hovertext}<extra></extra>",
+                xaxis=ids["x"],
+                yaxis=ax["y5"],
+                name="column sums",
+                showlegend=False,
+            )
+        )
+        tx0 = gx1 + 2 * GAP
+        ty0 = oy + 2 * GAP  # a little air between the header and the bars
+        reach_r = _bar_range(rows)
+        reach_c = _bar_range(cols)
+        bar_axis = dict(
+            showgrid=False, showticklabels=False, ticks="", zeroline=True, zerolinecolor=colours.rule,
+            zerolinewidth=1, showline=False, fixedrange=True,
+        )  # fmt: skip
+        axes[f"xaxis{ax['x4'][1:]}"] = dict(
+            domain=_domain_x(tx0, tx0 + grid.totals_w, width), anchor=ids["y"], range=reach_r, **bar_axis
+        )
+        axes[f"yaxis{ax['y5'][1:]}"] = dict(
+            domain=_domain_y(ty0, oy + grid.totals_h, height), anchor=ids["x"], range=reach_c, **bar_axis
+        )
+        note = dict(size=style.font(10), color=colours.muted)
+        annotations.append(
+            dict(
+                text="Σ row", x=(tx0 + grid.totals_w / 2) / width, y=1.0 - (ty0 + grid.totals_h / 2) / height,
+                xref="paper", yref="paper", showarrow=False, font=note,
+            )
+        )  # fmt: skip
+        annotations.append(
+            dict(
+                text="Σ column", x=(gx0 - 6) / width, y=1.0 - (ty0 + grid.totals_h / 2) / height, xref="paper",
+                yref="paper", xanchor="right", showarrow=False, font=note,
+            )
+        )  # fmt: skip
+    if panel.heading:
+        annotations.append(
+            dict(
+                text=panel.heading, x=(ox + grid.left) / width, y=1.0 - (oy - 4) / height, xref="paper", yref="paper",
+                xanchor="left", yanchor="bottom", align="left", showarrow=False,
+                font=dict(size=style.font(13), color=colours.text),
+            )
+        )  # fmt: skip
+
+    shapes: list[dict[str, Any]] = []
+    line = 2.5 if grid.cell >= 20 else 1.5
+    ranks = len(panel.marks) <= RANK_LABELS_UP_TO and grid.cell >= 20
+    for i, j, rank in panel.marks:
+        shapes.append(
+            dict(
+                type="rect", xref=ids["x"], yref=ids["y"], x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                line=dict(color=colours.outline, width=line), fillcolor="rgba(0,0,0,0)", layer="above",
+            )
+        )  # fmt: skip
+        if ranks:
+            annotations.append(
+                dict(
+                    x=j, y=i, xref=ids["x"], yref=ids["y"], text=str(rank), showarrow=False,
+                    font=dict(size=style.font(10), color=colours.outline), bgcolor=colours.rank_bg, borderpad=1,
+                )
+            )  # fmt: skip
+    return traces, axes, shapes, annotations
+
+
+def tick_format(limit: float) -> str:
+    """A d3 format with enough decimals to tell the colour bar's ticks apart (+.2f at least)."""
+    digits = max(2, -math.floor(math.log10(limit))) if limit > 0 and math.isfinite(limit) else 2
+    return f"+.{min(digits, 8)}f"
+
+
+def _bar_range(values: np.ndarray) -> list[float]:
+    finite = values[np.isfinite(values)]
+    low = min(0.0, float(finite.min())) if finite.size else 0.0
+    high = max(0.0, float(finite.max())) if finite.size else 1.0
+    pad = 0.06 * ((high - low) or 1.0)
+    return [low - (pad if low < 0 else 0), high + (pad if high > 0 else 0)]
+
+
+def _legend(style: Style, colours: Palette, top: float, width: float, height: float) -> dict[str, Any]:
+    return dict(
+        orientation="h",
+        x=EDGE / 2 / width,
+        xref="paper",
+        xanchor="left",
+        y=1.0 - top / height,
+        yref="paper",
+        yanchor="top",
+        font=dict(size=style.font(11), color=colours.text),
+        entrywidth=style.font(LEGEND_TEXT),
+        entrywidthmode="pixels",
+        itemclick=False,
+        itemdoubleclick=False,
+        title=dict(text="POS ", font=dict(size=style.font(11), color=colours.muted)),
+        bgcolor="rgba(0,0,0,0)",
+    )
+
+
+def _legend_traces(categories: list[str], style: Style) -> list[dict[str, Any]]:
+    return [
+        dict(
+            type="scatter",
+            x=[None],
+            y=[None],
+            mode="markers",
+            marker=dict(symbol="square", size=style.font(11), color=UPOS_COLOURS.get(name, UNKNOWN_POS_COLOUR)),
+            name=plotly_escape(name),
+            showlegend=True,
+            hoverinfo="skip",
+        )
+        for name in categories
+    ]
+
+
+LEGEND_TEXT = 60  # px of text per legend entry; plotly adds about 40 px for the symbol and gaps
+
+
+def legend_rows(n_categories: int, width: float, style: Style) -> int:
+    """Rows a horizontal POS legend of `n_categories` entries takes in a figure `width` px wide."""
+    per_row = max(int((width - style.font(40)) // (style.font(LEGEND_TEXT) + 40)), 1)
+    return math.ceil(n_categories / per_row) if n_categories else 0
+
+
+def compose(
+    panels: list[MapPanel],
+    style: Style = PAGE,
+    *,
+    title: str,
+    subtitle: str = "",
+    extra_header: str = "",
+    extra_header_lines: int = 0,
+) -> go.Figure:
+    """Panels side by side on one canvas, a title (and subtitle) above, one colour bar at the right.
+
+    The canvas is the sum of the panels' pixel sizes, or style.canvas (cells then grow or
+    shrink to fill it). The colour bar belongs to the first panel; side-by-side panels share
+    its range (pass the same limit). extra_header: plotly HTML lines under the title.
+    """
+    colours = palette(style)
+    strips = any(p.pos_a is not None and p.pos_b is not None for p in panels)
+    categories = pos_categories(*(p.pos_a for p in panels), *(p.pos_b for p in panels)) if strips else []
+    subtitle_lines = (1 if subtitle else 0) + extra_header_lines
+    headings = any(p.heading for p in panels)
+    heading_room = style.font(13) * 2.9 + 6 if headings else 0.0
+    bar_w = colorbar_width(style)
+
+    def sized(cell: float | None) -> tuple[list[Grid], float, float, int]:
+        grids = [p.geometry(style, cell) for p in panels]
+        body_w = sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1)
+        width = EDGE * 2 + body_w + bar_w
+        width = max(width, text_width(len(_plain(title)), style.font(15)) * 0.92 + 2 * EDGE)
+        if subtitle:
+            width = max(width, text_width(len(_plain(subtitle)), style.font(12)) * 0.92 + 2 * EDGE)
+        rows = legend_rows(len(categories), width, style)
+        top = header_height(style, subtitle_lines, rows) + heading_room
+        body_h = max(g.height for g in grids)
+        return grids, width, top + body_h + EDGE, rows
+
+    cell = None
+    if style.canvas is not None:
+        canvas_w, canvas_h = style.canvas
+        grids, width, height, rows = sized(cell)
+        fixed_h = height - max(g.height for g in grids)
+        fixed_w = width - sum(g.width for g in grids)
+        specs = [(p.shape[0], p.shape[1], p.row_chars, p.col_chars) for p in panels]
+        cell = fit_cell(specs, style, canvas_w - fixed_w, canvas_h - fixed_h, strips=strips, totals=panels[0].totals)
+    grids, width, height, rows = sized(cell)
+    if style.canvas is not None:
+        width, height = max(width, style.canvas[0]), max(height, style.canvas[1])
+    width, height = float(math.ceil(width)), float(math.ceil(height))  # whole pixels: domains stay exact
+
+    top = header_height(style, subtitle_lines, rows) + heading_room
+    traces: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {}
+    shapes: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    content_w = sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + bar_w
+    x = EDGE + max(0.0, (width - 2 * EDGE - content_w) / 2) if style.canvas is not None else EDGE
+    first_x = x
+    body_h = max(g.height for g in grids)
+    for index, (panel, grid) in enumerate(zip(panels, grids, strict=True)):
+        y = top + (body_h - grid.height) / 2 if style.canvas is not None else top
+        last_x = x + grid.width
+        colorbar_x = first_x + sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + 12
+        t, axes, s, a = _place_panel(
+            panel, grid, (x, y), (width, height), index, style, colours, show_scale=index == 0, colorbar_x=colorbar_x
+        )
+        traces += t
+        layout.update(axes)
+        shapes += s
+        annotations += a
+        x = last_x + GAP * 6
+    if categories:
+        traces += _legend_traces(categories, style)
+        legend_top = header_height(style, subtitle_lines, 0) - 6
+        layout["legend"] = _legend(style, colours, legend_top, width, height)
+    if extra_header:
+        below_title = EDGE + style.font(15) * 1.5 + (style.font(12) * 1.45 if subtitle else 0)
+        annotations.append(
+            dict(
+                text=extra_header, x=EDGE / width, y=1.0 - below_title / height,
+                xref="paper", yref="paper", xanchor="left", yanchor="top", align="left", showarrow=False,
+                font=dict(size=style.font(12), color=colours.text),
+            )
+        )  # fmt: skip
     layout.update(
         title=dict(
-            text=title if title is not None else figure_title(result),
-            x=0.0,
+            text=title,
+            subtitle=dict(text=subtitle, font=dict(size=style.font(12), color=colours.muted)),
+            x=EDGE / width,
+            xref="container",
             xanchor="left",
-            pad=dict(l=8),
-            y=0.995,
+            y=1.0 - EDGE / height,
+            yref="container",
             yanchor="top",
-            font=dict(size=15, color=TEXT_COLOUR),
+            font=dict(size=style.font(15), color=colours.text),
         ),
-        xaxis=xaxis,
-        yaxis=yaxis,
-        height=fig_height,
-        margin=dict(l=10, r=10, t=62 if overlay else 42, b=10),
-        font=dict(family=FONT, color=TEXT_COLOUR),
-        paper_bgcolor="white",
-        plot_bgcolor="white",
-        hoverlabel=dict(bgcolor="white", bordercolor="#9ca3af", font=dict(size=13, family=FONT, color=TEXT_COLOUR)),
-        showlegend=overlay,
+        width=math.ceil(width),
+        height=math.ceil(height),
+        autosize=False,
+        margin=dict(l=0, r=0, t=0, b=0, pad=0),
+        font=dict(family=FONT, color=colours.text),
+        paper_bgcolor=colours.paper,
+        plot_bgcolor=colours.paper,
+        hoverlabel=dict(
+            bgcolor=colours.hover_bg,
+            bordercolor=colours.hover_border,
+            font=dict(size=style.font(13), family=FONT, color=colours.text),
+        ),
+        showlegend=bool(categories),
         shapes=shapes,
         annotations=annotations,
         dragmode=False,
+        bargap=0.15,
+        datarevision=data_revision(panels, style),
     )
     return fast_figure(traces, layout)
+
+
+def data_revision(panels: Sequence[MapPanel], style: Style) -> str:
+    """A digest of every array the panels' traces hold.
+
+    plotly.react compares data arrays by identity, and the page sends new arrays on every rerun,
+    so every rerun would recompute every trace; with an unchanged `datarevision` it keeps them and
+    redraws only what changed (outlines for a top-k move): several times faster for long texts.
+    """
+    digest = hashlib.sha256(style.name.encode() + (b"dark" if style.dark else b"light"))
+    for panel in panels:
+        digest.update(np.ascontiguousarray(panel.matrix, dtype=np.float64).tobytes())
+        text = [*panel.row_labels, *panel.col_labels, *panel.row_names, *panel.col_names, panel.template]
+        text += [*(panel.pos_a or []), "|", *(panel.pos_b or []), repr(panel.total_for_share), repr(panel.totals)]
+        if panel.customdata is not None:
+            text.append(repr(panel.customdata.shape))
+            text += [str(v) for v in np.asarray(panel.customdata, dtype=object).ravel().tolist()]
+        digest.update("\x1f".join(text).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
+
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _plain(text: str) -> str:
+    """Plotly HTML without tags and with entities decoded: what is drawn, for width estimates."""
+    return html.unescape(_TAG.sub("", text))
 
 
 def fast_figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
@@ -388,53 +751,88 @@ def fast_figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figu
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 
-def _top_marks(result: Attribution, k: int, n_a: int, n_b: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Outline rectangles (and rank numbers) for the k strongest cells."""
-    k = max(0, min(int(k), n_a * n_b))
-    if k == 0:
-        return [], []
-    width = 2.5 if max(n_a, n_b) <= 30 else 1.5
-    shapes, annotations = [], []
-    for rank, pair in enumerate(result.top_pairs(k), start=1):
-        shapes.append(
-            dict(
-                type="rect",
-                xref="x",
-                yref="y",
-                x0=pair.j - 0.5,
-                x1=pair.j + 0.5,
-                y0=pair.i - 0.5,
-                y1=pair.i + 0.5,
-                line=dict(color=TOP_OUTLINE, width=width),
-                fillcolor="rgba(0,0,0,0)",
-                layer="above",
-            )
-        )
-        if k <= RANK_LABELS_UP_TO and max(n_a, n_b) <= 48:
-            annotations.append(
-                dict(
-                    x=pair.j,
-                    y=pair.i,
-                    xref="x",
-                    yref="y",
-                    text=str(rank),
-                    showarrow=False,
-                    font=dict(size=10, color=TOP_OUTLINE),
-                    bgcolor="rgba(255,255,255,0.75)",
-                    borderpad=1,
-                )
-            )
-    return shapes, annotations
+# ----------------------------------------------------------------------------- the token-pair map
 
 
-def chart_config(result: Attribution, scale: int = 4) -> dict[str, Any]:
-    """plotly config: camera button saves a PNG at `scale` x, named after model, layer and level."""
+def map_panel(
+    result: Attribution,
+    *,
+    top_k: int = 0,
+    pos_overlay: bool = False,
+    limit: float | None = None,
+    clip: float | None = None,
+    totals: bool = True,
+    style: Style = PAGE,
+) -> MapPanel:
+    """The panel of one result: its matrix, labels, hover, outlines of the top_k strongest cells."""
+    matrix = np.asarray(result.matrix, dtype=np.float64)
+    overlay = pos_overlay and result.a.pos is not None and result.b.pos is not None
+    colours = palette(style)
+    pos_a = result.a.pos if overlay else None
+    pos_b = result.b.pos if overlay else None
+    n_a, n_b = matrix.shape
+    k = max(0, min(int(top_k), n_a * n_b))
+    marks = [(p.i, p.j, rank) for rank, p in enumerate(result.top_pairs(k), start=1)] if k else []
+    return MapPanel(
+        matrix=matrix,
+        row_labels=tick_labels(result.a.tokens, pos_a, colours.muted),
+        col_labels=tick_labels(result.b.tokens, pos_b, colours.muted),
+        row_chars=label_chars(result.a.tokens, pos_a),
+        col_chars=label_chars(result.b.tokens, pos_b),
+        customdata=_hover_data(result),
+        template=HOVER_TEMPLATE,
+        limit=float(limit) if limit is not None and limit > 0 else symmetric_limit(matrix, clip=clip),
+        colorbar_title=COLORBAR_TITLE,
+        row_names=[plotly_escape(t) for t in result.a.tokens],
+        col_names=[plotly_escape(t) for t in result.b.tokens],
+        pos_a=list(pos_a) if pos_a is not None else None,
+        pos_b=list(pos_b) if pos_b is not None else None,
+        marks=marks,
+        totals=totals,
+        total_for_share=result.attribution_sum,
+    )
+
+
+def build_heatmap(
+    result: Attribution,
+    *,
+    top_k: int = 0,
+    pos_overlay: bool = False,
+    zmax: float | None = None,
+    clip: float | None = None,
+    totals: bool = True,
+    title: str | None = None,
+    style: Style = PAGE,
+) -> go.Figure:
+    """Heatmap of `result.matrix`: rows = text A tokens, columns = text B tokens.
+
+    Diverging colour scale centred on 0 with range [-zmax, zmax] (default: this matrix's
+    largest |value|, or its `clip` percentile of |value|). top_k outlines the k strongest cells
+    (numbered when k <= 20 and cells are large enough). pos_overlay adds UPOS strips along both
+    axes, a POS legend and POS in the tick labels (ignored without POS tags). totals adds the
+    row and column sums as bars beside the map. `title` is plotly HTML (escape user text).
+    Square cells; the figure's width and height are set (see attribution.viz.layout).
+    """
+    panel = map_panel(result, top_k=top_k, pos_overlay=pos_overlay, limit=zmax, clip=clip, totals=totals, style=style)
+    clipped = clip if zmax is None or zmax <= 0 else None
+    subtitle = figure_subtitle(result, clipped, panel.limit if clipped is not None else None)
+    return compose([panel], style, title=title if title is not None else figure_title(result), subtitle=subtitle)
+
+
+def chart_config(fig: go.Figure | None, filename: str, scale: int = 4) -> dict[str, Any]:
+    """plotly config: the camera button saves a PNG at `scale` x of the figure's own layout, named `filename`."""
+    options: dict[str, Any] = {"format": "png", "filename": filename, "scale": max(int(scale), 3)}
+    if fig is not None and fig.layout.width and fig.layout.height:
+        options.update(width=int(fig.layout.width), height=int(fig.layout.height))
     return {
         "displaylogo": False,
-        "responsive": True,
-        "toImageButtonOptions": {"format": "png", "filename": file_stem(result), "scale": max(int(scale), 3)},
-        "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
+        "responsive": False,
+        "toImageButtonOptions": options,
+        "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines", "zoom2d", "pan2d"],
     }
+
+
+# ----------------------------------------------------------------------------- difference map
 
 
 def _word_grid(result: Attribution) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -471,15 +869,47 @@ def align_word_matrices(first: Attribution, second: Attribution) -> tuple[list[i
     return rows, cols, place(rows_1, cols_1, m_1), place(rows_2, cols_2, m_2)
 
 
+DIFFERENCE_MODES = ("raw", "share")
+
+
+def difference_matrices(
+    first: Attribution, second: Attribution, mode: str = "raw"
+) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
+    """Aligned word matrices, as raw contributions or (mode "share") as fractions of each model's own sum.
+
+    Shares compare where each model puts its weight even when the two sums differ (2.6 vs 1.4
+    makes nearly every raw difference positive).
+    """
+    if mode not in DIFFERENCE_MODES:
+        raise ValueError(f"mode must be one of {DIFFERENCE_MODES}, not {mode!r}")
+    rows, cols, m_1, m_2 = align_word_matrices(first, second)
+    if mode == "share":
+        m_1 = _as_share(m_1, first.attribution_sum)
+        m_2 = _as_share(m_2, second.attribution_sum)
+    return rows, cols, m_1, m_2
+
+
+def _as_share(matrix: np.ndarray, total: float) -> np.ndarray:
+    if not (math.isfinite(total) and total != 0):
+        return np.full(matrix.shape, np.nan)
+    return matrix / total
+
+
 def build_difference_map(
-    first: Attribution, second: Attribution, *, zmax: float | None = None, height: int | None = None
+    first: Attribution,
+    second: Attribution,
+    *,
+    mode: str = "raw",
+    zmax: float | None = None,
+    clip: float | None = None,
+    style: Style = PAGE,
 ) -> go.Figure:
-    """Word-level map of first.matrix − second.matrix (same text pair, two models).
+    """Word-level map of first − second (same text pair, two models); mode "share" compares shares of each sum.
 
     Cells align by spaCy word index, so models with different tokenizers compare word for
     word; a word that one model truncated away is blank. Colour range symmetric around 0.
     """
-    rows, cols, m_1, m_2 = align_word_matrices(first, second)
+    rows, cols, m_1, m_2 = difference_matrices(first, second, mode)
     diff = m_1 - m_2
     words_a = first.a.words or second.a.words or []
     words_b = first.b.words or second.b.words or []
@@ -487,80 +917,112 @@ def build_difference_map(
     names_b = [words_b[w] if w < len(words_b) else f"word {w}" for w in cols]
     name_1 = plotly_escape(short_model_name(first.model_name))
     name_2 = plotly_escape(short_model_name(second.model_name))
+    fmt = _percent if mode == "share" else _signed
     custom = np.empty((*diff.shape, 4), dtype=object)
-    for i, word_a in enumerate(names_a):
-        for j, word_b in enumerate(names_b):
-            custom[i, j] = (plotly_escape(word_a), plotly_escape(word_b), _signed(m_1[i, j]), _signed(m_2[i, j]))
-    limit = float(zmax) if zmax is not None and zmax > 0 else symmetric_limit(diff)
-    n_a, n_b = diff.shape
-    longest_b = max((len(shorten(w)) for w in names_b), default=4)
+    escaped_a = [plotly_escape(w) for w in names_a]
+    escaped_b = [plotly_escape(w) for w in names_b]
+    for i, word_a in enumerate(escaped_a):
+        for j, word_b in enumerate(escaped_b):
+            custom[i, j] = (word_a, word_b, fmt(m_1[i, j]), fmt(m_2[i, j]))
+    value = "%{z:+.2%}" if mode == "share" else "%{z:+.4f}"
     template = (
         "<b>%{customdata[0]}</b> – <b>%{customdata[1]}</b><br>"
         f"{name_1} %{{customdata[2]}}<br>{name_2} %{{customdata[3]}}<br>"
-        "difference %{z:+.4f}<extra></extra>"
+        f"difference {value}<extra></extra>"
     )
-    trace = dict(
-        type="heatmap",
-        z=diff,
-        x=list(range(n_b)),
-        y=list(range(n_a)),
+    limit = float(zmax) if zmax is not None and zmax > 0 else symmetric_limit(diff, clip=clip)
+    panel = MapPanel(
+        matrix=diff,
+        row_labels=tick_labels(names_a),
+        col_labels=tick_labels(names_b),
+        row_chars=label_chars(names_a),
+        col_chars=label_chars(names_b),
         customdata=custom,
-        hovertemplate=template,
-        colorscale=DIVERGING,
-        zmid=0.0,
-        zmin=-limit,
-        zmax=limit,
-        xgap=1 if max(n_a, n_b) <= 60 else 0,
-        ygap=1 if max(n_a, n_b) <= 60 else 0,
-        colorbar=dict(
-            title=dict(text=DIFFERENCE_TITLE, side="right", font=dict(size=12, color=MUTED)),
-            thickness=12,
-            len=0.85,
-            outlinewidth=0,
-            tickformat="+.2f",
-        ),
+        template=template,
+        limit=limit,
+        colorbar_title=SHARE_DIFFERENCE_TITLE if mode == "share" else DIFFERENCE_TITLE,
+        row_names=escaped_a,
+        col_names=escaped_b,
+        totals=True,
     )
-    layout = dict(
-        title=dict(
-            text=f"<b>{name_1}</b> − <b>{name_2}</b> · word level",
-            x=0.0,
-            xanchor="left",
-            pad=dict(l=8),
-            font=dict(size=15, color=TEXT_COLOUR),
-        ),
-        xaxis=dict(
-            tickmode="array",
-            tickvals=list(range(n_b)),
-            ticktext=tick_labels(names_b),
-            tickangle=-50 if (n_b > 6 or longest_b > 8) else 0,
-            title=dict(text="text B", font=dict(size=12, color=MUTED)),
-            showgrid=False,
-            zeroline=False,
-            range=[-0.5, n_b - 0.5],
-            automargin=True,
-            ticks="",
-        ),
-        yaxis=dict(
-            tickmode="array",
-            tickvals=list(range(n_a)),
-            ticktext=tick_labels(names_a),
-            ticks="",
-            title=dict(text="text A", font=dict(size=12, color=MUTED)),
-            showgrid=False,
-            zeroline=False,
-            range=[n_a - 0.5, -0.5],
-            automargin=True,
-        ),
-        height=height or figure_height(n_a, False, longest_b),
-        margin=dict(l=10, r=10, t=42, b=10),
-        font=dict(family=FONT, color=TEXT_COLOUR),
-        paper_bgcolor="white",
-        plot_bgcolor="white",
-        hoverlabel=dict(bgcolor="white", bordercolor="#9ca3af", font=dict(size=13, family=FONT)),
-        dragmode=False,
-    )
-    return fast_figure([trace], layout)
+    what = "shares of each model's sum" if mode == "share" else "raw contributions"
+    subtitle = f"{what}; red: {name_1} credits the pair more, blue: {name_2} does"
+    return compose([panel], style, title=f"<b>{name_1}</b> − <b>{name_2}</b> · word level", subtitle=subtitle)
 
 
 def _signed(value: float) -> str:
     return f"{value:+.4f}" if math.isfinite(value) else "–"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:+.2f} %" if math.isfinite(value) else "–"
+
+
+def figure_size(fig: go.Figure) -> tuple[int, int]:
+    """(width, height) in px that a builder set on `fig`."""
+    return int(fig.layout.width or 700), int(fig.layout.height or 500)
+
+
+# ----------------------------------------------------------------------------- what-if: before and after
+
+STATUS_MARKS = {"same": "", "changed": "", "removed": "✕ ", "added": "+ "}
+
+
+def _status_labels(labels: Sequence[str], status: Sequence[str], colours: Palette) -> list[str]:
+    out = []
+    for label, state in zip(labels, status, strict=True):
+        text = plotly_escape(shorten(label, 24 if state == "changed" else 18))
+        if state == "same":
+            out.append(text)
+        else:
+            colour = colours.positive if state != "removed" else colours.muted
+            out.append(f"<span style='color:{colour}'>{STATUS_MARKS[state]}{text}</span>")
+    return out
+
+
+def build_change_map(comparison: Any, *, style: Style = PAGE, clip: float | None = None) -> go.Figure:
+    """Map of after − before for one model (an `attribution.whatif.Comparison`).
+
+    Rows and columns are the aligned tokens of both versions: '✕ token' only before (dropped),
+    '+ token' only after, 'old → new' at the same position. A cell missing in one version counts
+    as 0 there, so the cells add up to the change of the attribution sum.
+    """
+    colours = palette(style)
+    before, after = comparison.result_before, comparison.result_after
+    change = np.asarray(comparison.change, dtype=np.float64)
+    rows, cols = comparison.rows, comparison.cols
+    names_a = [plotly_escape(label) for label in rows.labels]
+    names_b = [plotly_escape(label) for label in cols.labels]
+    custom = np.empty((*change.shape, 4), dtype=object)
+    for i, name_a in enumerate(names_a):
+        for j, name_b in enumerate(names_b):
+            custom[i, j] = (name_a, name_b, _signed(comparison.before[i, j]), _signed(comparison.after[i, j]))
+    template = (
+        "<b>%{customdata[0]}</b> – <b>%{customdata[1]}</b><br>"
+        "before %{customdata[2]}<br>after %{customdata[3]}<br>change %{z:+.4f}<extra></extra>"
+    )
+    panel = MapPanel(
+        matrix=change,
+        row_labels=_status_labels(rows.labels, rows.status, colours),
+        col_labels=_status_labels(cols.labels, cols.status, colours),
+        row_chars=max((len(shorten(t, 24)) + 2 for t in rows.labels), default=4),
+        col_chars=max((len(shorten(t, 24)) + 2 for t in cols.labels), default=4),
+        customdata=custom,
+        template=template,
+        limit=symmetric_limit(change, clip=clip),
+        colorbar_title="change (after − before)",
+        row_names=names_a,
+        col_names=names_b,
+        totals=True,
+        total_for_share=math.nan,
+    )
+    label = similarity_label(before)
+    title = (
+        f"<b>{plotly_escape(short_model_name(before.model_name))}</b> · what if · {label} "
+        f"{before.own_score:.3f} → {after.own_score:.3f} ({comparison.score_change:+.3f})"
+    )
+    subtitle = (
+        f"after − before, layer {before.layer}; cells sum {before.attribution_sum:+.3f} → "
+        f"{after.attribution_sum:+.3f}; ✕ dropped, + added, old → new masked or replaced"
+    )
+    return compose([panel], style, title=title, subtitle=subtitle)

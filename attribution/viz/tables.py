@@ -11,9 +11,10 @@ import pandas as pd
 
 from ..result import Attribution
 from ..settings import DEFAULT_TOLERANCE
-from .heatmap import align_word_matrices, short_model_name, similarity_label
+from .heatmap import difference_matrices, short_model_name, similarity_label
 
-TOP_COLUMNS = ["rank", "text A", "text B", "POS A", "POS B", "value", "share", "cumulative share"]
+# Key columns first, so a narrow table still shows the pair and its value.
+TOP_COLUMNS = ["rank", "text A", "text B", "value", "share", "cumulative share", "POS A", "POS B"]
 
 
 def top_pairs_frame(result: Attribution, k: int) -> pd.DataFrame:
@@ -46,13 +47,14 @@ def top_share_sentence(result: Attribution, k: int) -> str:
     return f"{subject} {carried} of the attribution sum"
 
 
-def difference_frame(first: Attribution, second: Attribution, k: int = 10) -> pd.DataFrame:
+def difference_frame(first: Attribution, second: Attribution, k: int = 10, mode: str = "raw") -> pd.DataFrame:
     """The k word pairs whose contributions differ most between two word-level results.
 
-    Columns: text A, text B, each model's value (named after the model), difference
-    (first − second); word pairs missing in either model are left out.
+    Columns: text A, text B, difference (first − second), then each model's value (named
+    after the model); mode "share": every number is a fraction of that model's own sum.
+    Word pairs missing in either model are left out.
     """
-    rows, cols, m_1, m_2 = align_word_matrices(first, second)
+    rows, cols, m_1, m_2 = difference_matrices(first, second, mode)
     diff = m_1 - m_2
     words_a, words_b = first.a.words or [], first.b.words or []
     name_1, name_2 = short_model_name(first.model_name), short_model_name(second.model_name)
@@ -64,13 +66,13 @@ def difference_frame(first: Attribution, second: Attribution, k: int = 10) -> pd
         {
             "text A": words_a[rows[i]] if rows[i] < len(words_a) else f"word {rows[i]}",
             "text B": words_b[cols[j]] if cols[j] < len(words_b) else f"word {cols[j]}",
+            "difference": diff[i, j],
             name_1: m_1[i, j],
             name_2: m_2[i, j],
-            "difference": diff[i, j],
         }
         for i, j in order
     ]
-    return pd.DataFrame(records, columns=["text A", "text B", name_1, name_2, "difference"])
+    return pd.DataFrame(records, columns=["text A", "text B", "difference", name_1, name_2])
 
 
 def matrix_frame(result: Attribution) -> pd.DataFrame:
@@ -108,7 +110,7 @@ def _number(value: float, digits: int = 4) -> str:
 
 
 def score_facts(result: Attribution) -> list[Fact]:
-    """The score panel's lines below the similarity itself."""
+    """The score panel's lines beside the similarity and its decomposition."""
     relative = result.relative_error
     rel_text = f"{100 * relative:.2g} %" if math.isfinite(relative) else "n/a"
     steps = f"{result.steps} · {result.rule}" + (" (auto)" if result.tolerance is not None else "")
@@ -117,7 +119,7 @@ def score_facts(result: Attribution) -> list[Fact]:
         Fact(
             "reference terms",
             _number(result.reference_terms),
-            "score − target: the part of the score that token pairs cannot explain",
+            "explained score − target: the part of the score that token pairs cannot explain",
         ),
         Fact(
             "integration error",
@@ -132,8 +134,75 @@ def score_facts(result: Attribution) -> list[Fact]:
     ]
 
 
+@dataclass(frozen=True)
+class Term:
+    """One bar of the decomposition: label, value in score units, kind ("part" or "total")."""
+
+    label: str
+    value: float
+    help: str
+    kind: str = "part"
+
+
+def decomposition(result: Attribution) -> list[Term]:
+    """The explained score as a sum: cells of the map + reference terms − integration error = score.
+
+    score − target = reference terms and target = attribution sum − integration error, so the
+    parts add up to the explained score exactly (the last, "total", term). In exact mode the
+    explained score is the similarity of the shifted embeddings, not the model's own.
+    """
+    label = similarity_label(result)
+    total = f"= {label}" if result.mode != "exact" else f"= exact-mode {label}"
+    return [
+        Term("token pairs (all cells)", result.attribution_sum, "the attribution sum: what the map shows"),
+        Term("reference terms", result.reference_terms, "the part of the score no token pair explains"),
+        Term("− integration error", -result.integration_error, "what the quadrature missed (more steps shrink it)"),
+        Term(total, result.score, "the score the map explains", kind="total"),
+    ]
+
+
+def exact_mode_warning(result: Attribution) -> str | None:
+    """Why the map does not explain the model's own score (exact mode on a model not trained for it)."""
+    if not result.explains_other_score:
+        return None
+    label = similarity_label(result)
+    return (
+        f"{short_model_name(result.model_name)} was not trained for exact mode. The map explains the {label} of "
+        f"the shifted embeddings f(x) − f(reference), {result.score:.3f}, not the model's own {label}, "
+        f"{result.own_score:.3f}. Choose mode 'approximate' (Advanced options) to explain the model's score, "
+        "or fine-tune an exact model (pairlens finetune)."
+    )
+
+
+def _bars_html(terms: list[Term]) -> str:
+    values = [t.value for t in terms if math.isfinite(t.value)]
+    low, high = min([0.0, *values]), max([0.0, *values])
+    span = (high - low) or 1.0
+    zero = 100 * (0.0 - low) / span
+    rows = []
+    for term in terms:
+        value = term.value if math.isfinite(term.value) else 0.0
+        left = 100 * (min(value, 0.0) - low) / span
+        width = max(100 * abs(value) / span, 0.4)
+        kind = "total" if term.kind == "total" else ("pos" if value >= 0 else "neg")
+        rows.append(
+            f"<div class='pl-term pl-{kind}' title='{html.escape(term.help)}'>"
+            f"<span class='pl-term-label'>{html.escape(term.label)}</span>"
+            f"<span class='pl-term-track'><span class='pl-term-zero' style='left:{zero:.2f}%'></span>"
+            f"<span class='pl-term-bar' style='left:{left:.2f}%;width:{width:.2f}%'></span></span>"
+            f"<span class='pl-term-value'>{html.escape(_number(term.value))}</span></div>"
+        )
+    return f"<div class='pl-decomp'>{''.join(rows)}</div>"
+
+
 def score_card_html(result: Attribution) -> str:
-    """The score panel as HTML (classes styled by assets/style.css; all text escaped)."""
+    """The score panel as HTML (classes styled by assets/style.css; all text escaped).
+
+    The headline is always the model's own similarity; in exact mode the explained score (of the
+    shifted embeddings) stands beside it under its own name. Below: the decomposition bars
+    (score = cells + reference terms − error) and the run's facts.
+    """
+    label = similarity_label(result)
     lines = []
     for fact in score_facts(result):
         cls = " class='pl-warn'" if fact.warn else ""
@@ -141,10 +210,23 @@ def score_card_html(result: Attribution) -> str:
             f"<div class='pl-fact' title='{html.escape(fact.help)}'><dt>{html.escape(fact.label)}</dt>"
             f"<dd{cls}>{html.escape(fact.value)}</dd></div>"
         )
+    headline = (
+        f"<div class='pl-score'><span class='pl-score-label'>{html.escape(label)} similarity</span>"
+        f"<span class='pl-score-value'>{result.own_score:.3f}</span>"
+        f"<span class='pl-score-note'>the model's own score</span></div>"
+    )
+    if result.mode == "exact":
+        note = "not an exact model" if result.explains_other_score else "shifted embeddings"
+        cls = "pl-score pl-score-alt" + (" pl-score-off" if result.explains_other_score else "")
+        headline += (
+            f"<div class='{cls}'><span class='pl-score-label'>exact-mode target</span>"
+            f"<span class='pl-score-value'>{result.score:.3f}</span>"
+            f"<span class='pl-score-note'>{html.escape(note)}: what the map explains</span></div>"
+        )
     return (
         "<div class='pl-card'>"
-        f"<div class='pl-score'><span class='pl-score-label'>{html.escape(similarity_label(result))} similarity</span>"
-        f"<span class='pl-score-value'>{result.score:.3f}</span></div>"
+        f"<div class='pl-headline'>{headline}</div>"
+        f"{_bars_html(decomposition(result))}"
         f"<dl class='pl-facts'>{''.join(lines)}</dl>"
         "</div>"
     )

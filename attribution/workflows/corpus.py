@@ -2,6 +2,11 @@
 
     python -m attribution analyze --model NAME|PATH --data FILE --out DIR [--limit N]
         [--layer L] [--steps auto|N] [--rule R] [--mode M] [--convergence-pairs 10] [--no-png]
+        [--ray [ADDRESS] [--workers N] [--gpus-per-worker G] [--batch-size B]]
+
+With --ray the pairs are computed by Ray actors (attribution.workflows.distributed): the same
+folder, records, resume, settings check, lock and summary, records in completion order. Both
+paths compute through a `Backend` and append through one `RecordWriter`.
 
 Files in DIR:
 
@@ -45,19 +50,23 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import torch
 
-from ..core import engine, many
+from ..core import engine
 from ..core.options import RULES, ExplainOptions, add_explain_options, options_from_args
 from ..errors import InputError
 from ..jsonable import json_ready
 from ..models import LoadedModel
 from ..result import Attribution
+from ..service.cache import cached_explain, cached_explain_many
 from ..settings import DEFAULT_MODEL, get_settings
 from .corpus_summary import LEVELS, ConvergenceAccumulator, CorpusAccumulator, PairStats
 from .data import FORMAT_NAMES, Pair, PairFile, read_pairs
+
+if TYPE_CHECKING:
+    from .distributed import RayOptions
 
 RESULTS = "attributions.jsonl"
 CONVERGENCE = "convergence.jsonl"
@@ -309,6 +318,8 @@ def analyze(
     png: bool = True,
     progress: bool = True,
     on_progress: ProgressFn | None = None,
+    cache: bool = True,
+    ray: RayOptions | None = None,
     **option_values: Any,
 ) -> RunReport:
     """Attribute every pair of `data` (first `limit`) into `out`, resuming; then summarize and plot.
@@ -316,7 +327,11 @@ def analyze(
     options (or its fields as keywords: layer=, steps=, ...): what explain() computes for each
     pair. gold_scale: gold / gold_scale is compared with the score for the accuracy split
     (default 5 for STS-B, else the largest |gold|). progress: a tqdm bar on stderr.
-    on_progress: called after each pair with (done, total, phase).
+    on_progress: called after each pair with (done, total, phase). ray: compute the pairs on
+    Ray actors (attribution.workflows.distributed.RayOptions: a local Ray, or a cluster to join);
+    Ray is started or joined, and its resources checked, before the folder is touched. The
+    folder, its records, resume and the summary are the same as without it. cache: serially, look
+    each pair up in the persistent result cache (PAIRLENS_HOME) before computing it, and store it after.
     """
     if options is None:
         options = ExplainOptions.create(**option_values)
@@ -332,28 +347,206 @@ def analyze(
     if not conv_steps or conv_steps[0] < 1 or conv_steps[-1] > max_steps:
         raise InputError(f"--convergence-steps must be whole numbers from 1 to {max_steps} (got {convergence_steps}).")
     pairs = pair_file.pairs[:limit] if limit is not None else pair_file.pairs
+    rest = (pair_file, pairs, options, limit, convergence_pairs, conv_steps, gold_scale, png, progress, on_progress)
+    if ray is not None:
+        from .distributed import connect
+
+        with connect(ray, model) as cluster, output_folder(out) as out_dir, cluster.backend() as backend:
+            return _analyze(backend, out_dir, *rest)
     with output_folder(out) as out_dir:
-        return _analyze(
-            model,
-            pair_file,
-            pairs,
-            out_dir,
-            options,
-            limit,
-            convergence_pairs,
-            conv_steps,
-            gold_scale,
-            png,
-            progress,
-            on_progress,
+        loaded = engine.as_model(model, options.device)
+        return _analyze(SerialBackend(loaded, cache=cache), out_dir, *rest)
+
+
+# ----------------------------------------------------------------------------- backends and records
+
+Outcome = Attribution | str  # an engine result, or the message of the InputError that refused the pair
+Curves = dict[str, list[tuple[int, float]]]  # convergence_errors' {rule: [(N, relative error)]}, JSON-ready
+
+
+class Backend(Protocol):
+    """Where the pairs are computed: `SerialBackend` (this process) or distributed.RayBackend (Ray actors).
+
+    `attributions` and `convergence` yield (key, record) for the jobs given, in any order; a key
+    may come twice (a batch sent again after a worker died): `RecordWriter` writes it once.
+    """
+
+    def resolve(self, options: ExplainOptions) -> tuple[str, int, ExplainOptions]:
+        """(model name, number of layers, the options resolved for the model)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """How the pairs are computed, for run.json and the summary's "run" (e.g. torch_threads)."""
+        ...
+
+    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: ExplainOptions) -> Iterator[tuple[str, Any]]:
+        """(key, pair_record) for each (pair, key)."""
+        ...
+
+    def convergence(
+        self, jobs: Sequence[tuple[Pair, str, int]], settings: RunSettings
+    ) -> Iterator[tuple[tuple[str, int], Any]]:
+        """((key, layer), convergence_record) for each (pair, key, layer)."""
+        ...
+
+
+class SerialBackend:
+    """Pair after pair in this process, with one loaded model."""
+
+    def __init__(self, model: LoadedModel, *, cache: bool = False) -> None:
+        self.model = model
+        self.cache = cache
+
+    def resolve(self, options: ExplainOptions) -> tuple[str, int, ExplainOptions]:
+        return self.model.name, self.model.num_layers, options.for_model(self.model)
+
+    def info(self) -> dict[str, Any]:
+        return {"torch_threads": torch.get_num_threads()}
+
+    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: ExplainOptions) -> Iterator[tuple[str, Any]]:
+        for start in range(0, len(jobs), ATTRIBUTION_BATCH):
+            batch = jobs[start : start + ATTRIBUTION_BATCH]
+            outcomes = batch_outcomes(self.model, [pair for pair, _ in batch], options, cache=self.cache)
+            for (pair, key), outcome in zip(batch, outcomes, strict=True):
+                yield key, pair_record(pair, key, outcome)
+
+    def convergence(
+        self, jobs: Sequence[tuple[Pair, str, int]], settings: RunSettings
+    ) -> Iterator[tuple[tuple[str, int], Any]]:
+        for pair, key, layer in jobs:
+            outcome = convergence_outcome(self.model, pair, settings, layer)
+            yield (key, layer), convergence_record(pair, key, layer, outcome)
+
+
+def explain_outcome(model: LoadedModel, pair: Pair, options: ExplainOptions, *, cache: bool = False) -> Outcome:
+    """explain() of one pair with POS tags, or the message of the InputError that refused it.
+
+    cache: look the pair up in (and store it into) the persistent result cache of PAIRLENS_HOME.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # kept in result.warnings
+            result, _ = cached_explain(
+                model, pair.text_a, pair.text_b, options, pos=True, cache="default" if cache else None
+            )
+            return result
+    except InputError as exc:
+        return str(exc)
+
+
+def batch_outcomes(
+    model: LoadedModel, pairs: Sequence[Pair], options: ExplainOptions, *, cache: bool = False
+) -> list[Outcome]:
+    """explain_outcome of each pair, in order, computed together by explain_many: texts of equal
+    length share the first round of nodes, and each result equals explain()'s.
+
+    cache: pairs found in the persistent result cache are taken from it, the others stored after.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kept in result.warnings
+        outcomes = cached_explain_many(
+            model, [(p.text_a, p.text_b) for p in pairs], options, pos=True, cache="default" if cache else None
         )
+    return [str(o) if isinstance(o, InputError) else o for o in outcomes]
+
+
+def pair_record(pair: Pair, key: str, outcome: Outcome) -> dict[str, Any]:
+    """The attributions.jsonl line of a pair: {"row", "key", "gold", "result"} or {..., "error"}."""
+    record: dict[str, Any] = {"row": pair.row, "key": key, "gold": pair.gold}
+    if isinstance(outcome, str):
+        record["error"] = outcome
+    else:
+        record["result"] = outcome.to_dict()
+    return record
+
+
+def convergence_outcome(model: LoadedModel, pair: Pair, settings: RunSettings, layer: int) -> Curves | str:
+    """convergence_errors of one pair at one layer for every rule (JSON-ready), or the refusal's message."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            curves = convergence_errors(
+                model,
+                pair.text_a,
+                pair.text_b,
+                settings.options.replace(layer=layer),
+                RULES,
+                settings.convergence_steps,
+            )
+        result: Curves = json_ready(curves)
+        return result
+    except InputError as exc:
+        return str(exc)
+
+
+def convergence_record(pair: Pair, key: str, layer: int, outcome: Curves | str) -> dict[str, Any]:
+    """The convergence.jsonl line of a (pair, layer): {"row", "key", "layer", "errors"} or {..., "error"}."""
+    record: dict[str, Any] = {"row": pair.row, "key": key, "layer": layer}
+    if isinstance(outcome, str):
+        record["error"] = outcome
+    else:
+        record["errors"] = outcome
+    return record
+
+
+class RecordWriter:
+    """The only writer of one JSONL file during a run: each key's record is appended once (fsynced).
+
+    written: the keys already in the file; a record for one of them is dropped, so a batch sent
+    again never writes a pair twice. Counts records with an "error" as failed, others as
+    computed; shows a tqdm bar (done, rate, time left) and calls on_progress after each record.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        written: set[Any],
+        total: int,
+        desc: str,
+        *,
+        progress: bool,
+        on_progress: ProgressFn | None,
+        phase: str,
+        unit: str = "pair",
+    ) -> None:
+        self.path, self.written, self.total, self.phase = path, written, total, phase
+        self.initial = len(written)
+        self.computed = self.failed = 0
+        self.on_progress = on_progress
+        self.bar = _bar(total, self.initial, desc, progress, unit)
+
+    def add(self, key: Any, record: dict[str, Any]) -> bool:
+        """Append the record unless its key is written already; True when it was appended."""
+        if key in self.written:
+            return False
+        append_line(self.path, record)
+        self.written.add(key)
+        if "error" in record:
+            self.failed += 1
+        else:
+            self.computed += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.on_progress is not None:
+            self.on_progress(self.initial + self.computed + self.failed, self.total, self.phase)
+        return True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _analyze(
-    model: LoadedModel | str,
+    backend: Backend,
+    out_dir: Path,
     pair_file: PairFile,
     pairs: list[Pair],
-    out_dir: Path,
     options: ExplainOptions,
     limit: int | None,
     convergence_pairs: int,
@@ -363,15 +556,14 @@ def _analyze(
     progress: bool,
     on_progress: ProgressFn | None,
 ) -> RunReport:
-    """analyze() inside its locked, writable output folder."""
-    loaded = engine.as_model(model, options.device)
-    options = options.for_model(loaded)
+    """analyze() inside its locked, writable output folder, the pairs computed by `backend`."""
+    name, num_layers, options = backend.resolve(options)
     settings = RunSettings(
-        model=loaded.name,
+        model=name,
         data=str(Path(pair_file.path).expanduser().resolve()),
         options=options,
         convergence_steps=conv_steps,
-        convergence_layers=convergence_layers(loaded.num_layers),
+        convergence_layers=convergence_layers(num_layers),
     )
     check_settings(out_dir, settings)
     if gold_scale is None:
@@ -389,7 +581,7 @@ def _analyze(
             "pairs": len(pairs),
             "convergence_pairs": convergence_pairs,
             "gold_scale": gold_scale,
-            "torch_threads": torch.get_num_threads(),
+            **backend.info(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
@@ -402,28 +594,18 @@ def _analyze(
     skipped = len(wanted) - len(todo)
 
     started = time.perf_counter()
-    computed = failed = 0
-    bar = _bar(len(wanted), skipped, "attributions", progress)
-    try:
-        for start in range(0, len(todo), ATTRIBUTION_BATCH):
-            for record in attribution_records(loaded, todo[start : start + ATTRIBUTION_BATCH], options):
-                append_line(results_path, record)
-                if "result" in record:
-                    computed += 1
-                else:
-                    failed += 1
-                if bar is not None:
-                    bar.update(1)
-                if on_progress is not None:
-                    on_progress(skipped + computed + failed, len(wanted), "pairs")
-    finally:
-        if bar is not None:
-            bar.close()
+    written = {k for _, k in wanted if k in done}
+    with RecordWriter(
+        results_path, written, len(wanted), "attributions", progress=progress, on_progress=on_progress, phase="pairs"
+    ) as writer:
+        for key, record in backend.attributions(todo, options):
+            writer.add(key, record)
+    computed, failed = writer.computed, writer.failed
     seconds = time.perf_counter() - started
 
     conv_started = time.perf_counter()
     subset = wanted[: min(convergence_pairs, len(wanted))]
-    run_convergence(loaded, subset, out_dir / CONVERGENCE, settings, progress, on_progress)
+    run_convergence(backend, subset, out_dir / CONVERGENCE, settings, progress, on_progress)
     conv_seconds = time.perf_counter() - conv_started
 
     run_info = {
@@ -434,34 +616,11 @@ def _analyze(
         "skipped_finished": skipped,
         "attribution_seconds_this_call": seconds,
         "convergence_seconds_this_call": conv_seconds,
-        "torch_threads": torch.get_num_threads(),
+        **backend.info(),
     }
     keys = {k for _, k in wanted}
     summary = finish(out_dir, keys, gold_scale, {k for _, k in subset}, run_info, png=png)
     return RunReport(out_dir, len(wanted), computed, skipped, failed, dropped, seconds, conv_seconds, summary)
-
-
-def attribution_records(
-    model: LoadedModel, batch: Sequence[tuple[Pair, str]], options: ExplainOptions
-) -> list[dict[str, Any]]:
-    """One attributions.jsonl record per (pair, key), in order: {"row", "key", "gold", "result"}, or
-    "error" (the InputError explain() gives) in place of "result" for a pair the engine refuses.
-
-    The batch is computed by explain_many (texts of equal length share the first round of nodes),
-    so its results equal explain()'s pair by pair.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # kept in result.warnings
-        outcomes = many.explain_outcomes(model, [(p.text_a, p.text_b) for p, _ in batch], options, pos=True)
-    records = []
-    for (pair, key), outcome in zip(batch, outcomes, strict=True):
-        record: dict[str, Any] = {"row": pair.row, "key": key, "gold": pair.gold}
-        if isinstance(outcome, InputError):
-            record["error"] = str(outcome)
-        else:
-            record["result"] = outcome.to_dict()
-        records.append(record)
-    return records
 
 
 def finish(
@@ -526,7 +685,7 @@ def convergence_errors(
 
 
 def run_convergence(
-    model: LoadedModel,
+    backend: Backend | LoadedModel,
     subset: Sequence[tuple[Pair, str]],
     path: Path,
     settings: RunSettings,
@@ -534,40 +693,27 @@ def run_convergence(
     on_progress: ProgressFn | None,
 ) -> None:
     """Append one line per (pair, layer) of the subset that convergence.jsonl lacks."""
+    if isinstance(backend, LoadedModel):
+        backend = SerialBackend(backend)
     repair_tail(path)
     done = {(obj["key"], obj["layer"]) for obj in read_lines(path) if obj is not None and "key" in obj}
     jobs = [(p, k, layer) for p, k in subset for layer in settings.convergence_layers]
     todo = [(p, k, layer) for p, k, layer in jobs if (k, layer) not in done]
     if not jobs:
         return
-    bar = _bar(len(jobs), len(jobs) - len(todo), "convergence (pair x layer)", progress, "job") if todo else None
-    finished = len(jobs) - len(todo)
-    try:
-        for pair, key, layer in todo:
-            record: dict[str, Any] = {"row": pair.row, "key": key, "layer": layer}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    curves = convergence_errors(
-                        model,
-                        pair.text_a,
-                        pair.text_b,
-                        settings.options.replace(layer=layer),
-                        RULES,
-                        settings.convergence_steps,
-                    )
-                record["errors"] = json_ready(curves)
-            except InputError as exc:
-                record["error"] = str(exc)
-            append_line(path, record)
-            finished += 1
-            if bar is not None:
-                bar.update(1)
-            if on_progress is not None:
-                on_progress(finished, len(jobs), "convergence")
-    finally:
-        if bar is not None:
-            bar.close()
+    written = {(k, layer) for _, k, layer in jobs if (k, layer) in done}
+    with RecordWriter(
+        path,
+        written,
+        len(jobs),
+        "convergence (pair x layer)",
+        progress=progress and bool(todo),
+        on_progress=on_progress,
+        phase="convergence",
+        unit="job",
+    ) as writer:
+        for key, record in backend.convergence(todo, settings):
+            writer.add(key, record)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -749,6 +895,38 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-png", action="store_true", help="skip PNG export (HTML report only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-cache", action="store_true", help="compute every pair even if the result cache has it")
+    from .distributed import DEFAULT_BATCH_SIZE
+
+    ray = parser.add_argument_group("Ray (optional extra: pip install 'pairlens[ray]')")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="compute the pairs on Ray actors: a local Ray without ADDRESS, else join the cluster at ADDRESS "
+        "(HOST:PORT, ray://HOST:PORT or auto)",
+    )
+    ray.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Ray actors, one loaded model each (default: local cores / --threads, or all the cluster holds)",
+    )
+    ray.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs per actor (0.5: two actors share a GPU; default 0: CPU actors)",
+    )
+    ray.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"pairs per batch sent to an actor, pairs of similar length together (default {DEFAULT_BATCH_SIZE})",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -761,11 +939,13 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1 (got {args.limit}).")
     options = options_from_args(args)
+    ray = ray_options(args)
     pair_file = read_pairs(args.data, limit=args.limit)  # a bad file fails before the model loads
-    if threads < args.threads:
+    if threads < args.threads and not args.ray:  # on a cluster (--ray ADDRESS) each worker caps at its node's cores
         cores = f"--threads {args.threads} is more than the {threads} CPU cores here"
         print(f"pairlens: warning: {cores}; using {threads}.", file=sys.stderr)
-    torch.set_num_threads(threads)
+    if ray is None:
+        torch.set_num_threads(threads)
     report = analyze(
         args.model,
         pair_file,
@@ -777,9 +957,30 @@ def run(args: argparse.Namespace) -> int:
         gold_scale=args.gold_scale,
         png=not args.no_png,
         progress=not args.no_progress,
+        cache=not args.no_cache,
+        ray=ray,
     )
     print(report_text(report, pair_file))
     return 0
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The RayOptions of `--ray [ADDRESS] --workers --gpus-per-worker --batch-size` (None without --ray)."""
+    ray_flags = {"--workers": args.workers, "--gpus-per-worker": args.gpus_per_worker, "--batch-size": args.batch_size}
+    if args.ray is None:
+        given = [flag for flag, value in ray_flags.items() if value is not None]
+        if given:
+            raise InputError(f"{given[0]} applies to Ray runs: add --ray (a local Ray) or --ray ADDRESS, or drop it.")
+        return None
+    from .distributed import RayOptions
+
+    return RayOptions.create(
+        address=args.ray or None,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        batch_size=args.batch_size,
+        threads=args.threads if args.ray else check_threads(args.threads),
+    )
 
 
 def check_threads(requested: int) -> int:
@@ -816,6 +1017,14 @@ def report_text(report: RunReport, pair_file: PairFile) -> str:
         sp = corr["score_vs_gold"].get("spearman")
         if sp is not None:
             lines.append(f"gold        Spearman(score, gold) {sp:.3f} over {corr['n']} pairs")
+    ray = (s.get("run") or {}).get("ray")
+    if ray:
+        lines.append(
+            f"ray         {ray['workers']} workers ({ray['where']}), ready in {ray['startup_seconds']:.1f} s, "
+            f"{ray['worker_deaths']} worker deaths, {ray['resent_batches']} batches sent again"
+        )
+        if ray.get("note"):
+            lines.append(f"note        {ray['note']}")
     plots = s.get("plots", {})
     lines.append(f"written     {report.out / SUMMARY}, {report.out / PAIRS}, {report.out / REPORT}")
     if plots.get("note"):

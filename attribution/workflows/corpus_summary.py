@@ -301,9 +301,10 @@ class CorpusAccumulator:
     stats: list[PairStats] = field(default_factory=list)
     pos: PosAccumulator = field(default_factory=PosAccumulator)
     failed: int = 0
-    failures: list[str] = field(default_factory=list)  # first few messages
+    failures: list[str] = field(default_factory=list)  # the messages of the first few rows
     no_pos: int = 0
     warnings: int = 0
+    _failure_rows: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     def add(self, result: Attribution, row: int, key: str, gold: float | None) -> PairStats:
         """Reduce and keep one result (token level); returns its PairStats."""
@@ -315,9 +316,12 @@ class CorpusAccumulator:
         return stats
 
     def add_failure(self, row: int, message: str) -> None:
+        """Count a refused pair; keep the messages of the 5 lowest rows (the same whatever order they come in)."""
         self.failed += 1
-        if len(self.failures) < 5:
-            self.failures.append(f"line {row}: {message}")
+        self._failure_rows.append((row, message))
+        self._failure_rows.sort(key=lambda item: item[0])
+        del self._failure_rows[5:]
+        self.failures = [f"line {r}: {m}" for r, m in self._failure_rows]
 
     def prediction_error(self, s: PairStats) -> float | None:
         """|score - gold / gold_scale|, None without gold or scale."""
@@ -379,7 +383,7 @@ class CorpusAccumulator:
         scored = [(e, s) for s in self.stats if (e := self.prediction_error(s)) is not None]
         if len(scored) < 4:
             return None
-        scored.sort(key=lambda item: item[0])
+        scored.sort(key=lambda item: (item[0], item[1].row))  # ties by row: the same in any record order
         quarter = len(scored) // 4
         groups = {"most_accurate": scored[:quarter], "least_accurate": scored[-quarter:]}
         out: dict[str, Any] = {
