@@ -72,7 +72,8 @@ def explain_many(
     computed; `explain_outcomes` reports such pairs one by one instead. pos: annotate words and
     POS tags. run: cancellation and the differentiation gate (raises Cancelled). progress: called
     with (pairs finished, pairs in all). Each result's `seconds` is its own integration plus an
-    equal share of the batched work.
+    equal share of the batched work. No PairLensWarning is emitted (one per pair would flood a
+    corpus run): truncation and non-convergence notes are in each result's `warnings`.
     """
     pairs = _pair_list(pairs)
     outcomes = explain_outcomes(
