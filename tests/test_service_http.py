@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from attribution import explain
 from attribution.cli import explain_json
+from attribution.devices import available_devices
 from attribution.service import JobManager, ResultCache
 from attribution.service.http import create_app, max_body_bytes
 
@@ -52,6 +53,7 @@ def test_health_and_models(client: TestClient) -> None:
     assert "all-MiniLM-L6-v2" in names
     facts = client.get("/models/all-MiniLM-L6-v2").json()
     assert facts["num_layers"] == 6 and facts["default_layer"] == 5
+    assert facts["device"] in available_devices()  # where the server computes (PAIRLENS_DEVICE), for the page
 
 
 def test_explain_returns_the_cli_json(client: TestClient, minilm: Any) -> None:
