@@ -152,10 +152,12 @@ def load_average() -> str:
 
 
 def analyze_command(args: argparse.Namespace, out: Path, ray: bool) -> list[str]:
+    """The analyze command line; --no-cache: the serial run would otherwise read earlier runs' results
+    from the persistent cache of PAIRLENS_HOME (Ray workers never use it)."""
     command = [
         sys.executable, "-m", "attribution", "analyze", "--model", args.model, "--data", str(STSB),
         "--limit", str(args.pairs), "--out", str(out), "--convergence-pairs", str(args.convergence_pairs),
-        "--threads", "1", "--no-progress", "--no-png",
+        "--threads", "1", "--no-progress", "--no-png", "--no-cache",
     ]  # fmt: skip
     if args.layer is not None:
         command += ["--layer", str(args.layer)]
@@ -350,10 +352,11 @@ def main() -> int:
     args.convergence_pairs = 10 if args.convergence_pairs is None else args.convergence_pairs
     out = Path(args.out) if args.out else get_settings().home / "runs" / f"bench-stsb-test-{args.pairs}"
     shutil.rmtree(out, ignore_errors=True)
+    # --no-cache: a fresh run computes every pair (none read from the persistent cache of PAIRLENS_HOME)
     command = [
         sys.executable, "-m", "attribution", "analyze", "--model", args.model, "--data", str(STSB),
         "--limit", str(args.pairs), "--out", str(out), "--convergence-pairs", str(args.convergence_pairs),
-        "--threads", str(args.threads), "--no-progress", *(["--no-png"] if args.no_png else []),
+        "--threads", str(args.threads), "--no-progress", "--no-cache", *(["--no-png"] if args.no_png else []),
     ]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)

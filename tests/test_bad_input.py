@@ -172,7 +172,15 @@ def test_invalid_utf8_in_data_files(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 @pytest.fixture
 def _fresh_caches() -> None:
+    """No result from an earlier test: Streamlit's caches, the page's outcomes, the persistent cache."""
+    from attribution.service.cache import default_cache
+    from components import backend
+
     st.cache_data.clear()
+    backend.registry().clear()
+    persistent = default_cache()
+    if persistent is not None:
+        persistent.clear()
 
 
 def messages(elements: object) -> str:

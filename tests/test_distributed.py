@@ -109,6 +109,29 @@ def test_ray_flags_without_ray_are_refused(tmp_path: Path, capsys) -> None:  # t
     assert not (tmp_path / "run").exists() and not ray.is_initialized()
 
 
+def test_more_gpus_than_a_local_ray_has_is_one_line_and_the_local_ray_is_gone(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The CLI starts a local Ray, finds too few GPUs, and leaves nothing: no folder, no Ray, no temp dir."""
+    assert not ray.is_initialized(), "bad-input tests must run before the module's Ray session starts"
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        path = real_mkdtemp(*args, **kwargs)
+        made.append(path)
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    base = ["analyze", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress", "--ray"]
+    code = main([*base, "--gpus-per-worker", "1000"])  # more GPUs than any machine running this test has
+    one_line_error(capsys, code, "ask for 1000 GPUs, but the local Ray has", "--gpus-per-worker")
+    assert not (tmp_path / "run").exists()
+    assert not ray.is_initialized()  # the local Ray this run started was shut down
+    assert len(made) == 1 and not Path(made[0]).exists()  # and its log folder removed
+
+
 def test_check_resources() -> None:
     cpu_only = {"CPU": 4.0}
     assert check_resources(cpu_only, RayOptions(), "c") == 4
