@@ -27,12 +27,14 @@ Rule = Literal["gauss-legendre", "midpoint", "riemann-right"]
 Mode = Literal["approximate", "exact"]
 Similarity = Literal["cos", "dot"]
 Direction = Literal["auto", "forward", "reverse"]
+Precision = Literal["fp32", "bf16"]
 Steps = int | Literal["auto"]
 
 RULES: tuple[Rule, ...] = get_args(Rule)
 MODES: tuple[Mode, ...] = get_args(Mode)
 SIMILARITIES: tuple[Similarity, ...] = get_args(Similarity)
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 _SIMILARITY_ALIASES = {"cos": "cos", "cosine": "cos", "dot": "dot", "dot_product": "dot", "dot-product": "dot"}
 MAX_MEMORY_BUDGET_MB = 1 << 20
 _DIGITS = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only ("²" is a digit to str.isdigit, not to int)
@@ -52,7 +54,9 @@ class ExplainOptions:
     prompt_name: one of the model's saved prompts (e.g. "query"), prepended to both texts as
     sentence-transformers' encode(prompt_name=...) does; prompt: the prompt text itself ("" for
     none, overriding a model's default prompt). Give one or neither; with neither, the model's
-    default prompt applies (if it has one).
+    default prompt applies (if it has one). precision: "fp32" (default) or "bf16" (the tangent passes
+    run under bfloat16 autocast: faster where bf16 matmuls are, less exact; the completeness error
+    reported with the result includes its effect).
     """
 
     layer: int | None = None
@@ -66,6 +70,7 @@ class ExplainOptions:
     auto_max_steps: int | None = None
     prompt_name: str | None = None
     prompt: str | None = None
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         checked = {
@@ -84,6 +89,7 @@ class ExplainOptions:
             else whole_number(self.auto_max_steps, "auto_max_steps", 1, get_settings().max_steps),
             "prompt_name": None if self.prompt_name is None else check_prompt_name(self.prompt_name),
             "prompt": None if self.prompt is None else check_prompt(self.prompt),
+            "precision": choice(self.precision, "precision", PRECISIONS),
         }
         if checked["prompt_name"] is not None and checked["prompt"] is not None:
             raise InputError("Give either prompt_name (one of the model's prompts) or prompt (its text), not both.")
@@ -244,7 +250,8 @@ def _steps_argument(value: str) -> Steps:
 
 
 def add_explain_options(parser: argparse.ArgumentParser) -> None:
-    """--layer --steps --rule --mode --similarity --tolerance --prompt-name --prompt, as ExplainOptions takes them."""
+    """--layer --steps --rule --mode --similarity --tolerance --precision --prompt-name --prompt, as ExplainOptions
+    takes them."""
     parser.add_argument("--layer", type=int, default=None, help="attribute at the input of this layer (default: last)")
     parser.add_argument("--steps", type=_steps_argument, default="auto", help="quadrature nodes N, or 'auto' (default)")
     parser.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help=f"quadrature rule (default {DEFAULT_RULE})")
@@ -252,6 +259,12 @@ def add_explain_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--similarity", choices=SIMILARITIES, default=None, help="default: the model's own")
     parser.add_argument(
         "--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative integration error for --steps auto"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="tangent passes in fp32 (default) or bf16 autocast (faster on bf16 hardware; larger integration error)",
     )
     prompts = parser.add_mutually_exclusive_group()
     prompts.add_argument(
@@ -273,4 +286,5 @@ def options_from_args(args: argparse.Namespace) -> ExplainOptions:
         tolerance=args.tolerance,
         prompt_name=getattr(args, "prompt_name", None),
         prompt=getattr(args, "prompt", None),
+        precision=getattr(args, "precision", "fp32"),
     )

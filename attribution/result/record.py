@@ -108,6 +108,7 @@ class Attribution:
     warnings: list[str] = field(default_factory=list)
     pos_note: str | None = None  # why POS fields are empty, when they are
     special_share: float | None = None  # share of the sum on special rows dropped at word level
+    error_bound: float | None = None  # adaptive steps="auto": certified bound on |relative_error| (None otherwise)
 
     @property
     def shape(self) -> tuple[int, int]:
