@@ -24,10 +24,13 @@ def test_progress_counts_every_tangent_pass(minilm: Any) -> None:
 
 def test_auto_plans_each_round_before_spending_it(minilm: Any) -> None:
     seen: list[Progress] = []
-    res = explain(minilm, A, B, layer=3, pos=False, run=Run(on_progress=seen.append))
-    tokens = len(res.a) + len(res.b)
+    res = explain(minilm, A, B, layer=3, rule="midpoint", pos=False, run=Run(on_progress=seen.append))
     rounds = [n for n, _ in res.error_by_steps]
-    assert seen[-1].planned == sum(rounds) * tokens  # Gauss-Legendre reuses no node
+    assert len(rounds) >= 2 and seen[-1].planned == seen[-1].done == rounds[-1] * (len(res.a) + len(res.b))
+    assert all(p.done <= p.planned for p in seen)  # midpoint: every round's new nodes planned first
+    seen.clear()
+    res = explain(minilm, A, B, layer=3, pos=False, run=Run(on_progress=seen.append))  # adaptive
+    assert len(res.error_by_steps) >= 2 and seen[-1].planned == seen[-1].done >= res.steps * min(len(res.a), len(res.b))
     assert all(p.done <= p.planned for p in seen)
 
 

@@ -271,7 +271,7 @@ def integrate_adaptive_pair(pair: PairPaths, options: ExplainOptions) -> Integra
             f"integration error {relative:.2e} (certified bound {done.relative_bound:.2e}) above the tolerance "
             f"{options.tolerance:g}; raise PAIRLENS_MAX_STEPS (up to 1024), attribute at a deeper layer, or "
             "accept a larger tolerance"
-            + (" (bf16 tangent passes round at about 1e-3: use precision 'fp32')." if options.precision == "bf16" else ".")
+            + (" (bf16 tangent passes round at about 1e-3: use 'fp32')." if options.precision == "bf16" else ".")
         )
     log.debug(
         "adaptive: %d rounds, nodes evaluated %d/%d, used %d/%d, primal %d, bound %.2e",
