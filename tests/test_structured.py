@@ -129,3 +129,24 @@ def test_progress_units_are_counted(minilm: Any) -> None:
 
     with pytest.raises(Cancelled):
         pair.evaluator(pair.b, NODES)
+
+
+def test_bf16_precision_is_an_option_with_a_visible_effect(minilm: Any) -> None:
+    import argparse
+
+    from attribution import InputError, explain
+    from attribution.core.options import add_explain_options, options_from_args
+
+    with pytest.raises(InputError, match="precision"):
+        ExplainOptions.create(precision="fp16")
+    parser = argparse.ArgumentParser()
+    add_explain_options(parser)
+    assert options_from_args(parser.parse_args(["--precision", "bf16"])).precision == "bf16"
+    assert options_from_args(parser.parse_args([])).precision == "fp32"
+    fp = explain(minilm, A, B, layer=5, steps=4, pos=False)
+    bf = explain(minilm, A, B, layer=5, steps=4, precision="bf16", pos=False)
+    assert not any("bf16" in w for w in fp.warnings)
+    assert any("bf16" in w and "relative integration error" in w for w in bf.warnings)
+    diff = float(np.abs(bf.matrix - fp.matrix).max() / np.abs(fp.matrix).max())
+    assert 1e-5 < diff < 5e-2  # it really ran in bf16, and stays close
+    assert bf.matrix.dtype == np.float64 and bf.relative_error != fp.relative_error
