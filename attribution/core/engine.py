@@ -112,11 +112,11 @@ class NodeEvaluator:
 
     def evaluate(self, path: TextPath, nodes: np.ndarray) -> None:
         """Evaluate the nodes the path has not seen (one call) into `path.evaluated`."""
-        missing = list(dict.fromkeys(node_key(a) for a in self.missing(path, nodes)))
+        missing = {node_key(a): float(a) for a in reversed(self.missing(path, nodes))}  # first float of each key
         if missing:
-            slices = self(path, np.asarray(missing))
-            for a, s in zip(missing, slices, strict=True):
-                path.evaluated[a] = s
+            slices = self(path, np.asarray(list(missing.values())))
+            for key, s in zip(missing, slices, strict=True):
+                path.evaluated[key] = s
 
     def integrated(self, path: TextPath, nodes: np.ndarray, weights: np.ndarray) -> torch.Tensor:
         """E (D, S) of one text for these nodes, evaluating only nodes the path has not seen."""
