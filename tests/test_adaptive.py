@@ -190,8 +190,9 @@ def test_bound_criterion_is_at_least_as_strict(minilm: Any) -> None:
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_tiny_architecture_matches_the_oracle_on_its_mesh(tiny_models: Mapping[str, Path], arch: str) -> None:
     """At layer 0 (the hardest path, round 0 = G_32), tolerance 1e-4, at most 96 nodes per text: E equals the
-    per-dimension oracle on the mesh the rule chose, and the rule either converges or has reduced the error
-    (some scaled random models - max pooling's kinks, float32 rounding near 1e-5 - need more nodes)."""
+    per-dimension oracle on the mesh the rule chose, and the rule either converges or has reduced its certified
+    bound (some scaled random models need more nodes: t5's and qwen3's layer-0 paths have errors above 1 at
+    36 nodes, xlm-roberta's max pooling has kinks)."""
     model = load_model(str(tiny_models[arch]))
     pair = pair_at(model, 0)
     done = integrate_adaptive(pair, 0, 1e-4, 96)
@@ -201,4 +202,4 @@ def test_every_tiny_architecture_matches_the_oracle_on_its_mesh(tiny_models: Map
     if done.converged:
         assert relative <= 1e-4 * 1.5
     else:
-        assert done.rounds >= 1 and done.history[-1][1] < done.history[0][1]
+        assert done.rounds >= 1 and done.history[-1][2] < done.history[0][2]  # the certified bound shrank

@@ -94,7 +94,7 @@ class NodeEvaluator:
         seq_len = path.h.shape[0]
         direction = self.direction_for(seq_len)
         fast = self.structured
-        if direction == "forward" and fast is not None and self.use_structured and fast.check(path.h[None], self.run):
+        if direction == "forward" and fast is not None and self.use_structured and fast.check(path.h[None]):
             return fast(path.h, path.r, nodes, budget_bytes=self.budget, run=self.run)
         return node_contributions(
             self.tail,

@@ -369,15 +369,19 @@ class StructuredColumns:
     def primal(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) (B, D) through the structured decomposition (entry attention by hand, then `rest` or the head)."""
         f = entry_factors(self.spec, x, torch.zeros_like(x))
-        if self.head is not None:
-            return _post(self.head, final_primal(self.head, f.y).pooled)
+        head = self.head
+        if head is not None:  # the head's primal without the activation's derivative (no AD, no gate)
+            n1, _ = _layer_norm_parts(head.ln1, f.y)
+            a = n1 * head.ln1.weight + head.ln1.bias
+            n2, _ = _layer_norm_parts(head.ln2, head.w2(head.act(head.w1(a))) + a)
+            out = n2 * head.ln2.weight + head.ln2.bias
+            return _post(head, out.mean(1) if head.pooling == "mean" else out[:, 0])
         return self.rest(f.y)
 
-    def check(self, x: torch.Tensor, run: Run, rtol: float = 1e-4) -> bool:
-        """Once: does the structured primal reproduce the model's tail at x (B, S, H)? Logged when not.
-        (The head's primal takes one elementwise JVP, so it waits at the run's gate.)"""
+    def check(self, x: torch.Tensor, rtol: float = 1e-4) -> bool:
+        """Once: does the structured primal reproduce the model's tail at x (B, S, H)? Logged when not."""
         if self.verified is None:
-            with torch.no_grad(), run.unit(0):
+            with torch.no_grad():
                 own = self.tail(x)
                 mine = self.primal(x)
             scale = float(own.abs().max().clamp_min(1e-30))
@@ -416,34 +420,43 @@ class StructuredColumns:
         return torch.cat(outs, dim=0)
 
     def columns(self, x: torch.Tensor, delta: torch.Tensor, budget_bytes: int, run: Run) -> torch.Tensor:
-        """(B, D, S): column t of item b is J_f(x_b) applied to delta_b kept on row t only."""
+        """(B, D, S): column t of item b is J_f(x_b) applied to delta_b kept on row t only.
+
+        One `run.unit` per chunk of tangents (the primal factors are computed inside the first one, the
+        post-pooling JVPs inside the last), so a call holding a whole text passes the gate once.
+        """
         b, s, hidden = x.shape
-        with run.unit(0):
-            f = entry_factors(self.spec, x, delta)
         head = self.head
         if head is not None:
-            chunk = final_chunk(s, b, hidden, self.inter)
-            with run.unit(0):
-                p = final_primal(head, f.y)
-            row = None if head.pooling == "mean" else 0
-            blocks = []
-            for t0 in range(0, s, chunk):
-                t1 = min(s, t0 + chunk)
-                with run.unit(b * (t1 - t0)):
-                    blocks.append(final_tangent(head, p, tangent_chunk(f, t0, t1, row)))  # (B, c, H)
-            pooled_dot = torch.cat(blocks, dim=1)  # (B, S_t, H)
-            if head.post:
-                with run.unit(0):
-                    post = lambda q: _post(head, q)  # noqa: E731
-                    pooled_dot = vmap(lambda tt: jvp(post, (p.pooled,), (tt,))[1], in_dims=1, out_dims=1)(pooled_dot)
-            return pooled_dot.transpose(1, 2)
-        # vmap(jvp) recomputes the rest's primal once per chunk: chunks as large as the budget allows
-        size = rest_chunk(s, b, hidden, self.inter, self.spec.heads, budget_bytes // 4)
+            size = final_chunk(s, b, hidden, self.inter)
+        else:  # vmap(jvp) recomputes the rest's primal once per chunk: chunks as large as the budget allows
+            size = rest_chunk(s, b, hidden, self.inter, self.spec.heads, budget_bytes // 4)
+        starts = list(range(0, s, size))
         blocks = []
-        for t0 in range(0, s, size):
+        f: EntryFactors | None = None
+        p: FinalPrimal | None = None
+        for t0 in starts:
             t1 = min(s, t0 + size)
             with run.unit(b * (t1 - t0)):
-                tangents = tangent_chunk(f, t0, t1)  # (B, c, S, H)
-                out = vmap(lambda tt: jvp(self.rest, (f.y,), (tt,))[1], in_dims=1)(tangents)  # (c, B, D)
-            blocks.append(out.permute(1, 2, 0))
+                if f is None:
+                    f = entry_factors(self.spec, x, delta)
+                    p = final_primal(head, f.y) if head is not None else None
+                if head is not None:
+                    assert p is not None
+                    row = None if head.pooling == "mean" else 0
+                    blocks.append(final_tangent(head, p, tangent_chunk(f, t0, t1, row)))  # (B, c, H)
+                    if t0 == starts[-1]:
+                        pooled_dot = torch.cat(blocks, dim=1)  # (B, S_t, H)
+                        if head.post:
+                            post = lambda q: _post(head, q)  # noqa: E731
+                            pooled = p.pooled
+                            pooled_dot = vmap(
+                                lambda tt, fn=post, at=pooled: jvp(fn, (at,), (tt,))[1], in_dims=1, out_dims=1
+                            )(pooled_dot)
+                        return pooled_dot.transpose(1, 2)
+                else:
+                    tangents = tangent_chunk(f, t0, t1)  # (B, c, S, H)
+                    y = f.y
+                    out = vmap(lambda tt, at=y: jvp(self.rest, (at,), (tt,))[1], in_dims=1)(tangents)  # (c, B, D)
+                    blocks.append(out.permute(1, 2, 0))
         return torch.cat(blocks, dim=2)
