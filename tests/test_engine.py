@@ -10,7 +10,7 @@ import torch
 from oracle import per_dimension_integrated_jacobian
 
 from attribution import InputError, explain, load_model
-from attribution.core.engine import prepare_path
+from attribution.core.engine import NodeEvaluator, prepare_path
 from attribution.core.quadrature import auto_schedule, quadrature_nodes
 
 A = "A man is playing a guitar on stage."
@@ -196,6 +196,7 @@ def test_no_hooks_or_state_left_after_an_error(minilm) -> None:  # type: ignore[
     before, grad_mode = hook_count(), torch.is_grad_enabled()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LoadedModel, "tail", failing_tail)
+        patch.setattr(NodeEvaluator, "use_structured", False)  # the generic vmapped jvp calls the tail
         with pytest.raises(RuntimeError, match="simulated"):
             explain(minilm, A, B, steps=2, pos=False)
     assert calls == 2  # it failed inside differentiation, not at validation

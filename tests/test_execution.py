@@ -8,26 +8,35 @@ from typing import Any
 import pytest
 
 from attribution import Cancelled, Progress, Run, explain
+from attribution.core.engine import NodeEvaluator
 from attribution.core.execution import FifoGate
 
 A, B = "A man is playing a guitar on stage.", "Someone performs music with an instrument."
 
 
-def test_progress_counts_every_tangent_pass(minilm: Any) -> None:
+def test_progress_counts_every_tangent_pass(minilm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Progress] = []
     res = explain(minilm, A, B, steps=4, pos=False, memory_budget_mb=1, run=Run(on_progress=seen.append))
     tokens = len(res.a) + len(res.b)
-    assert seen[-1].done == seen[-1].planned == 4 * tokens  # S passes per node and text
-    assert [p.done for p in seen] == sorted(p.done for p in seen) and len(seen) == 4 * tokens  # 1 per chunk
+    assert seen[-1].done == seen[-1].planned == 4 * tokens  # S passes per node and text (structured path)
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
     assert seen[-1].fraction == 1.0 and seen[0].seconds_left is not None
+    seen.clear()
+    monkeypatch.setattr(NodeEvaluator, "use_structured", False)  # the generic path chunks by the budget
+    res = explain(minilm, A, B, steps=4, pos=False, memory_budget_mb=1, run=Run(on_progress=seen.append))
+    assert seen[-1].done == seen[-1].planned == 4 * tokens
+    assert [p.done for p in seen] == sorted(p.done for p in seen) and len(seen) == 4 * tokens  # 1 per chunk
 
 
 def test_auto_plans_each_round_before_spending_it(minilm: Any) -> None:
     seen: list[Progress] = []
-    res = explain(minilm, A, B, layer=3, pos=False, run=Run(on_progress=seen.append))
-    tokens = len(res.a) + len(res.b)
+    res = explain(minilm, A, B, layer=3, rule="midpoint", pos=False, run=Run(on_progress=seen.append))
     rounds = [n for n, _ in res.error_by_steps]
-    assert seen[-1].planned == sum(rounds) * tokens  # Gauss-Legendre reuses no node
+    assert len(rounds) >= 2 and seen[-1].planned == seen[-1].done == rounds[-1] * (len(res.a) + len(res.b))
+    assert all(p.done <= p.planned for p in seen)  # midpoint: every round's new nodes planned first
+    seen.clear()
+    res = explain(minilm, A, B, layer=3, pos=False, run=Run(on_progress=seen.append))  # adaptive
+    assert len(res.error_by_steps) >= 2 and seen[-1].planned == seen[-1].done >= res.steps * min(len(res.a), len(res.b))
     assert all(p.done <= p.planned for p in seen)
 
 

@@ -20,18 +20,21 @@ import torch
 from ..errors import InputError, PairLensWarning
 from ..models import LoadedModel, load_model, on_device
 from ..result import Attribution, TextSide
+from .adaptive import integrate_adaptive
 from .completeness import Completeness, completeness
 from .execution import Run
 from .jacobian import Tail, integrated_jacobian, node_contributions
 from .options import ExplainOptions
 from .quadrature import auto_schedule, node_key, quadrature_nodes
+from .structured import StructuredColumns
 from .tokens import TokenizedText, check_text, encode_text, reference_ids
 
 log = logging.getLogger(__name__)
 
-# Part of every persistent cache key (attribution.service.cache): bump it whenever a change to the
-# engine changes the numbers explain() returns for the same inputs, so stale results are never served.
-ENGINE_VERSION = 1
+# Part of every persistent cache key (attribution.service.cache) and of a corpus run's settings: bump it
+# whenever a change to the engine changes the numbers explain() returns for the same inputs, so stale
+# results are never served or mixed into a resumed run. 2: adaptive steps="auto".
+ENGINE_VERSION = 2
 
 
 @dataclass
@@ -54,7 +57,15 @@ class TextPath:
 
 
 class NodeEvaluator:
-    """J_f applied to (h - r) row by row at given nodes of a text's path: (N,) -> (N, D, S)."""
+    """J_f applied to (h - r) row by row at given nodes of a text's path: (N,) -> (N, D, S).
+
+    Forward mode goes through the structured entry layer (attribution.core.structured) where the
+    model's layer qualifies and its primal reproduces the tail; everywhere else through the generic
+    `node_contributions`. `use_structured = False` (class or instance) forces the generic path
+    (benchmarks and tests compare the two).
+    """
+
+    use_structured = True
 
     def __init__(self, model: LoadedModel, options: ExplainOptions, run: Run) -> None:
         assert options.layer is not None, "resolve the options with for_model() first"
@@ -63,6 +74,8 @@ class NodeEvaluator:
         self.budget = options.budget_bytes
         self.direction = options.direction
         self.run = run
+        self.structured = StructuredColumns.for_model(model, options.layer) if self.direction != "reverse" else None
+        self.precision = options.precision
 
     def direction_for(self, seq_len: int) -> str:
         """S JVPs or D VJPs per node: "auto" takes the fewer."""
@@ -77,13 +90,23 @@ class NodeEvaluator:
         return n_nodes * per_node
 
     def __call__(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
+        if self.precision == "bf16":
+            with torch.autocast(device_type=path.h.device.type, dtype=torch.bfloat16):
+                return self._slices(path, nodes).to(path.h.dtype)
+        return self._slices(path, nodes)
+
+    def _slices(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
         seq_len = path.h.shape[0]
+        direction = self.direction_for(seq_len)
+        fast = self.structured
+        if direction == "forward" and fast is not None and self.use_structured and fast.check(path.h[None]):
+            return fast(path.h, path.r, nodes, budget_bytes=self.budget, run=self.run)
         return node_contributions(
             self.tail,
             path.h,
             path.r,
             nodes,
-            direction=self.direction_for(seq_len),
+            direction=direction,
             budget_bytes=self.budget,
             bytes_per_sequence=self.model.sequence_bytes(seq_len),
             run=self.run,
@@ -92,13 +115,17 @@ class NodeEvaluator:
     def missing(self, path: TextPath, nodes: np.ndarray) -> list[float]:
         return [a for a in nodes if node_key(a) not in path.evaluated]
 
+    def evaluate(self, path: TextPath, nodes: np.ndarray) -> None:
+        """Evaluate the nodes the path has not seen (one call) into `path.evaluated`."""
+        missing = {node_key(a): float(a) for a in reversed(self.missing(path, nodes))}  # first float of each key
+        if missing:
+            slices = self(path, np.asarray(list(missing.values())))
+            for key, s in zip(missing, slices, strict=True):
+                path.evaluated[key] = s
+
     def integrated(self, path: TextPath, nodes: np.ndarray, weights: np.ndarray) -> torch.Tensor:
         """E (D, S) of one text for these nodes, evaluating only nodes the path has not seen."""
-        missing = self.missing(path, nodes)
-        if missing:
-            slices = self(path, np.asarray(missing))
-            for a, s in zip(missing, slices, strict=True):
-                path.evaluated[node_key(a)] = s
+        self.evaluate(path, nodes)
         stacked = torch.stack([path.evaluated[node_key(a)] for a in nodes])
         return integrated_jacobian(stacked, weights)
 
@@ -193,16 +220,21 @@ class Integration:
     history: list[tuple[int, float]]  # (nodes, relative error) per round
     converged: bool
     notes: list[str]
+    error_bound: float | None = None  # adaptive rule: certified bound on |relative| (None otherwise)
 
 
 def integrate(pair: PairPaths, options: ExplainOptions) -> Integration:
-    """Integrate both paths: the fixed N-node rule, or steps="auto"'s rounds until within tolerance.
+    """Integrate both paths: the fixed N-node rule; steps="auto" with Gauss-Legendre: the adaptive
+    Gauss-Kronrod rule (attribution.core.adaptive); steps="auto" with a nested rule: its rounds until
+    within tolerance.
 
     Nodes already in `pair.a.evaluated` / `pair.b.evaluated` are reused (explain_many fills them).
     """
     assert options.layer is not None
     check = pair.completeness
     fixed = options.fixed_steps
+    if fixed is None and options.rule == "gauss-legendre":
+        return integrate_adaptive_pair(pair, options)
     schedule = [fixed] if fixed is not None else auto_schedule(options.rule, options.auto_cap, options.layer)
     history: list[tuple[int, float]] = []
     matrix = torch.zeros(0)
@@ -227,6 +259,33 @@ def integrate(pair: PairPaths, options: ExplainOptions) -> Integration:
     return Integration(matrix, total, relative, n_used, history, converged, notes)
 
 
+def integrate_adaptive_pair(pair: PairPaths, options: ExplainOptions) -> Integration:
+    """steps="auto", rule gauss-legendre: adaptive Gauss-Kronrod refinement with a certified error bound."""
+    assert options.layer is not None
+    check = pair.completeness
+    cap = options.auto_cap
+    done = integrate_adaptive(pair, options.layer, options.tolerance, cap)
+    matrix = (done.e_a.T @ done.e_b) / check.norm
+    total = float(matrix.double().sum())
+    relative = check.relative_error(total)
+    used = max(done.used_a, done.used_b)
+    history = [(n, err) for n, err, _ in done.history]
+    notes = []
+    if not done.converged:
+        notes.append(
+            f"steps=auto (adaptive Gauss-Kronrod) stopped at the cap of {cap} nodes per text with relative "
+            f"integration error {relative:.2e} (certified bound {done.relative_bound:.2e}) above the tolerance "
+            f"{options.tolerance:g}; raise PAIRLENS_MAX_STEPS (up to 1024), attribute at a deeper layer, or "
+            "accept a larger tolerance"
+            + (" (bf16 tangent passes round at about 1e-3: use 'fp32')." if options.precision == "bf16" else ".")
+        )
+    log.debug(
+        "adaptive: %d rounds, nodes evaluated %d/%d, used %d/%d, primal %d, bound %.2e",
+        done.rounds, done.nodes_a, done.nodes_b, done.used_a, done.used_b, done.primal, done.relative_bound,
+    )  # fmt: skip
+    return Integration(matrix, total, relative, used, history, done.converged, notes, error_bound=done.relative_bound)
+
+
 def explain_prepared(
     loaded: LoadedModel, pair: PairPaths, options: ExplainOptions, *, started: float, pos: bool = True
 ) -> Attribution:
@@ -235,6 +294,11 @@ def explain_prepared(
     check = pair.completeness
     done = integrate(pair, options)
     notes = pair.a.tokens.notes("A") + pair.b.tokens.notes("B") + done.notes
+    if options.precision == "bf16":
+        notes.append(
+            f"Tangent passes ran in bf16 (precision='bf16'): the relative integration error {done.relative:.2e} "
+            "includes the rounding this adds; use precision 'fp32' for exact attributions."
+        )
     fixed = options.fixed_steps
     result = Attribution(
         matrix=done.matrix.detach().double().cpu().numpy(),
@@ -259,6 +323,7 @@ def explain_prepared(
         tolerance=None if fixed is not None else options.tolerance,
         converged=done.converged,
         error_by_steps=done.history,
+        error_bound=done.error_bound,
         warnings=notes,
     )
     for message in notes:  # for API users; the page and CLI read result.warnings

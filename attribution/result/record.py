@@ -110,6 +110,7 @@ class Attribution:
     special_share: float | None = None  # share of the sum on special rows dropped at word level
     model_score: float | None = None  # the model's own similarity of f(a), f(b) (= score in approximate mode)
     exact_model: bool | None = None  # the model was trained for exact mode (None: not recorded)
+    error_bound: float | None = None  # adaptive steps="auto": certified bound on |relative_error| (None otherwise)
 
     @property
     def own_score(self) -> float:

@@ -10,7 +10,8 @@ Optional keys added within schema 2 (absent in older files, read as null): `mode
 model's own similarity; differs from `score` in exact mode) and `exact_model`.
 
 `prompt_a` / `prompt_b` (a flag per row: the prompt's tokens; empty without a prompt) were added
-within schema 2: files written before them read with empty lists.
+within schema 2: files written before them read with empty lists. So was `error_bound` (the
+adaptive rule's certified bound on the relative error, null otherwise): older files read it as null.
 
 Schema 1 (files written before TextSide) has the same keys; its `null` in `tolerance` and
 `special_share` meant "absent" too, so both versions decode alike.
@@ -42,7 +43,7 @@ SIDE_KEYS: dict[str, str] = {
     "prompt": "prompt",
 }
 REQUIRED_FLOATS = ("score", "target", "attribution_sum", "integration_error", "relative_error", "reference_terms")
-OPTIONAL_FLOATS = ("tolerance", "special_share", "model_score")
+OPTIONAL_FLOATS = ("tolerance", "special_share", "model_score", "error_bound")
 INTS = ("layer", "num_layers", "steps")
 STRINGS = ("rule", "mode", "similarity", "model_name", "level")
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}

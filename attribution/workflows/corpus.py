@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 import torch
 
 from ..core import engine
+from ..core.engine import ENGINE_VERSION
 from ..core.options import RULES, ExplainOptions, add_explain_options, options_from_args
 from ..errors import InputError
 from ..jsonable import json_ready
@@ -80,7 +81,9 @@ CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64)
 STS_GOLD_SCALE = 5.0
 # The ExplainOptions fields that change the numbers, as run.json's settings name them.
 ATTRIBUTION_BATCH = 32  # pairs per explain_many call; a run stopped mid-batch redoes that batch on resume
-NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt")
+NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt", "precision")
+# What run.json files written before a setting existed mean by its absence.
+SETTINGS_BEFORE = {"precision": "fp32", "engine": 1}
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, phase) with phase "pairs" | "convergence"
@@ -175,6 +178,7 @@ class RunSettings:
             "model": self.model,
             "data": self.data,
             **{name: values[name] for name in NUMBER_FIELDS},
+            "engine": ENGINE_VERSION,
             "convergence_steps": list(self.convergence_steps),
             "convergence_layers": list(self.convergence_layers),
         }
@@ -190,7 +194,11 @@ def check_settings(out: Path, settings: RunSettings) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"'{path}' is not a PairLens run file: choose a new --out folder.") from None
     wanted = settings.to_dict()
-    differences = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in wanted.items() if saved.get(key) != value]
+    differences = [
+        f"{key} {saved.get(key, SETTINGS_BEFORE.get(key))!r} -> {value!r}"
+        for key, value in wanted.items()
+        if saved.get(key, SETTINGS_BEFORE.get(key)) != value
+    ]
     if differences:
         raise InputError(
             f"'{out}' holds a run with other settings ({'; '.join(differences)}): "

@@ -1,0 +1,243 @@
+"""Engine v2 (issue 11 part A): structured entry layer and adaptive integration, against the old engine.
+
+    python benchmarks/bench_engine_v2.py throughput [--model all-MiniLM-L6-v2] [--steps 8] [--repeat 3]
+    python benchmarks/bench_engine_v2.py adaptive [--model all-MiniLM-L6-v2] [--layers 3,5] [--pairs 20]
+
+throughput: two ~256-token texts at the model's default layer, N-node Gauss-Legendre, the generic
+vmap(jvp) node evaluation (NodeEvaluator.use_structured = False: the old engine) against the structured
+entry layer, interleaved with a 1024^3 fp32 matmul rate, `--repeat` rounds, medians. Useful work =
+2 x N x sum over texts of S x F (F = FLOPs of one plain forward through the tail, FlopCounterMode).
+Rates are given per wall second and per process-CPU second / threads (the machine is shared: CPU
+seconds measure this process's own work); "useful / matmul" is the ratio of the two rates in this run.
+
+adaptive: STS-B test pairs (bench_engine's sampling), per layer and pair interleaved: the old steps="auto"
+schedule for Gauss-Legendre (N = 8 or 32, doubling, no node reused; a copy below) against the adaptive
+rule (engine.integrate), both from the same prepare_pair; wall and CPU seconds, S-tangent nodes
+evaluated (both texts), relative error, certified bound, max |A_new - A_old| / max |A_old|.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attribution import load_model  # noqa: E402
+from attribution.core.engine import PairPaths, integrate, prepare_pair  # noqa: E402
+from attribution.core.options import ExplainOptions  # noqa: E402
+from attribution.core.quadrature import auto_schedule  # noqa: E402
+from attribution.workflows.data import read_pairs  # noqa: E402
+
+STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
+LONG_A = " ".join(f"word{i}" for i in range(400))
+LONG_B = " ".join(f"token{i} is here" for i in range(200))
+
+
+def sample_pairs(n: int) -> list[tuple[str, str]]:
+    if not STSB.is_file():
+        raise SystemExit(f"STS Benchmark not found at {STSB}")
+    pairs = read_pairs(STSB).pairs
+    step = max(1, len(pairs) // n)
+    return [(p.text_a, p.text_b) for p in pairs[::step][:n]]
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, process CPU seconds of all threads, result)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, out
+
+
+def matmul_rates(size: int = 1024, seconds: float = 2.0) -> tuple[float, float]:
+    """fp32 (size^2) @ (size^2) GFLOP/s: (per wall second, per CPU second / threads)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    n, w0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - w0 < seconds:
+        a @ b
+        n += 1
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    gflop = 2 * size**3 * n / 1e9
+    return gflop / wall, gflop / cpu * torch.get_num_threads()
+
+
+def peak_rss_gib() -> float:
+    with open("/proc/self/status") as fh:
+        line = next(x for x in fh if x.startswith("VmHWM"))
+    return int(line.split()[1]) / 2**20
+
+
+def rel_maxdiff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    a, e = actual.double(), expected.double()
+    return float((a - e).abs().max() / e.abs().max())
+
+
+def load_avg() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
+# ------------------------------------------------------------------------------------------------ throughput
+
+
+def throughput(args: argparse.Namespace) -> None:
+    model = load_model(args.model)
+    options = ExplainOptions(steps=args.steps, direction="forward").for_model(model)
+    assert options.layer is not None
+    probe = prepare_pair(model, LONG_A, LONG_B, options)
+    tail = probe.evaluator.tail
+    flops = []
+    for path in (probe.a, probe.b):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            tail(path.h[None])
+        flops.append(counter.get_total_flops())
+    seqs = [probe.a.h.shape[0], probe.b.h.shape[0]]
+    useful = 2 * args.steps * sum(s * f for s, f in zip(seqs, flops, strict=True)) / 1e9
+    fast = probe.evaluator.structured
+    print(
+        f"# {args.model}, layer {options.layer}, S = {seqs}, N = {args.steps} (gauss-legendre), forward "
+        f"{[round(f / 1e9, 3) for f in flops]} GFLOP, useful work {useful:.1f} GFLOP, torch threads "
+        f"{torch.get_num_threads()}, structured: {fast is not None} (hand last layer: "
+        f"{fast is not None and fast.head is not None}), load average at start {load_avg()}"
+    )
+
+    def run(structured: bool) -> tuple[torch.Tensor, float]:
+        pair = prepare_pair(model, LONG_A, LONG_B, options)
+        pair.evaluator.use_structured = structured
+        done = integrate(pair, options)
+        return done.matrix, done.relative
+
+    rows: dict[str, list[tuple[float, float]]] = {"old engine (generic vmap(jvp))": [], "structured entry layer": []}
+    rates: list[tuple[float, float]] = []
+    results: dict[str, tuple[torch.Tensor, float]] = {}
+    for k in range(args.repeat):
+        rates.append(matmul_rates())
+        for name, structured in (("old engine (generic vmap(jvp))", False), ("structured entry layer", True)):
+            wall, cpu, out = timed_cpu(lambda s=structured: run(s))  # type: ignore[misc]
+            rows[name].append((wall, cpu))
+            results[name] = out
+            print(f"round {k}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, load {load_avg()}", flush=True)
+    mm_wall, mm_cpu = median([r[0] for r in rates]), median([r[1] for r in rates])
+    threads = torch.get_num_threads()
+    base = results["old engine (generic vmap(jvp))"]
+    print(f"\nfp32 matmul rate (1024^3, median of {args.repeat}): {mm_wall:.1f} GFLOP/s wall, {mm_cpu:.1f} per CPU")
+    print("\n| variant | median wall s | median CPU s | useful / matmul (wall) | useful / matmul (CPU) "
+          "| relative error | max rel. diff vs old |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, times in rows.items():
+        wall, cpu = median([t[0] for t in times]), median([t[1] for t in times])
+        matrix, relative = results[name]
+        per_cpu = useful / (cpu / threads) / mm_cpu
+        print(
+            f"| {name} | {wall:.1f} | {cpu:.1f} | {useful / wall / mm_wall:.0%} | {per_cpu:.0%} "
+            f"| {relative:.1e} | {rel_maxdiff(matrix, base[0]):.1e} |"
+        )
+    old = median([t[1] for t in rows["old engine (generic vmap(jvp))"]])
+    new = median([t[1] for t in rows["structured entry layer"]])
+    print(f"\nspeed-up (CPU seconds, medians): {old / new:.2f}x; peak RSS of this process {peak_rss_gib():.2f} GiB")
+
+
+# ------------------------------------------------------------------------------------------------ adaptive
+
+
+def old_schedule(pair: PairPaths, options: ExplainOptions) -> tuple[torch.Tensor, float, int]:
+    """The steps="auto" of main before issue 11 for Gauss-Legendre: N = 8 (32 at layer 0), doubling."""
+    assert options.layer is not None
+    matrix, relative, n = torch.zeros(0), float("nan"), 0
+    for n in auto_schedule(options.rule, options.auto_cap, options.layer):
+        matrix = pair.matrix(options.rule, n)
+        relative = pair.completeness.relative_error(float(matrix.double().sum()))
+        if relative <= options.tolerance:
+            break
+    return matrix, relative, n
+
+
+def run_old(model: Any, a: str, b: str, options: ExplainOptions) -> tuple[Any, ...]:
+    pair = prepare_pair(model, a, b, options)
+    return (*old_schedule(pair, options), len(pair.a.evaluated) + len(pair.b.evaluated))
+
+
+def run_new(model: Any, a: str, b: str, options: ExplainOptions) -> tuple[Any, ...]:
+    pair = prepare_pair(model, a, b, options)
+    done = integrate(pair, options)
+    return done, len(pair.a.evaluated) + len(pair.b.evaluated)
+
+
+def adaptive(args: argparse.Namespace) -> None:
+    model = load_model(args.model)
+    pairs = sample_pairs(args.pairs)
+    print(f"# {args.model}, {len(pairs)} STS-B test pairs, tolerance {args.tol:g}, torch threads "
+          f"{torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
+    summary = []
+    for layer in [int(x) for x in args.layers.split(",")]:
+        options = ExplainOptions(layer=layer, tolerance=args.tol).for_model(model)
+        rows = []
+        for k, (a, b) in enumerate(pairs):
+            old = lambda a=a, b=b, o=options: run_old(model, a, b, o)  # noqa: E731
+            new = lambda a=a, b=b, o=options: run_new(model, a, b, o)  # noqa: E731
+            order = (("old", old), ("new", new)) if k % 2 == 0 else (("new", new), ("old", old))
+            out: dict[str, Any] = {}
+            for name, fn in order:
+                out[name] = timed_cpu(fn)
+            (ow, oc, (om, orel, on, onodes)), (nw, nc, (done, nnodes)) = out["old"], out["new"]
+            row = {
+                "old_s": ow, "old_cpu": oc, "old_nodes": onodes, "old_rel": orel, "old_n": on,
+                "new_s": nw, "new_cpu": nc, "new_nodes": nnodes, "new_rel": done.relative, "steps": done.steps,
+                "bound": done.error_bound, "converged": done.converged, "diff": rel_maxdiff(done.matrix, om),
+            }  # fmt: skip
+            rows.append(row)
+            print(f"layer {layer} pair {k}: " + ", ".join(f"{key} {v:.3g}" if isinstance(v, float) else f"{key} {v}"
+                                                         for key, v in row.items()), flush=True)  # fmt: skip
+        summary.append((layer, rows))
+    print(f"\nload average at end {load_avg()}")
+    print("\n| layer | pairs | converged | old median s | new median s | old median CPU s | new median CPU s "
+          "| CPU ratio new/old (median of per-pair) | old median nodes | new median nodes | max rel. error new "
+          "| max bound new | max diff new vs old |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for layer, rows in summary:
+        print(
+            f"| {layer} | {len(rows)} | {sum(r['converged'] for r in rows)}/{len(rows)} "
+            f"| {median([r['old_s'] for r in rows]):.2f} | {median([r['new_s'] for r in rows]):.2f} "
+            f"| {median([r['old_cpu'] for r in rows]):.2f} | {median([r['new_cpu'] for r in rows]):.2f} "
+            f"| {median([r['new_cpu'] / r['old_cpu'] for r in rows]):.2f} "
+            f"| {median([r['old_nodes'] for r in rows]):.0f} | {median([r['new_nodes'] for r in rows]):.0f} "
+            f"| {max(r['new_rel'] for r in rows):.1e} | {max(r['bound'] for r in rows):.1e} "
+            f"| {max(r['diff'] for r in rows):.1e} |"
+        )
+    _ = np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--model", default="all-MiniLM-L6-v2")
+    t.add_argument("--steps", type=int, default=8)
+    t.add_argument("--repeat", type=int, default=3)
+    a = sub.add_parser("adaptive")
+    a.add_argument("--model", default="all-MiniLM-L6-v2")
+    a.add_argument("--layers", default="3,5")
+    a.add_argument("--pairs", type=int, default=20)
+    a.add_argument("--tol", type=float, default=1e-3)
+    args = parser.parse_args()
+    throughput(args) if args.what == "throughput" else adaptive(args)
+
+
+if __name__ == "__main__":
+    main()
