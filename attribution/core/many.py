@@ -128,7 +128,8 @@ def explain_outcomes(
     used = {s.text for i in wanted for s in sides[i] if s.text is not None}
     paths = _prepare_paths(prompted, {t: tokens[t] for t in tokens if t in used}, options.layer)
     evaluator = NodeEvaluator(prompted, options, run)
-    _first_round(evaluator, list(paths.values()), options)
+    if options.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
+        _first_round(evaluator, list(paths.values()), options)
     shared = (time.perf_counter() - started) / max(1, len(wanted))
 
     finished = len(pairs) - len(wanted)
@@ -248,14 +249,26 @@ def _first_round(evaluator: NodeEvaluator, paths: list[TextPath], options: Expla
         delta = torch.stack([p.h for p, _ in items]) - r
         alphas = torch.tensor([a for _, a in items], dtype=r.dtype, device=r.device)
         x = r + alphas[:, None, None] * delta
-        slices = batched_columns(
-            evaluator.tail,
-            x,
-            delta,
-            budget_bytes=evaluator.budget,
-            bytes_per_sequence=evaluator.model.sequence_bytes(seq_len),
-            run=run,
-        )
+        fast = evaluator.structured
+        if fast is not None and evaluator.use_structured and fast.check(group[0].h[None]):
+            # The structured entry layer takes items of different texts in one call, as the generic path does.
+            per_call = fast.nodes_per_call(seq_len, evaluator.budget // 4)
+            with torch.no_grad():
+                slices = torch.cat(
+                    [
+                        fast.columns(x[i : i + per_call], delta[i : i + per_call], evaluator.budget, run)
+                        for i in range(0, len(items), per_call)
+                    ]
+                )
+        else:
+            slices = batched_columns(
+                evaluator.tail,
+                x,
+                delta,
+                budget_bytes=evaluator.budget,
+                bytes_per_sequence=evaluator.model.sequence_bytes(seq_len),
+                run=run,
+            )
         for (path, a), s in zip(items, slices, strict=True):
             path.evaluated[node_key(a)] = s
 
