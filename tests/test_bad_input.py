@@ -374,7 +374,8 @@ def test_work_estimate_is_pure_and_grows_with_tokens_steps_and_layers(minilm) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = explain(minilm, "A cat.", "A dog.", capped.replace(tolerance=1e-12), pos=False)
-    assert res.steps == 20 and not res.converged  # the engine stopped at the cap
+    # the adaptive rule refines in steps of several nodes: it stops at the last refinement within the cap
+    assert 8 < res.steps <= 20 and not res.converged
 
 
 @pytest.mark.parametrize("how", ["link", "typed", "auto"])
