@@ -427,8 +427,8 @@ class StructuredColumns:
         """
         b, s, hidden = x.shape
         head = self.head
-        if head is not None:
-            size = final_chunk(s, b, hidden, self.inter)
+        if head is not None:  # within the budget too: the scheduler's chunk cap bounds a chunk's time
+            size = final_chunk(s, b, hidden, self.inter, min(320 * 2**20, budget_bytes // 4))
         else:  # vmap(jvp) recomputes the rest's primal once per chunk: chunks as large as the budget allows
             size = rest_chunk(s, b, hidden, self.inter, self.spec.heads, budget_bytes // 4)
         starts = list(range(0, s, size))
