@@ -44,6 +44,7 @@ from attribution.settings import get_settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 POLL_SECONDS = 0.25  # how often a waiting page asks for progress
+FIRST_POLL_SECONDS = 0.02  # the first wait; doubled up to POLL_SECONDS
 ABANDON_GRACE = 1.0  # seconds an unwatched job may wait for a rerun to take it up before it is cancelled
 
 
@@ -312,6 +313,7 @@ def wait(computations: list[Computation], show: Callable[[Computation], None]) -
     session) or anything fails, the jobs still running are let go (see Registry.detach).
     """
     backend = get_backend()
+    pause = FIRST_POLL_SECONDS  # short results show at once; long ones are polled every POLL_SECONDS
     try:
         while True:
             pending = [c for c in computations if c.pending]
@@ -321,7 +323,8 @@ def wait(computations: list[Computation], show: Callable[[Computation], None]) -
                 _poll(backend, computation)
                 show(computation)
             if any(c.pending for c in computations):
-                time.sleep(POLL_SECONDS)
+                time.sleep(pause)
+                pause = min(POLL_SECONDS, pause * 2)
     finally:
         for computation in computations:
             if computation.job_id is not None and computation.pending:
