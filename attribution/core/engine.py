@@ -24,7 +24,7 @@ from .adaptive import integrate_adaptive
 from .completeness import Completeness, completeness
 from .execution import Run
 from .jacobian import Tail, integrated_jacobian, node_contributions
-from .options import ExplainOptions
+from .options import ExplainOptions, given_options
 from .quadrature import auto_schedule, node_key, quadrature_nodes
 from .structured import StructuredColumns
 from .tokens import TokenizedText, check_text, encode_text, reference_ids
@@ -190,12 +190,7 @@ def explain(
     pos: annotate words and POS tags (attribution.annotate). run: cancellation, progress and
     the differentiation gate (attribution.core.execution.Run); raises Cancelled when cancelled.
     """
-    if options is not None and option_values:
-        raise InputError("Give either an ExplainOptions or option keywords, not both.")
-    if options is None:
-        options = ExplainOptions.create(**option_values)
-    elif not isinstance(options, ExplainOptions):
-        raise InputError(f"options must be an ExplainOptions, not {type(options).__name__}.")
+    options = given_options(options, option_values)
     loaded = as_model(model, options.device)
     text_a = check_text(text_a, "A")
     text_b = check_text(text_b, "B")

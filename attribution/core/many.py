@@ -39,7 +39,7 @@ from .completeness import completeness
 from .engine import NodeEvaluator, PairPaths, TextPath, as_model, explain_prepared
 from .execution import Run
 from .jacobian import Tail
-from .options import ExplainOptions
+from .options import ExplainOptions, given_options
 from .quadrature import auto_start, node_key, quadrature_nodes
 from .tokens import TokenizedText, check_text, encode_text, reference_token_ids
 
@@ -97,12 +97,7 @@ def explain_outcomes(
 
     check_first: raise the first refusal instead (as InputError "Pair i: ..."), before computing.
     """
-    if options is not None and option_values:
-        raise InputError("Give either an ExplainOptions or option keywords, not both.")
-    if options is None:
-        options = ExplainOptions.create(**option_values)
-    elif not isinstance(options, ExplainOptions):
-        raise InputError(f"options must be an ExplainOptions, not {type(options).__name__}.")
+    options = given_options(options, option_values)
     pairs = _pair_list(pairs)
     loaded = as_model(model, options.device)
     options = options.for_model(loaded)

@@ -181,6 +181,17 @@ def whole_number(value: object, name: str, low: int, high: int | None) -> int:
     return number
 
 
+def given_options(options: object, option_values: dict[str, Any]) -> ExplainOptions:
+    """The options a call was given: an ExplainOptions, or its fields by keyword (not both)."""
+    if options is not None and option_values:
+        raise InputError("Give either an ExplainOptions or option keywords, not both.")
+    if options is None:
+        return ExplainOptions.create(**option_values)
+    if not isinstance(options, ExplainOptions):
+        raise InputError(f"options must be an ExplainOptions, not {type(options).__name__}.")
+    return options
+
+
 def check_steps(value: object) -> Steps:
     """'auto' (any case) or a whole number from 1 to PAIRLENS_MAX_STEPS."""
     if isinstance(value, str) and value.strip().lower() == "auto":

@@ -56,7 +56,7 @@ import torch
 
 from ..core import engine
 from ..core.engine import ENGINE_VERSION
-from ..core.options import RULES, ExplainOptions, add_explain_options, options_from_args
+from ..core.options import RULES, ExplainOptions, add_explain_options, given_options, options_from_args
 from ..errors import InputError
 from ..jsonable import json_ready
 from ..models import LoadedModel
@@ -341,10 +341,7 @@ def analyze(
     folder, its records, resume and the summary are the same as without it. cache: serially, look
     each pair up in the persistent result cache (PAIRLENS_HOME) before computing it, and store it after.
     """
-    if options is None:
-        options = ExplainOptions.create(**option_values)
-    elif option_values:
-        raise InputError("Give either an ExplainOptions or option keywords, not both.")
+    options = given_options(options, option_values)
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1 (got {limit}).")
     pair_file = data if isinstance(data, PairFile) else read_pairs(data, limit=limit)
