@@ -2,6 +2,7 @@
 
     python benchmarks/bench_engine_v2.py throughput [--model all-MiniLM-L6-v2] [--steps 8] [--repeat 3]
     python benchmarks/bench_engine_v2.py adaptive [--model all-MiniLM-L6-v2] [--layers 3,5] [--pairs 20]
+    python benchmarks/bench_engine_v2.py agreement [--model all-mpnet-base-v2] [--layers 9,6] [--pairs 20]
 
 throughput: two ~256-token texts at the model's default layer, N-node Gauss-Legendre, the generic
 vmap(jvp) node evaluation (NodeEvaluator.use_structured = False: the old engine) against the structured
@@ -14,6 +15,10 @@ adaptive: STS-B test pairs (bench_engine's sampling), per layer and pair interle
 schedule for Gauss-Legendre (N = 8 or 32, doubling, no node reused; a copy below) against the adaptive
 rule (engine.integrate), both from the same prepare_pair; wall and CPU seconds, S-tangent nodes
 evaluated (both texts), relative error, certified bound, max |A_new - A_old| / max |A_old|.
+
+agreement: STS-B test pairs, per layer: steps="auto" at --tol (timed, fresh prepare_pair), then on the same
+prepared pair a reference run at --reference-tol (its nodes reuse the first run's, so only the first run is
+timed); per pair converged, seconds, nodes evaluated, certified bound, and max |A - A_ref| / max |A_ref|.
 """
 
 from __future__ import annotations
@@ -123,22 +128,24 @@ def throughput(args: argparse.Namespace) -> None:
         done = integrate(pair, options)
         return done.matrix, done.relative
 
-    rows: dict[str, list[tuple[float, float]]] = {"old engine (generic vmap(jvp))": [], "structured entry layer": []}
+    names = {"old": "old engine (generic vmap(jvp))", "structured": "structured entry layer"}
+    variants = [(names[v], v == "structured") for v in args.variants.split(",")]
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     rates: list[tuple[float, float]] = []
     results: dict[str, tuple[torch.Tensor, float]] = {}
     for k in range(args.repeat):
         rates.append(matmul_rates())
-        for name, structured in (("old engine (generic vmap(jvp))", False), ("structured entry layer", True)):
+        for name, structured in variants:
             wall, cpu, out = timed_cpu(lambda s=structured: run(s))  # type: ignore[misc]
             rows[name].append((wall, cpu))
             results[name] = out
             print(f"round {k}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, load {load_avg()}", flush=True)
     mm_wall, mm_cpu = median([r[0] for r in rates]), median([r[1] for r in rates])
     threads = torch.get_num_threads()
-    base = results["old engine (generic vmap(jvp))"]
+    base = results[variants[0][0]]  # the first variant: differences are against it
     print(f"\nfp32 matmul rate (1024^3, median of {args.repeat}): {mm_wall:.1f} GFLOP/s wall, {mm_cpu:.1f} per CPU")
     print("\n| variant | median wall s | median CPU s | useful / matmul (wall) | useful / matmul (CPU) "
-          "| relative error | max rel. diff vs old |")  # fmt: skip
+          f"| relative error | max rel. diff vs {variants[0][0]} |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for name, times in rows.items():
         wall, cpu = median([t[0] for t in times]), median([t[1] for t in times])
@@ -148,9 +155,11 @@ def throughput(args: argparse.Namespace) -> None:
             f"| {name} | {wall:.1f} | {cpu:.1f} | {useful / wall / mm_wall:.0%} | {per_cpu:.0%} "
             f"| {relative:.1e} | {rel_maxdiff(matrix, base[0]):.1e} |"
         )
-    old = median([t[1] for t in rows["old engine (generic vmap(jvp))"]])
-    new = median([t[1] for t in rows["structured entry layer"]])
-    print(f"\nspeed-up (CPU seconds, medians): {old / new:.2f}x; peak RSS of this process {peak_rss_gib():.2f} GiB")
+    if len(rows) == 2:
+        old = median([t[1] for t in rows[names["old"]]])
+        new = median([t[1] for t in rows[names["structured"]]])
+        print(f"\nspeed-up (CPU seconds, medians): {old / new:.2f}x")
+    print(f"peak RSS of this process {peak_rss_gib():.2f} GiB")
 
 
 # ------------------------------------------------------------------------------------------------ adaptive
@@ -223,6 +232,50 @@ def adaptive(args: argparse.Namespace) -> None:
     _ = np
 
 
+def agreement(args: argparse.Namespace) -> None:
+    model = load_model(args.model)
+    pairs = sample_pairs(args.pairs)
+    print(f"# {args.model}, {len(pairs)} STS-B test pairs, tolerance {args.tol:g} against {args.reference_tol:g}, "
+          f"torch threads {torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
+    for layer in [int(x) for x in args.layers.split(",")]:
+        options = ExplainOptions(layer=layer, tolerance=args.tol).for_model(model)
+        reference = options.replace(tolerance=args.reference_tol)
+        rows = []
+        for k, (a, b) in enumerate(pairs):
+            wall, cpu, (pair, done) = timed_cpu(lambda a=a, b=b, o=options: _prepared_and_integrated(model, a, b, o))
+            nodes = len(pair.a.evaluated) + len(pair.b.evaluated)
+            ref_wall, _, ref = timed_cpu(lambda pair=pair, o=reference: integrate(pair, o))
+            row = {
+                "tokens": f"{pair.a.h.shape[0]}+{pair.b.h.shape[0]}", "s": wall, "cpu": cpu, "nodes": nodes,
+                "converged": done.converged, "rel": done.relative, "bound": done.error_bound,
+                "ref_converged": ref.converged, "ref_rel": ref.relative, "ref_bound": ref.error_bound,
+                "ref_s": ref_wall, "ref_nodes": len(pair.a.evaluated) + len(pair.b.evaluated),
+                "agreement": rel_maxdiff(done.matrix, ref.matrix),
+            }  # fmt: skip
+            rows.append(row)
+            print(f"layer {layer} pair {k}: " + ", ".join(f"{key} {v:.3g}" if isinstance(v, float) else f"{key} {v}"
+                                                         for key, v in row.items()), flush=True)  # fmt: skip
+        print(f"\nload average {load_avg()}")
+        print(
+            "\n| layer | pairs | converged | median s | max s | median CPU s | median nodes (both texts) "
+            "| max rel. error | max bound/target | reference converged | max agreement (max-norm, relative) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(
+            f"| {layer} | {len(rows)} | {sum(r['converged'] for r in rows)}/{len(rows)} "
+            f"| {median([r['s'] for r in rows]):.2f} | {max(r['s'] for r in rows):.2f} "
+            f"| {median([r['cpu'] for r in rows]):.2f} | {median([r['nodes'] for r in rows]):.0f} "
+            f"| {max(r['rel'] for r in rows):.1e} | {max(r['bound'] for r in rows):.1e} "
+            f"| {sum(r['ref_converged'] for r in rows)}/{len(rows)} | {max(r['agreement'] for r in rows):.1e} |\n",
+            flush=True,
+        )
+
+
+def _prepared_and_integrated(model: Any, a: str, b: str, options: ExplainOptions) -> tuple[PairPaths, Any]:
+    pair = prepare_pair(model, a, b, options)
+    return pair, integrate(pair, options)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -230,13 +283,20 @@ def main() -> None:
     t.add_argument("--model", default="all-MiniLM-L6-v2")
     t.add_argument("--steps", type=int, default=8)
     t.add_argument("--repeat", type=int, default=3)
+    t.add_argument("--variants", default="old,structured", help="comma list of old, structured")
     a = sub.add_parser("adaptive")
     a.add_argument("--model", default="all-MiniLM-L6-v2")
     a.add_argument("--layers", default="3,5")
     a.add_argument("--pairs", type=int, default=20)
     a.add_argument("--tol", type=float, default=1e-3)
+    g = sub.add_parser("agreement")
+    g.add_argument("--model", default="all-mpnet-base-v2")
+    g.add_argument("--layers", default="9,6")
+    g.add_argument("--pairs", type=int, default=20)
+    g.add_argument("--tol", type=float, default=1e-3)
+    g.add_argument("--reference-tol", type=float, default=1e-5)
     args = parser.parse_args()
-    throughput(args) if args.what == "throughput" else adaptive(args)
+    {"throughput": throughput, "adaptive": adaptive, "agreement": agreement}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from tiny_models import ARCHITECTURES
 
 from attribution import Attribution, explain, load_model
 from attribution.core.adaptive import (
+    GUARD,
     AdaptiveResult,
     Interval,
     gauss_kronrod,
@@ -23,6 +24,7 @@ from attribution.core.adaptive import (
     integrate_adaptive,
     pair_error,
     split_point,
+    within_tolerance,
 )
 from attribution.core.engine import NodeEvaluator, PairPaths, prepare_pair
 from attribution.core.options import ExplainOptions
@@ -175,6 +177,23 @@ def test_the_cap_bounds_the_nodes_evaluated_per_text(minilm: Any) -> None:
     done = integrate_adaptive(pair, 0, 1e-9, 70)
     assert not done.converged
     assert done.nodes_a <= 70 and done.nodes_b <= 70 and done.rounds >= 1
+
+
+def test_a_lucky_cancellation_does_not_stop_the_exact_criterion() -> None:
+    """all-mpnet-base-v2 at layer 6 once stopped after 12 nodes with an exact error of 8e-4 x |target| while the
+    certified bound was 1.38 x |target| (R_a nearly orthogonal to Delta_b): the guard keeps such a run going."""
+    goal = 1e-3
+    assert not within_tolerance(8e-4, 1.38, goal)
+    assert within_tolerance(8e-4, 0.9 * GUARD * goal, goal)
+    assert not within_tolerance(2e-3, 2e-3, goal)
+    assert within_tolerance(0.0, goal, goal, "bound") and not within_tolerance(0.0, 1.1 * goal, goal, "bound")
+
+
+def test_a_converged_result_has_its_bound_within_the_guard(minilm: Any) -> None:
+    for layer in (0, 3, 5):
+        done = integrate_adaptive(pair_at(minilm, layer), layer, 1e-3, 1024)
+        assert done.converged
+        assert abs(done.error) <= 1e-3 * abs(done.target) and done.bound <= GUARD * 1e-3 * abs(done.target)
 
 
 def test_bound_criterion_is_at_least_as_strict(minilm: Any) -> None:
