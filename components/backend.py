@@ -438,3 +438,10 @@ def load_examples() -> list[dict[str, str]]:
 def read_asset(name: str) -> str:
     """A text asset (CSS, SVG) by file name."""
     return (ASSETS / name).read_text(encoding="utf-8")
+
+
+def capped_by_page_work(result: Attribution) -> bool:
+    """steps=auto did not converge under a cap below PAIRLENS_MAX_STEPS: the operator's work cap stopped it
+    (the job lowered the result's step_cap to what PAIRLENS_MAX_PAGE_WORK allows)."""
+    cap = result.step_cap
+    return result.tolerance is not None and not result.converged and cap is not None and cap < get_settings().max_steps

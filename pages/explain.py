@@ -198,7 +198,7 @@ def compute_columns(
         cancel_slots[name].empty()
         if isinstance(computation.outcome, Attribution):
             results[name] = computation.outcome
-            if capped_by_page_work(computation.outcome):
+            if backend.capped_by_page_work(computation.outcome):
                 notices.append(
                     f"{short_model_name(name)}: steps=auto stopped at {computation.outcome.steps} steps, the most "
                     "this server allows for these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the "
@@ -216,11 +216,6 @@ def cancel_computation(key: object) -> None:
     cancelled = set(st.session_state.get(CANCELLED, ()))
     cancelled.add(key)
     st.session_state[CANCELLED] = cancelled
-
-
-def capped_by_page_work(result: Attribution) -> bool:
-    """steps=auto stopped short of PAIRLENS_MAX_STEPS: the operator's work cap stopped it."""
-    return result.tolerance is not None and not result.converged and result.steps < get_settings().max_steps
 
 
 def shown_view(name: str, result: Attribution, state: PageState) -> Attribution | None:

@@ -7,6 +7,7 @@ One quadrature node keeps the 256-token cases quick: robustness, not accuracy, i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from streamlit.testing.v1 import AppTest
 
 from attribution import Attribution, InputError, explain
 from attribution.cli import main
+from attribution.settings import get_settings
 from attribution.workflows.data import read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -376,6 +378,15 @@ def test_work_estimate_is_pure_and_grows_with_tokens_steps_and_layers(minilm) ->
         res = explain(minilm, "A cat.", "A dog.", capped.replace(tolerance=1e-12), pos=False)
     # the adaptive rule refines in steps of several nodes: it stops at the last refinement within the cap
     assert 8 < res.steps <= 20 and not res.converged
+    assert res.step_cap == 20  # recorded, so a front end can tell its cap from PAIRLENS_MAX_STEPS
+    from components.backend import capped_by_page_work
+
+    assert capped_by_page_work(res)
+    # stopped by PAIRLENS_MAX_STEPS itself (a cap at the global maximum): not the page's cap, whatever the steps
+    assert not capped_by_page_work(dataclasses.replace(res, step_cap=get_settings().max_steps, steps=12))
+    assert not capped_by_page_work(dataclasses.replace(res, converged=True))
+    fixed = explain(minilm, "A cat.", "A dog.", steps=4, pos=False)
+    assert fixed.step_cap is None and not capped_by_page_work(fixed)
 
 
 @pytest.mark.parametrize("how", ["link", "typed", "auto"])

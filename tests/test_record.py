@@ -73,6 +73,8 @@ def attributions(draw: st.DrawFn) -> Attribution:
         special_share=draw(st.one_of(st.none(), floats)),
         model_score=draw(st.one_of(st.none(), floats)),
         exact_model=draw(st.one_of(st.none(), st.booleans())),
+        error_bound=draw(st.one_of(st.none(), floats)),
+        step_cap=draw(st.one_of(st.none(), st.integers(1, 1024))),
     )
 
 

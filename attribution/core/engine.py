@@ -319,6 +319,7 @@ def explain_prepared(
         converged=done.converged,
         error_by_steps=done.history,
         error_bound=done.error_bound,
+        step_cap=None if fixed is not None else options.auto_cap,
         warnings=notes,
     )
     for message in notes:  # for API users; the page and CLI read result.warnings

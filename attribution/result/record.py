@@ -111,6 +111,7 @@ class Attribution:
     model_score: float | None = None  # the model's own similarity of f(a), f(b) (= score in approximate mode)
     exact_model: bool | None = None  # the model was trained for exact mode (None: not recorded)
     error_bound: float | None = None  # adaptive steps="auto": certified bound on |relative_error| (None otherwise)
+    step_cap: int | None = None  # steps="auto": the most nodes per text it was allowed (None for a fixed N)
 
     @property
     def own_score(self) -> float:

@@ -12,6 +12,8 @@ model's own similarity; differs from `score` in exact mode) and `exact_model`.
 `prompt_a` / `prompt_b` (a flag per row: the prompt's tokens; empty without a prompt) were added
 within schema 2: files written before them read with empty lists. So was `error_bound` (the
 adaptive rule's certified bound on the relative error, null otherwise): older files read it as null.
+And `step_cap` (steps="auto": the most nodes per text the run was allowed, PAIRLENS_MAX_STEPS or a
+caller's lower work cap; null for a fixed N or in older files).
 
 Schema 1 (files written before TextSide) has the same keys; its `null` in `tolerance` and
 `special_share` meant "absent" too, so both versions decode alike.
@@ -101,6 +103,7 @@ def encode(result: Attribution) -> dict[str, Any]:
     out["warnings"] = list(result.warnings)
     out["pos_note"] = result.pos_note
     out["exact_model"] = result.exact_model
+    out["step_cap"] = None if result.step_cap is None else int(result.step_cap)
     for suffix, side in (("a", result.a), ("b", result.b)):
         for attr, stem in SIDE_KEYS.items():
             value = getattr(side, attr)
@@ -156,6 +159,8 @@ def decode(data: dict[str, Any]) -> Attribution:
     kwargs["pos_note"] = data.get("pos_note")
     exact_model = data.get("exact_model")
     kwargs["exact_model"] = None if exact_model is None else bool(exact_model)
+    step_cap = data.get("step_cap")
+    kwargs["step_cap"] = None if step_cap is None else int(step_cap)
     return Attribution(**kwargs)
 
 
@@ -202,6 +207,7 @@ def json_schema() -> dict[str, Any]:
         "warnings": strings,
         "pos_note": {"type": ["string", "null"]},
         "exact_model": {"type": ["boolean", "null"]},
+        "step_cap": {"type": ["integer", "null"], "minimum": 1},
     }
     for suffix in ("a", "b"):
         for stem, schema in side_props.items():
