@@ -20,7 +20,7 @@ import torch
 from ..errors import InputError, PairLensWarning
 from ..models import LoadedModel, load_model, on_device
 from ..result import Attribution, TextSide
-from .adaptive import integrate_adaptive
+from .adaptive import GUARD, integrate_adaptive
 from .completeness import Completeness, completeness
 from .execution import Run
 from .jacobian import Tail, integrated_jacobian, node_contributions
@@ -267,11 +267,17 @@ def integrate_adaptive_pair(pair: PairPaths, options: ExplainOptions) -> Integra
     history = [(n, err) for n, err, _ in done.history]
     notes = []
     if not done.converged:
+        more = (
+            f"raise auto_max_steps (this request was limited to {cap} nodes, e.g. by a server's work cap) or "
+            "PAIRLENS_MAX_STEPS"
+            if options.auto_max_steps is not None
+            else "raise PAIRLENS_MAX_STEPS (up to 1024)"
+        )
         notes.append(
-            f"steps=auto (adaptive Gauss-Kronrod) stopped at the cap of {cap} nodes per text with relative "
-            f"integration error {relative:.2e} (certified bound {done.relative_bound:.2e}) above the tolerance "
-            f"{options.tolerance:g}; raise PAIRLENS_MAX_STEPS (up to 1024), attribute at a deeper layer, or "
-            "accept a larger tolerance"
+            f"steps=auto (adaptive Gauss-Kronrod) stopped at the cap of {cap} nodes per text before reaching the "
+            f"tolerance {options.tolerance:g}: relative integration error {relative:.2e}, certified bound "
+            f"{done.relative_bound:.2e} (it stops when the error is within the tolerance and the bound within "
+            f"{GUARD:g}x it); {more}, attribute at a deeper layer, or accept a larger tolerance"
             + (" (bf16 tangent passes round at about 1e-3: use 'fp32')." if options.precision == "bf16" else ".")
         )
     log.debug(
