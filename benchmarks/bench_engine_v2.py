@@ -17,8 +17,9 @@ rule (engine.integrate), both from the same prepare_pair; wall and CPU seconds, 
 evaluated (both texts), relative error, certified bound, max |A_new - A_old| / max |A_old|.
 
 agreement: STS-B test pairs, per layer: steps="auto" at --tol (timed, fresh prepare_pair), then on the same
-prepared pair a reference run at --reference-tol (its nodes reuse the first run's, so only the first run is
-timed); per pair converged, seconds, nodes evaluated, certified bound, and max |A - A_ref| / max |A_ref|.
+prepared pair a reference run at --reference-tol, at most --reference-cap nodes per text (its nodes reuse the
+first run's, so only the first run is timed); per pair converged, seconds, nodes evaluated, certified bound,
+and max |A - A_ref| / max |A_ref|.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ def agreement(args: argparse.Namespace) -> None:
           f"torch threads {torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
     for layer in [int(x) for x in args.layers.split(",")]:
         options = ExplainOptions(layer=layer, tolerance=args.tol).for_model(model)
-        reference = options.replace(tolerance=args.reference_tol)
+        reference = options.replace(tolerance=args.reference_tol, auto_max_steps=args.reference_cap)
         rows = []
         for k, (a, b) in enumerate(pairs):
             wall, cpu, (pair, done) = timed_cpu(lambda a=a, b=b, o=options: _prepared_and_integrated(model, a, b, o))
@@ -295,6 +296,7 @@ def main() -> None:
     g.add_argument("--pairs", type=int, default=20)
     g.add_argument("--tol", type=float, default=1e-3)
     g.add_argument("--reference-tol", type=float, default=1e-5)
+    g.add_argument("--reference-cap", type=int, default=None, help="nodes per text for the reference run")
     args = parser.parse_args()
     {"throughput": throughput, "adaptive": adaptive, "agreement": agreement}[args.what](args)
 
