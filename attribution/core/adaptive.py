@@ -299,6 +299,9 @@ def integrate_adaptive(
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}")
     paths = (AdaptivePath(pair.a, pair.evaluator), AdaptivePath(pair.b, pair.evaluator))
+    for p in paths:  # f(0), f(1) are the pooled embeddings of the reference and the text: no primal forward
+        p.values[node_key(0.0)] = p.path.f_ref.detach().double().cpu()
+        p.values[node_key(1.0)] = p.path.f.detach().double().cpu()
     ends = [p.value([0.0, 1.0]) for p in paths]
     d_a, d_b = (v[1] - v[0] for v in ends)
     norm = pair.completeness.norm
