@@ -243,6 +243,8 @@ def agreement(args: argparse.Namespace) -> None:
         reference = options.replace(tolerance=args.reference_tol, auto_max_steps=args.reference_cap)
         rows = []
         for k, (a, b) in enumerate(pairs):
+            if args.only and k not in args.only:
+                continue
             wall, cpu, (pair, done) = timed_cpu(lambda a=a, b=b, o=options: _prepared_and_integrated(model, a, b, o))
             nodes = len(pair.a.evaluated) + len(pair.b.evaluated)
             ref_wall, _, ref = timed_cpu(lambda pair=pair, o=reference: integrate(pair, o))
@@ -297,6 +299,7 @@ def main() -> None:
     g.add_argument("--tol", type=float, default=1e-3)
     g.add_argument("--reference-tol", type=float, default=1e-5)
     g.add_argument("--reference-cap", type=int, default=None, help="nodes per text for the reference run")
+    g.add_argument("--only", type=lambda s: {int(x) for x in s.split(",")}, default=None, help="pair indices")
     args = parser.parse_args()
     {"throughput": throughput, "adaptive": adaptive, "agreement": agreement}[args.what](args)
 
