@@ -200,9 +200,10 @@ def compute_columns(
             results[name] = computation.outcome
             if backend.capped_by_page_work(computation.outcome):
                 notices.append(
-                    f"{short_model_name(name)}: steps=auto stopped at {computation.outcome.steps} steps, the most "
-                    "this server allows for these texts at this layer (PAIRLENS_MAX_PAGE_WORK), before the "
-                    "integration error reached the tolerance. Shorter texts or a deeper layer allow more."
+                    f"{short_model_name(name)}: steps=auto stopped at {computation.outcome.steps} steps; this "
+                    f"server allows at most {computation.outcome.step_cap} for these texts at this layer "
+                    "(PAIRLENS_MAX_PAGE_WORK), and the integration error had not reached the tolerance. Shorter "
+                    "texts or a deeper layer allow more."
                 )
         elif computation.outcome is not None:
             with slots[name]:
