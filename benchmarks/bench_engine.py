@@ -23,15 +23,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the autograd oracle
 
 from oracle import per_dimension_integrated_jacobian  # noqa: E402
+from stsb import sample_pairs as sample_stsb  # noqa: E402
 
 from attribution import explain, load_model  # noqa: E402
 from attribution.core.engine import prepare_path  # noqa: E402
 from attribution.core.quadrature import quadrature_nodes  # noqa: E402
-from attribution.workflows.data import read_pairs  # noqa: E402
 
-STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
 FALLBACK = [
     ("A man is playing a guitar on stage.", "Someone performs music with an instrument."),
     ("A woman is slicing an onion.", "A woman is cutting an onion."),
@@ -40,14 +40,6 @@ FALLBACK = [
     ("How do I learn Python quickly?", "What is the fastest way to learn Python?"),
 ]
 RULES = ("gauss-legendre", "midpoint", "riemann-right")
-
-
-def sample_pairs(n: int) -> list[tuple[str, str]]:
-    if not STSB.is_file():
-        return FALLBACK[:n]
-    pairs = read_pairs(STSB).pairs
-    step = max(1, len(pairs) // n)
-    return [(p.text_a, p.text_b) for p in pairs[::step][:n]]
 
 
 def timed(fn, repeat: int):  # type: ignore[no-untyped-def]
@@ -175,7 +167,7 @@ def main() -> None:
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     rules = args.rules.split(",")
     parts = set(args.part.split(","))
-    pairs = sample_pairs(args.pairs)
+    pairs = sample_stsb(args.pairs, FALLBACK)
     print(
         f"# PairLens engine benchmark ({len(pairs)} STS-B test pairs; torch threads: "
         f"{__import__('torch').get_num_threads()})"

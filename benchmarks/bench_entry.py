@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from stsb import sample_pairs as sample_stsb  # noqa: E402
+
 from attribution import explain, load_model  # noqa: E402
 from attribution.core.tokens import encode_text, reference_ids  # noqa: E402
 from attribution.models import LoadedModel  # noqa: E402
-from attribution.workflows.data import read_pairs  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
 N_NODES = 8
-STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
 FALLBACK = [
     ("A man is playing a guitar on stage.", "Someone performs music with an instrument."),
     ("A woman is slicing an onion.", "A woman is cutting an onion."),
@@ -200,14 +200,6 @@ def part_oracle() -> None:
             print(f"| {arch} | {model.pooling} | " + " | ".join(cells) + " |", flush=True)
 
 
-def sample_pairs(n: int) -> list[tuple[str, str]]:
-    if not STSB.is_file():
-        return FALLBACK[:n]
-    pairs = read_pairs(STSB).pairs
-    step = max(1, len(pairs) // n)
-    return [(p.text_a, p.text_b) for p in pairs[::step][:n]]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -224,7 +216,7 @@ def main() -> None:
         f"{os.cpu_count()} cores)\n\nMedians; cpu = time.thread_time of the calling thread; ratio = new / old."
     )
     parts = set(args.part.split(","))
-    pairs = sample_pairs(args.pairs)
+    pairs = sample_stsb(args.pairs, FALLBACK)
     if "oracle" in parts:
         part_oracle()
     for spec in args.models.split(";") if parts & {"tail", "explain"} else []:

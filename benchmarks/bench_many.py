@@ -25,19 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stsb import sample_pairs as sample_stsb  # noqa: E402
+
 from attribution import explain, explain_many, load_model  # noqa: E402
-from attribution.workflows.data import read_pairs  # noqa: E402
-
-STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
-
-
-def sample_pairs(n: int) -> list[tuple[str, str]]:
-    """n STS-B test pairs spread over the file (every len // n-th), as bench_engine.py takes them."""
-    if not STSB.is_file():
-        raise SystemExit(f"STS-B test file not found at {STSB}")
-    pairs = read_pairs(STSB).pairs
-    step = max(1, len(pairs) // n)
-    return [(p.text_a, p.text_b) for p in pairs[::step][:n]]
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
@@ -57,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    pairs = sample_pairs(args.pairs)
+    pairs = sample_stsb(args.pairs)
     warm = pairs[:2]
     explain(model, *warm[0], layer=args.layer, pos=False)
     explain_many(model, warm, layer=args.layer)
