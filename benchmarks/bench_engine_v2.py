@@ -3,6 +3,7 @@
     python benchmarks/bench_engine_v2.py throughput [--model all-MiniLM-L6-v2] [--steps 8] [--repeat 3]
     python benchmarks/bench_engine_v2.py adaptive [--model all-MiniLM-L6-v2] [--layers 3,5] [--pairs 20]
     python benchmarks/bench_engine_v2.py agreement [--model all-mpnet-base-v2] [--layers 9,6] [--pairs 20]
+    python benchmarks/bench_engine_v2.py floor [--model all-mpnet-base-v2] [--layer 6] [--pairs 20]
 
 throughput: two ~256-token texts at the model's default layer, N-node Gauss-Legendre, the generic
 vmap(jvp) node evaluation (NodeEvaluator.use_structured = False: the old engine) against the structured
@@ -20,6 +21,12 @@ agreement: STS-B test pairs, per layer: steps="auto" at --tol (timed, fresh prep
 prepared pair a reference run at --reference-tol, at most --reference-cap nodes per text (its nodes reuse the
 first run's, so only the first run is timed); per pair converged, seconds, nodes evaluated, certified bound,
 and max |A - A_ref| / max |A_ref|.
+
+floor: what the certificate's own mesh costs at best. Per pair: the adaptive rule at --tol (timed), the nodes
+its final meshes hold (used, both texts), then on the same pair 32 fresh S-tangent nodes and 32 primal points
+per text, timed in one batch each. floor = sum over texts of used nodes x seconds per node: the time of the
+slices the final mesh needs with no node discarded, no mesh search and no primal forward, at the best batch.
+"slice / primal" compares a node with (S + 1) primal forwards (1.0: tangents as cheap as plain forwards).
 """
 
 from __future__ import annotations
@@ -39,23 +46,16 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stsb import sample_pairs as sample_stsb  # noqa: E402
+
 from attribution import load_model  # noqa: E402
+from attribution.core.adaptive import integrate_adaptive  # noqa: E402
 from attribution.core.engine import PairPaths, integrate, prepare_pair  # noqa: E402
 from attribution.core.options import ExplainOptions  # noqa: E402
 from attribution.core.quadrature import auto_schedule  # noqa: E402
-from attribution.workflows.data import read_pairs  # noqa: E402
 
-STSB = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
 LONG_A = " ".join(f"word{i}" for i in range(400))
 LONG_B = " ".join(f"token{i} is here" for i in range(200))
-
-
-def sample_pairs(n: int) -> list[tuple[str, str]]:
-    if not STSB.is_file():
-        raise SystemExit(f"STS Benchmark not found at {STSB}")
-    pairs = read_pairs(STSB).pairs
-    step = max(1, len(pairs) // n)
-    return [(p.text_a, p.text_b) for p in pairs[::step][:n]]
 
 
 def median(xs: list[float]) -> float:
@@ -191,7 +191,7 @@ def run_new(model: Any, a: str, b: str, options: ExplainOptions) -> tuple[Any, .
 
 def adaptive(args: argparse.Namespace) -> None:
     model = load_model(args.model)
-    pairs = sample_pairs(args.pairs)
+    pairs = sample_stsb(args.pairs)
     print(f"# {args.model}, {len(pairs)} STS-B test pairs, tolerance {args.tol:g}, torch threads "
           f"{torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
     summary = []
@@ -199,6 +199,8 @@ def adaptive(args: argparse.Namespace) -> None:
         options = ExplainOptions(layer=layer, tolerance=args.tol).for_model(model)
         rows = []
         for k, (a, b) in enumerate(pairs):
+            if args.only and k not in args.only:
+                continue
             old = lambda a=a, b=b, o=options: run_old(model, a, b, o)  # noqa: E731
             new = lambda a=a, b=b, o=options: run_new(model, a, b, o)  # noqa: E731
             order = (("old", old), ("new", new)) if k % 2 == 0 else (("new", new), ("old", old))
@@ -235,7 +237,7 @@ def adaptive(args: argparse.Namespace) -> None:
 
 def agreement(args: argparse.Namespace) -> None:
     model = load_model(args.model)
-    pairs = sample_pairs(args.pairs)
+    pairs = sample_stsb(args.pairs)
     print(f"# {args.model}, {len(pairs)} STS-B test pairs, tolerance {args.tol:g} against {args.reference_tol:g}, "
           f"torch threads {torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
     for layer in [int(x) for x in args.layers.split(",")]:
@@ -282,9 +284,69 @@ def agreement(args: argparse.Namespace) -> None:
         )
 
 
+def floor(args: argparse.Namespace) -> None:
+    model = load_model(args.model)
+    pairs = sample_stsb(args.pairs)
+    options = ExplainOptions(layer=args.layer, tolerance=args.tol).for_model(model)
+    assert options.layer is not None
+    print(f"# {args.model}, layer {options.layer}, {len(pairs)} STS-B test pairs, tolerance {args.tol:g}, torch "
+          f"threads {torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
+    rows = []
+    for k, (a, b) in enumerate(pairs):
+        if args.only and k not in args.only:
+            continue
+        pair = prepare_pair(model, a, b, options)
+        wall, cpu, done = timed_cpu(
+            lambda pair=pair: integrate_adaptive(pair, options.layer, options.tolerance, options.auto_cap)
+        )
+        evaluated = len(pair.a.evaluated) + len(pair.b.evaluated)
+        fresh = np.linspace(0.0, 1.0, 34)[1:-1] + 1e-7  # nodes no rule uses
+        per_node, per_primal = [], []
+        for path in (pair.a, pair.b):
+            t0 = time.perf_counter()
+            pair.evaluator.evaluate(path, fresh)
+            per_node.append((time.perf_counter() - t0) / len(fresh))
+            x = path.r + torch.as_tensor(fresh, dtype=path.h.dtype)[:, None, None] * (path.h - path.r)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                pair.evaluator.tail(x)
+            per_primal.append((time.perf_counter() - t0) / len(fresh))
+        cost = done.used_a * per_node[0] + done.used_b * per_node[1]
+        sizes = (pair.a.h.shape[0], pair.b.h.shape[0])
+        row: dict[str, Any] = {
+            "tokens": f"{sizes[0]}+{sizes[1]}", "s": wall, "cpu": cpu, "converged": done.converged,
+            "used": done.used_a + done.used_b, "evaluated": evaluated, "s_per_node": sum(per_node) / 2,
+            "slice_per_primal": sum(n / ((s + 1) * p) for n, p, s in zip(per_node, per_primal, sizes, strict=True)) / 2,
+            "floor_s": cost, "s_over_floor": wall / cost,
+        }  # fmt: skip
+        rows.append(row)
+        print(f"pair {k}: " + ", ".join(f"{key} {v:.3g}" if isinstance(v, float) else f"{key} {v}"
+                                       for key, v in row.items()), flush=True)  # fmt: skip
+    print(f"\nload average at end {load_avg()}")
+    print("\n| layer | pairs | converged | median s | median floor s | pairs with floor > 10 s | median s / floor "
+          "| median nodes used / evaluated | median s per node | median slice / ((S+1) primal) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {options.layer} | {len(rows)} | {sum(r['converged'] for r in rows)}/{len(rows)} "
+        f"| {median([r['s'] for r in rows]):.2f} | {median([r['floor_s'] for r in rows]):.2f} "
+        f"| {sum(r['floor_s'] > 10 for r in rows)} | {median([r['s_over_floor'] for r in rows]):.2f} "
+        f"| {median([r['used'] for r in rows]):.0f} / {median([r['evaluated'] for r in rows]):.0f} "
+        f"| {median([r['s_per_node'] for r in rows]):.3f} | {median([r['slice_per_primal'] for r in rows]):.2f} |"
+    )
+
+
 def _prepared_and_integrated(model: Any, a: str, b: str, options: ExplainOptions) -> tuple[PairPaths, Any]:
     pair = prepare_pair(model, a, b, options)
     return pair, integrate(pair, options)
+
+
+def indices(text: str) -> set[int]:
+    """'0-3,7' -> {0, 1, 2, 3, 7}."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def main() -> None:
@@ -300,6 +362,13 @@ def main() -> None:
     a.add_argument("--layers", default="3,5")
     a.add_argument("--pairs", type=int, default=20)
     a.add_argument("--tol", type=float, default=1e-3)
+    a.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 169-199 or 0,3,5")
+    f = sub.add_parser("floor")
+    f.add_argument("--model", default="all-mpnet-base-v2")
+    f.add_argument("--layer", type=int, default=6)
+    f.add_argument("--pairs", type=int, default=20)
+    f.add_argument("--tol", type=float, default=1e-3)
+    f.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,16 ")
     g = sub.add_parser("agreement")
     g.add_argument("--model", default="all-mpnet-base-v2")
     g.add_argument("--layers", default="9,6")
@@ -308,9 +377,9 @@ def main() -> None:
     g.add_argument("--reference-tol", type=float, default=1e-5)
     g.add_argument("--reference-cap", type=int, default=None, help="nodes per text for the reference run")
     g.add_argument("--no-reference", action="store_true", help="time the tolerance run only")
-    g.add_argument("--only", type=lambda s: {int(x) for x in s.split(",")}, default=None, help="pair indices")
+    g.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,16-19")
     args = parser.parse_args()
-    {"throughput": throughput, "adaptive": adaptive, "agreement": agreement}[args.what](args)
+    {"throughput": throughput, "adaptive": adaptive, "agreement": agreement, "floor": floor}[args.what](args)
 
 
 if __name__ == "__main__":
