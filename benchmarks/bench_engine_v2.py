@@ -4,6 +4,7 @@
     python benchmarks/bench_engine_v2.py adaptive [--model all-MiniLM-L6-v2] [--layers 3,5] [--pairs 20]
     python benchmarks/bench_engine_v2.py agreement [--model all-mpnet-base-v2] [--layers 9,6] [--pairs 20]
     python benchmarks/bench_engine_v2.py floor [--model all-mpnet-base-v2] [--layer 6] [--pairs 20]
+    python benchmarks/bench_engine_v2.py derive [--model all-mpnet-base-v2] [--layer 6] [--pairs 20]
 
 throughput: two ~256-token texts at the model's default layer, N-node Gauss-Legendre, the generic
 vmap(jvp) node evaluation (NodeEvaluator.use_structured = False: the old engine) against the structured
@@ -27,6 +28,11 @@ its final meshes hold (used, both texts), then on the same pair 32 fresh S-tange
 per text, timed in one batch each. floor = sum over texts of used nodes x seconds per node: the time of the
 slices the final mesh needs with no node discarded, no mesh search and no primal forward, at the best batch.
 "slice / primal" compares a node with (S + 1) primal forwards (1.0: tangents as cheap as plain forwards).
+
+derive: the adaptive rule with bisection children given d f / da first (derive="children", the default)
+against slices at once (derive="none", the rule before), per pair interleaved in alternating order, each from
+its own prepare_pair: wall and CPU seconds, slices evaluated, nodes used, nodes derived, max |A - A_none| /
+max |A_none|.
 """
 
 from __future__ import annotations
@@ -335,6 +341,54 @@ def floor(args: argparse.Namespace) -> None:
     )
 
 
+def derive(args: argparse.Namespace) -> None:
+    model = load_model(args.model)
+    pairs = sample_stsb(args.pairs)
+    options = ExplainOptions(layer=args.layer, tolerance=args.tol).for_model(model)
+    assert options.layer is not None
+    print(f"# {args.model}, layer {options.layer}, {len(pairs)} STS-B test pairs, tolerance {args.tol:g}, torch "
+          f"threads {torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
+    modes = ("none", "children")
+    rows = []
+    for k, (a, b) in enumerate(pairs):
+        if args.only and k not in args.only:
+            continue
+        out: dict[str, Any] = {}
+        for mode in modes if k % 2 == 0 else modes[::-1]:
+            pair = prepare_pair(model, a, b, options)
+            out[mode] = timed_cpu(
+                lambda pair=pair, mode=mode: integrate_adaptive(
+                    pair, options.layer, options.tolerance, options.auto_cap, derive=mode
+                )
+            )
+        (ow, oc, old), (nw, nc, new) = out["none"], out["children"]
+        norm = pair.completeness.norm
+        row: dict[str, Any] = {
+            "tokens": f"{pair.a.h.shape[0]}+{pair.b.h.shape[0]}", "none_s": ow, "none_cpu": oc,
+            "none_slices": old.nodes_a + old.nodes_b, "children_s": nw, "children_cpu": nc,
+            "children_slices": new.nodes_a + new.nodes_b, "used": new.used_a + new.used_b, "derived": new.derived,
+            "converged": f"{old.converged}/{new.converged}",
+            "diff": rel_maxdiff(new.e_a.T @ new.e_b / norm, old.e_a.T @ old.e_b / norm),
+        }  # fmt: skip
+        rows.append(row)
+        print(f"pair {k}: " + ", ".join(f"{key} {v:.3g}" if isinstance(v, float) else f"{key} {v}"
+                                       for key, v in row.items()), flush=True)  # fmt: skip
+    print(f"\nload average at end {load_avg()}")
+    print("\n| layer | pairs | none median s | children median s | none median CPU s | children median CPU s "
+          "| CPU ratio children/none (median of per-pair) | CPU s in all none / children | median slices none "
+          "| median slices children | median nodes derived | max diff |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {options.layer} | {len(rows)} | {median([r['none_s'] for r in rows]):.2f} "
+        f"| {median([r['children_s'] for r in rows]):.2f} | {median([r['none_cpu'] for r in rows]):.2f} "
+        f"| {median([r['children_cpu'] for r in rows]):.2f} "
+        f"| {median([r['children_cpu'] / r['none_cpu'] for r in rows]):.2f} "
+        f"| {sum(r['none_cpu'] for r in rows):.0f} / {sum(r['children_cpu'] for r in rows):.0f} "
+        f"| {median([r['none_slices'] for r in rows]):.0f} | {median([r['children_slices'] for r in rows]):.0f} "
+        f"| {median([r['derived'] for r in rows]):.0f} | {max(r['diff'] for r in rows):.1e} |"
+    )
+
+
 def _prepared_and_integrated(model: Any, a: str, b: str, options: ExplainOptions) -> tuple[PairPaths, Any]:
     pair = prepare_pair(model, a, b, options)
     return pair, integrate(pair, options)
@@ -369,6 +423,12 @@ def main() -> None:
     f.add_argument("--pairs", type=int, default=20)
     f.add_argument("--tol", type=float, default=1e-3)
     f.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,16 ")
+    d = sub.add_parser("derive")
+    d.add_argument("--model", default="all-mpnet-base-v2")
+    d.add_argument("--layer", type=int, default=6)
+    d.add_argument("--pairs", type=int, default=20)
+    d.add_argument("--tol", type=float, default=1e-3)
+    d.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,15-19")
     g = sub.add_parser("agreement")
     g.add_argument("--model", default="all-mpnet-base-v2")
     g.add_argument("--layers", default="9,6")
@@ -379,7 +439,8 @@ def main() -> None:
     g.add_argument("--no-reference", action="store_true", help="time the tolerance run only")
     g.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,16-19")
     args = parser.parse_args()
-    {"throughput": throughput, "adaptive": adaptive, "agreement": agreement, "floor": floor}[args.what](args)
+    commands = [throughput, adaptive, agreement, floor, derive]
+    {fn.__name__: fn for fn in commands}[args.what](args)
 
 
 if __name__ == "__main__":

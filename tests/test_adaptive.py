@@ -17,6 +17,7 @@ from tiny_models import ARCHITECTURES
 from attribution import Attribution, explain, load_model
 from attribution.core.adaptive import (
     GUARD,
+    AdaptivePath,
     AdaptiveResult,
     Interval,
     gauss_kronrod,
@@ -108,6 +109,8 @@ def test_column_sums_are_the_path_derivative_and_residuals_are_exact(minilm: Any
     with torch.no_grad():
         deriv = jvp(evaluator.tail, (points,), (delta.expand_as(points),))[1]
     assert float((cols.sum(-1) - deriv).abs().max() / deriv.abs().max()) < 1e-5
+    own = evaluator.derivative(path, nodes)  # what the adaptive rule asks for before a node's slice
+    assert own.shape == deriv.shape and float((own - deriv).abs().max() / deriv.abs().max()) < 1e-6
 
 
 # ------------------------------------------------------------------------------------------------ MiniLM
@@ -177,6 +180,48 @@ def test_the_cap_bounds_the_nodes_evaluated_per_text(minilm: Any) -> None:
     done = integrate_adaptive(pair, 0, 1e-9, 70)
     assert not done.converged
     assert done.nodes_a <= 70 and done.nodes_b <= 70 and done.rounds >= 1
+
+
+def test_d_f_da_first_spends_no_slice_on_a_node_the_mesh_drops(minilm: Any) -> None:
+    """MiniLM layer 1, tolerance 1e-5: bisections happen. Giving new nodes d f / da first (one JVP, the slice's
+    column sums) picks the same meshes, and slices go only to nodes of the final mesh (and round 0's); the
+    certificate is the slices' own: recomputed from them alone it is the reported error and bound."""
+    runs = {}
+    for derive in ("none", "children", "all"):
+        pair = pair_at(minilm, 1, "A man plays.", "Music.")
+        runs[derive] = (pair, integrate_adaptive(pair, 1, 1e-5, 1024, derive=derive))
+    _, plain = runs["none"]
+    assert plain.converged and plain.derived == 0 and plain.rounds >= 3
+    for derive in ("children", "all"):
+        pair, done = runs[derive]
+        assert done.converged and done.derived > 0
+        for mesh, other in ((done.mesh_a, plain.mesh_a), (done.mesh_b, plain.mesh_b)):
+            assert [(iv.lo, iv.hi, iv.size) for iv in mesh] == [(iv.lo, iv.hi, iv.size) for iv in other]
+        assert done.nodes_a + done.nodes_b <= plain.nodes_a + plain.nodes_b
+        m0 = auto_start("gauss-legendre", 1)
+        for path, mesh in ((pair.a, done.mesh_a), (pair.b, done.mesh_b)):
+            kept = {node_key(a) for a in mesh_rule(mesh)[0]}
+            assert kept <= path.evaluated.keys()  # every node of the mesh has its slice
+            if derive == "all":
+                assert path.evaluated.keys() <= kept | {node_key(a) for a in quadrature_nodes("gauss-legendre", m0)[0]}
+        fresh = [AdaptivePath(path, pair.evaluator) for path in (pair.a, pair.b)]
+        for p in fresh:  # the ends as integrate_adaptive takes them; every residual from slices alone
+            p.values[node_key(0.0)] = p.path.f_ref.detach().double().cpu()
+            p.values[node_key(1.0)] = p.path.f.detach().double().cpu()
+        sums = []
+        for p, mesh in zip(fresh, (done.mesh_a, done.mesh_b), strict=True):
+            copies = [Interval(iv.lo, iv.hi, iv.m, iv.kronrod) for iv in mesh]
+            for iv in copies:
+                p.residual(iv)
+            sums.append(torch.stack([iv.residual for iv in copies]).sum(0))
+        ends = [p.value([0.0, 1.0]) for p in fresh]
+        deltas = [v[1] - v[0] for v in ends]
+        exact, bound = pair_error(sums[0], sums[1], deltas[0], deltas[1], pair.completeness.norm)
+        assert exact == pytest.approx(done.error, rel=1e-9, abs=1e-15) and bound == pytest.approx(done.bound, rel=1e-9)
+        for got, want in ((done.e_a, plain.e_a), (done.e_b, plain.e_b)):  # same mesh, same slices: the same E
+            assert float((got - want).abs().max()) <= 1e-6 * float(want.abs().max())
+    with pytest.raises(ValueError, match="derive"):
+        integrate_adaptive(runs["none"][0], 1, 1e-3, 64, derive="sometimes")
 
 
 def test_a_lucky_cancellation_does_not_stop_the_exact_criterion() -> None:

@@ -30,15 +30,24 @@ The algorithm (per text a mesh of intervals, each with G_m or its Kronrod extens
      looks resolved (|res| <= rough |f(a1) - f(a0)|), else bisected into two G_4 halves; the cut is a
      sharp transition inside it, found with primal-only forwards (nested 8-way scans), or is pulled
      toward a transition at an end (a graded mesh), else the midpoint;
-  2. every node is an S-tangent slice evaluated through the engine's NodeEvaluator (cached in
-     `TextPath.evaluated`, so progress, cancellation and the structured path apply), all new nodes of a
-     round in one call per text; E of the final mesh sums cached slices: nothing is recomputed.
-Stops unconverged when a text would need more than `max_nodes` evaluated nodes.
+  2. the nodes of a Kronrod extension are S-tangent slices evaluated through the engine's NodeEvaluator
+     at once (cached in `TextPath.evaluated`, so progress, cancellation and the structured path apply; an
+     extended interval is cut again less often). The children of a bisection are often cut again, so their
+     nodes first get only d f / da (one full-direction JVP, what a slice's columns sum to: all the
+     residuals need, for 1/S of a slice's tangent passes; all-mpnet-base-v2 at layer 6 measured 1/3 of a
+     slice's time at S = 9, 1/12 at S = 27);
+  3. when the test holds on those, the nodes of the final mesh that lack a slice get one (one call per
+     text), the residuals are recomputed from the slices alone and the test is run again (refining on
+     if rounding moved it): the certificate is always the slices' own. E of the final mesh sums cached
+     slices: nothing is recomputed, and no slice is spent on a bisection parent that is cut again.
+All new nodes of a round go in one call per text. Stops unconverged when a text's mesh would need
+more than `max_nodes` slices.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -55,6 +64,7 @@ if TYPE_CHECKING:
 CRITERIA = ("exact", "bound")
 # criterion "exact" also asks the certified bound to be within GUARD x tolerance (see the module doc)
 GUARD = 10.0
+DERIVE = ("children", "all", "none")
 
 
 def gauss_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +135,30 @@ class AdaptivePath:
         self.values: dict[float, torch.Tensor] = {}  # node_key(a) -> f(a), float64 (D,)
         self.features: list[float] = []  # located sharp transitions
         self.n_primal = 0
+        self.derivatives: dict[float, torch.Tensor] = {}  # node_key(a) -> d f / da (D,) float64, nodes without a slice
+        self.slice_sums: dict[float, torch.Tensor] = {}  # node_key(a) -> column sums of the slice, float64
 
     @property
     def n_nodes(self) -> int:
         """S-tangent nodes evaluated for this text so far (round 0's included, whoever evaluated them)."""
         return len(self.path.evaluated)
+
+    def column_sums(self, a: float) -> torch.Tensor:
+        """d f / da at node a (D,) float64: the slice's column sums where it has a slice, else its JVP."""
+        key = node_key(a)
+        piece = self.path.evaluated.get(key)
+        if piece is None:
+            return self.derivatives[key]
+        if key not in self.slice_sums:
+            self.slice_sums[key] = piece.double().sum(1).cpu()
+        return self.slice_sums[key]
+
+    def derive(self, alphas: np.ndarray) -> None:
+        """d f / da at the nodes that have neither a slice nor a derivative yet (one evaluator call)."""
+        missing = sorted({node_key(a) for a in alphas} - self.path.evaluated.keys() - self.derivatives.keys())
+        if missing:
+            out = self.evaluator.derivative(self.path, np.asarray(missing)).double().cpu()
+            self.derivatives.update(zip(missing, out, strict=True))
 
     def value(self, alphas: list[float]) -> list[torch.Tensor]:
         """f(a) (D,) float64 per a: cached, the missing ones in batched primal forwards."""
@@ -149,24 +178,32 @@ class AdaptivePath:
     def residual(self, iv: Interval) -> None:
         """Fill iv.residual and iv.increment from cached slices (evaluate its nodes first)."""
         x, w = iv.rule()
-        sums = torch.stack([self.path.evaluated[node_key(a)].double().sum(1).cpu() for a in x])  # (n, D)
+        sums = torch.stack([self.column_sums(a) for a in x])  # (n, D)
         f_lo, f_hi = self.value([iv.lo, iv.hi])
         iv.residual = f_hi - f_lo - torch.as_tensor(w) @ sums
         iv.increment = float((f_hi - f_lo).norm())
 
-    def build(self, specs: list[Interval]) -> list[Interval]:
-        """Evaluate every new node of these intervals (one evaluator call), then their residuals."""
+    def build(self, slices: Sequence[Interval], derived: Sequence[Interval] = ()) -> None:
+        """Give the new nodes of `slices` an S-tangent slice and those of `derived` d f / da (one evaluator call
+        each), then fill every interval's residual."""
+        specs = [*slices, *derived]
         self.value([a for iv in specs for a in (iv.lo, iv.hi)])
-        if specs:
-            nodes = np.concatenate([iv.rule()[0] for iv in specs])
-            self.evaluator.evaluate(self.path, nodes)
+        if slices:
+            self.evaluator.evaluate(self.path, np.concatenate([iv.rule()[0] for iv in slices]))
+        if derived:
+            self.derive(np.concatenate([iv.rule()[0] for iv in derived]))
         for iv in specs:
             self.residual(iv)
-        return specs
 
     def new_nodes(self, specs: list[Interval]) -> int:
+        """Nodes of these intervals without an S-tangent slice."""
         keys = {node_key(a) for iv in specs for a in iv.rule()[0]}
         return len(keys - self.path.evaluated.keys())
+
+    def new_derived(self, specs: list[Interval]) -> int:
+        """Nodes of these intervals with neither a slice nor d f / da."""
+        keys = {node_key(a) for iv in specs for a in iv.rule()[0]}
+        return len(keys - self.path.evaluated.keys() - self.derivatives.keys())
 
     def integrated(self, mesh: list[Interval]) -> torch.Tensor:
         """E (D, S) of a mesh from cached slices."""
@@ -245,8 +282,9 @@ class AdaptiveResult:
     error: float  # sum(A) - target from the residuals (exact up to rounding)
     bound: float  # bound on |error|
     converged: bool
-    nodes_a: int  # S-tangent nodes evaluated (kept or discarded by bisection)
+    nodes_a: int  # S-tangent nodes evaluated (round 0's discarded by bisection included)
     nodes_b: int
+    derived: int  # nodes given d f / da first, both texts (full-direction JVPs; some got a slice later)
     primal: int  # primal-only points (interval ends, transition search)
     rounds: int
     history: list[tuple[int, float, float]]  # per round: (nodes per text of the mesh, |error|/|target|, bound/|target|)
@@ -270,6 +308,20 @@ def _relative(value: float, target: float) -> float:
     return 0.0 if value == 0 else math.inf
 
 
+def _slices_at_once(derive: str) -> Callable[[Interval], bool]:
+    """Which new intervals of a refinement get S-tangent slices at once (the rest get d f / da first)."""
+    if derive == "none":
+        return lambda iv: True
+    if derive == "children":
+        return lambda iv: iv.kronrod
+    return lambda iv: False
+
+
+def _refined(mesh: list[Interval], plan: dict[int, list[Interval]]) -> list[Interval]:
+    """The mesh with interval k replaced by plan[k] where planned."""
+    return [x for k, iv in enumerate(mesh) for x in plan.get(k, [iv])]
+
+
 def _residual(mesh: list[Interval]) -> torch.Tensor:
     return torch.stack([iv.residual for iv in mesh]).sum(0)
 
@@ -288,14 +340,19 @@ def integrate_adaptive(
     scan_ratio: float = 3.0,
     scan_width: float = 1e-6,
     grading: float = 0.2,
+    derive: str = "children",
 ) -> AdaptiveResult:
     """Refine both texts' meshes until the pair test holds, or no text may take more nodes (see module doc).
 
     tol: relative to |target|; max_nodes: S-tangent nodes per text (PAIRLENS_MAX_STEPS / auto_max_steps).
     select: a round refines every interval whose weighted residual is >= select x the largest; rough:
     relative residual above which an interval is bisected rather than Kronrod-extended; scan_ratio,
-    scan_width: the primal transition search (sub-cell increment ratio, smallest cell).
+    scan_width: the primal transition search (sub-cell increment ratio, smallest cell); derive: which new
+    nodes get d f / da first: "children" (of bisections), "all", or "none" (slices at once: the rule
+    before d f / da; benchmarks/engine_v2_results.md C7 compares them).
     """
+    if derive not in DERIVE:
+        raise ValueError(f"derive must be one of {DERIVE}")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}")
     paths = (AdaptivePath(pair.a, pair.evaluator), AdaptivePath(pair.b, pair.evaluator))
@@ -311,7 +368,9 @@ def integrate_adaptive(
     start = [Interval(0.0, 1.0, m0, False) for _ in paths]
     evaluator = pair.evaluator
     evaluator.run.plan(sum(evaluator.units(p.path, p.new_nodes([iv])) for p, iv in zip(paths, start, strict=True)))
-    meshes = [p.build([iv]) for p, iv in zip(paths, start, strict=True)]
+    for p, iv in zip(paths, start, strict=True):
+        p.build([iv])
+    meshes = [[iv] for iv in start]
     history: list[tuple[int, float, float]] = []
 
     def status() -> tuple[float, float, bool]:
@@ -322,9 +381,8 @@ def integrate_adaptive(
         history.append((used, _relative(exact, target), _relative(bound, target)))
         return exact, bound, ok
 
-    rounds = 0
-    exact, bound, ok = status()
-    while not ok:
+    def plan_round() -> dict[int, dict[int, list[Interval]]]:
+        """Which intervals of which text to refine, and into what (step 1 of the module doc)."""
         scored = [(iv.error * weights[t], t, k) for t in (0, 1) for k, iv in enumerate(meshes[t])]
         top = max(s for s, _, _ in scored)
         plans: dict[int, dict[int, list[Interval]]] = {0: {}, 1: {}}
@@ -340,25 +398,39 @@ def integrate_adaptive(
                     path.locate_in(iv.lo, iv.hi, scan_ratio, scan_width)
                 mid = split_point(iv.lo, iv.hi, path.features, grading)
                 spec = [Interval(iv.lo, mid, child_order, False), Interval(mid, iv.hi, child_order, False)]
-            planned = [x for specs in plans[t].values() for x in specs]
-            if path.n_nodes + path.new_nodes([*planned, *spec]) > max_nodes:
-                continue  # this text's cap: refine what still fits
+            if path.n_nodes + path.new_nodes(_refined(meshes[t], {**plans[t], k: spec})) > max_nodes:
+                continue  # this text's cap (slices so far + those its mesh would still need): refine what fits
             plans[t][k] = spec
-        if not plans[0] and not plans[1]:
-            break
-        rounds += 1
-        evaluator.run.plan(
-            sum(
-                evaluator.units(paths[t].path, paths[t].new_nodes([x for s in plans[t].values() for x in s]))
-                for t in (0, 1)
+        return plans
+
+    now = _slices_at_once(derive)
+    rounds = 0
+    exact, bound, ok = status()
+    while True:
+        while not ok:
+            plans = plan_round()
+            if not plans[0] and not plans[1]:
+                break
+            rounds += 1
+            new = [[x for specs in plans[t].values() for x in specs] for t in (0, 1)]
+            evaluator.run.plan(
+                sum(
+                    evaluator.units(p.path, p.new_nodes([x for x in specs if now(x)]))
+                    + p.new_derived([x for x in specs if not now(x)])
+                    for p, specs in zip(paths, new, strict=True)
+                )
             )
-        )
-        for t in (0, 1):
-            if not plans[t]:
-                continue
-            flat = [x for k in sorted(plans[t]) for x in plans[t][k]]
-            paths[t].build(flat)
-            meshes[t] = [x for k, iv in enumerate(meshes[t]) for x in plans[t].get(k, [iv])]
+            for t, (p, specs) in enumerate(zip(paths, new, strict=True)):
+                p.build([x for x in specs if now(x)], [x for x in specs if not now(x)])
+                meshes[t] = _refined(meshes[t], plans[t])
+            exact, bound, ok = status()
+        # the test holds on d f / da (or nothing more fits): slices for the mesh, certificate from them alone
+        missing = [p.new_nodes(mesh) for p, mesh in zip(paths, meshes, strict=True)]
+        if not any(missing):
+            break
+        evaluator.run.plan(sum(evaluator.units(p.path, n) for p, n in zip(paths, missing, strict=True)))
+        for p, mesh in zip(paths, meshes, strict=True):
+            p.build(mesh)
         exact, bound, ok = status()
 
     e_a, e_b = (p.integrated(mesh) for p, mesh in zip(paths, meshes, strict=True))
@@ -373,6 +445,7 @@ def integrate_adaptive(
         converged=ok,
         nodes_a=paths[0].n_nodes,
         nodes_b=paths[1].n_nodes,
+        derived=len(paths[0].derivatives) + len(paths[1].derivatives),
         primal=paths[0].n_primal + paths[1].n_primal,
         rounds=rounds,
         history=history,

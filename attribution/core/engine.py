@@ -23,7 +23,7 @@ from ..result import Attribution, TextSide
 from .adaptive import GUARD, integrate_adaptive
 from .completeness import Completeness, completeness
 from .execution import Run
-from .jacobian import Tail, integrated_jacobian, node_contributions
+from .jacobian import Tail, integrated_jacobian, node_contributions, path_derivative
 from .options import ExplainOptions, given_options
 from .quadrature import auto_schedule, node_key, quadrature_nodes
 from .structured import StructuredColumns
@@ -109,6 +109,18 @@ class NodeEvaluator:
             direction=direction,
             budget_bytes=self.budget,
             bytes_per_sequence=self.model.sequence_bytes(seq_len),
+            run=self.run,
+        )
+
+    def derivative(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
+        """d f / da at these nodes of the path, (N, D): what a slice's columns sum to, for one tangent pass."""
+        return path_derivative(
+            self.tail,
+            path.h,
+            path.r,
+            nodes,
+            budget_bytes=self.budget,
+            bytes_per_sequence=self.model.sequence_bytes(path.h.shape[0]),
             run=self.run,
         )
 
@@ -281,8 +293,9 @@ def integrate_adaptive_pair(pair: PairPaths, options: ExplainOptions) -> Integra
             + (" (bf16 tangent passes round at about 1e-3: use 'fp32')." if options.precision == "bf16" else ".")
         )
     log.debug(
-        "adaptive: %d rounds, nodes evaluated %d/%d, used %d/%d, primal %d, bound %.2e",
-        done.rounds, done.nodes_a, done.nodes_b, done.used_a, done.used_b, done.primal, done.relative_bound,
+        "adaptive: %d rounds, slices evaluated %d/%d, used %d/%d, d f / da %d, primal %d, bound %.2e",
+        done.rounds, done.nodes_a, done.nodes_b, done.used_a, done.used_b, done.derived, done.primal,
+        done.relative_bound,
     )  # fmt: skip
     return Integration(matrix, total, relative, used, history, done.converged, notes, error_bound=done.relative_bound)
 

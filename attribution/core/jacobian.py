@@ -98,6 +98,32 @@ def _reverse(
     return torch.cat(blocks, dim=0)
 
 
+def path_derivative(
+    tail: Tail,
+    h: torch.Tensor,
+    r: torch.Tensor,
+    nodes: np.ndarray,
+    *,
+    budget_bytes: int,
+    bytes_per_sequence: int,
+    run: Run,
+) -> torch.Tensor:
+    """d f(r + a (h - r)) / da = J_f (h - r) at each node, shape (N, D): one full-direction JVP per node.
+
+    The column sums of a node's slice, for 1/S of its tangent passes (`run.unit`: one unit per node).
+    """
+    delta = h - r
+    alphas = torch.as_tensor(nodes, dtype=h.dtype, device=h.device)
+    per_call = max(1, budget_bytes // max(1, bytes_per_sequence))
+    out = []
+    with torch.no_grad():
+        for n0 in range(0, len(alphas), per_call):
+            a = alphas[n0 : n0 + per_call]
+            with run.unit(len(a)):
+                out.append(jvp(tail, (r + a[:, None, None] * delta,), (delta.expand(len(a), -1, -1),))[1])
+    return torch.cat(out, dim=0)
+
+
 def integrated_jacobian(node_slices: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
     """E = sum_n w_n * slice_n: (N, D, S) and (N,) -> (D, S)."""
     w = torch.as_tensor(weights, dtype=node_slices.dtype, device=node_slices.device)
