@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 # Part of every persistent cache key (attribution.service.cache) and of a corpus run's settings: bump it
 # whenever a change to the engine changes the numbers explain() returns for the same inputs, so stale
-# results are never served or mixed into a resumed run. 2: adaptive steps="auto".
-ENGINE_VERSION = 2
+# results are never served or mixed into a resumed run. 2: adaptive steps="auto". 3: the adaptive rule decides
+# on d f / da before slices (a near-tie can now fall the other way: another mesh, within the same tolerance).
+ENGINE_VERSION = 3
 
 
 @dataclass
