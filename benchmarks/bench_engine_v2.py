@@ -403,6 +403,22 @@ def indices(text: str) -> set[int]:
     return out
 
 
+def pair_study(
+    sub: Any, name: str, model: str, *, layers: str | None = None, layer: int | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand over STS-B test pairs: --model, --layers (or --layer), --pairs, --tol, --only."""
+    p: argparse.ArgumentParser = sub.add_parser(name)
+    p.add_argument("--model", default=model)
+    if layers is not None:
+        p.add_argument("--layers", default=layers)
+    else:
+        p.add_argument("--layer", type=int, default=layer)
+    p.add_argument("--pairs", type=int, default=20)
+    p.add_argument("--tol", type=float, default=1e-3)
+    p.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,15-19")
+    return p
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -411,33 +427,13 @@ def main() -> None:
     t.add_argument("--steps", type=int, default=8)
     t.add_argument("--repeat", type=int, default=3)
     t.add_argument("--variants", default="old,structured", help="comma list of old, structured")
-    a = sub.add_parser("adaptive")
-    a.add_argument("--model", default="all-MiniLM-L6-v2")
-    a.add_argument("--layers", default="3,5")
-    a.add_argument("--pairs", type=int, default=20)
-    a.add_argument("--tol", type=float, default=1e-3)
-    a.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 169-199 or 0,3,5")
-    f = sub.add_parser("floor")
-    f.add_argument("--model", default="all-mpnet-base-v2")
-    f.add_argument("--layer", type=int, default=6)
-    f.add_argument("--pairs", type=int, default=20)
-    f.add_argument("--tol", type=float, default=1e-3)
-    f.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,16 ")
-    d = sub.add_parser("derive")
-    d.add_argument("--model", default="all-mpnet-base-v2")
-    d.add_argument("--layer", type=int, default=6)
-    d.add_argument("--pairs", type=int, default=20)
-    d.add_argument("--tol", type=float, default=1e-3)
-    d.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,15-19")
-    g = sub.add_parser("agreement")
-    g.add_argument("--model", default="all-mpnet-base-v2")
-    g.add_argument("--layers", default="9,6")
-    g.add_argument("--pairs", type=int, default=20)
-    g.add_argument("--tol", type=float, default=1e-3)
+    pair_study(sub, "adaptive", "all-MiniLM-L6-v2", layers="3,5")
+    pair_study(sub, "floor", "all-mpnet-base-v2", layer=6)
+    pair_study(sub, "derive", "all-mpnet-base-v2", layer=6)
+    g = pair_study(sub, "agreement", "all-mpnet-base-v2", layers="9,6")
     g.add_argument("--reference-tol", type=float, default=1e-5)
     g.add_argument("--reference-cap", type=int, default=None, help="nodes per text for the reference run")
     g.add_argument("--no-reference", action="store_true", help="time the tolerance run only")
-    g.add_argument("--only", type=indices, default=None, help="pair indices, e.g. 0-12,16-19")
     args = parser.parse_args()
     commands = [throughput, adaptive, agreement, floor, derive]
     {fn.__name__: fn for fn in commands}[args.what](args)
