@@ -132,7 +132,11 @@ class AdaptivePath:
         self.path = path
         self.evaluator = evaluator
         self.batch = batch
-        self.values: dict[float, torch.Tensor] = {}  # node_key(a) -> f(a), float64 (D,)
+        # node_key(a) -> f(a), float64 (D,); f(0), f(1) are the pooled embeddings of the reference and the text
+        self.values: dict[float, torch.Tensor] = {
+            node_key(0.0): path.f_ref.detach().double().cpu(),
+            node_key(1.0): path.f.detach().double().cpu(),
+        }
         self.features: list[float] = []  # located sharp transitions
         self.n_primal = 0
         self.derivatives: dict[float, torch.Tensor] = {}  # node_key(a) -> d f / da (D,) float64, nodes without a slice
@@ -197,13 +201,11 @@ class AdaptivePath:
 
     def new_nodes(self, specs: list[Interval]) -> int:
         """Nodes of these intervals without an S-tangent slice."""
-        keys = {node_key(a) for iv in specs for a in iv.rule()[0]}
-        return len(keys - self.path.evaluated.keys())
+        return len(_node_keys(specs) - self.path.evaluated.keys())
 
     def new_derived(self, specs: list[Interval]) -> int:
         """Nodes of these intervals with neither a slice nor d f / da."""
-        keys = {node_key(a) for iv in specs for a in iv.rule()[0]}
-        return len(keys - self.path.evaluated.keys() - self.derivatives.keys())
+        return len(_node_keys(specs) - self.path.evaluated.keys() - self.derivatives.keys())
 
     def integrated(self, mesh: list[Interval]) -> torch.Tensor:
         """E (D, S) of a mesh from cached slices."""
@@ -232,6 +234,10 @@ class AdaptivePath:
         c = 0.5 * (lo + hi)
         self.features = sorted({*self.features, c})
         return c
+
+
+def _node_keys(specs: list[Interval]) -> set[float]:
+    return {node_key(a) for iv in specs for a in iv.rule()[0]}
 
 
 def split_point(lo: float, hi: float, features: list[float], grading: float) -> float:
@@ -356,9 +362,6 @@ def integrate_adaptive(
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}")
     paths = (AdaptivePath(pair.a, pair.evaluator), AdaptivePath(pair.b, pair.evaluator))
-    for p in paths:  # f(0), f(1) are the pooled embeddings of the reference and the text: no primal forward
-        p.values[node_key(0.0)] = p.path.f_ref.detach().double().cpu()
-        p.values[node_key(1.0)] = p.path.f.detach().double().cpu()
     ends = [p.value([0.0, 1.0]) for p in paths]
     d_a, d_b = (v[1] - v[0] for v in ends)
     norm = pair.completeness.norm
