@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -31,6 +32,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..core.execution import Cancelled, Gate, Progress, Run
@@ -214,29 +216,62 @@ class JobFailed(PairLensError):
 
 def check_model_name(name: object, allow_custom: bool | None = None) -> str:
     """A model name the backend may load: built-in names and fine-tuned models under PAIRLENS_HOME
-    always; folders and hub ids only with PAIRLENS_ALLOW_CUSTOM_MODELS=1. ModelError otherwise."""
-    from pathlib import Path
+    always; other folders and hub ids only with PAIRLENS_ALLOW_CUSTOM_MODELS=1. ModelError otherwise.
 
-    from ..models.registry import BUILTIN_MODELS, resolve_source
+    Nothing outside the operator's models folder is touched before that permission check, and the
+    refusal is the same sentence whether a path exists or not (no probing of the file system). A
+    built-in name is the built-in model, never a folder of that name. A name over 255 bytes is an
+    InputError. Returns the name to load (a fine-tuned model's full path under PAIRLENS_HOME).
+    """
+    from ..models.registry import BUILTIN_MODELS, MAX_MODEL_NAME_BYTES, is_builtin_name, resolve_source
 
     if not isinstance(name, str) or not name.strip():
         raise ModelError(f"model must be a model name such as {DEFAULT_MODEL!r}.")
     name = name.strip()
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_MODEL_NAME_BYTES:
+        raise InputError(
+            f"The model name is {size:,} bytes long; names are at most {MAX_MODEL_NAME_BYTES} bytes: use a "
+            f"built-in model ({', '.join(BUILTIN_MODELS)}) or a name listed by /models."
+        )
+    if is_builtin_name(name):
+        return name
     settings = get_settings()
     allow = settings.allow_custom_models if allow_custom is None else allow_custom
-    display, source = resolve_source(name)  # ModelError for what cannot be a model
-    if display in BUILTIN_MODELS or allow:
+    if allow:
+        resolve_source(name)  # ModelError for what cannot be a model
         return name
-    try:
-        inside = Path(source).resolve().parent == settings.models_dir.resolve()
-    except OSError:
-        inside = False
-    if inside:
-        return name
+    folder = _fine_tuned_folder(name, settings.models_dir)
+    if folder is not None:
+        try:
+            found = (folder / "modules.json").is_file()
+        except (OSError, ValueError):
+            found = False
+        if found:
+            return str(folder)
+    shown = name if len(name) <= 80 else name[:80] + "..."
     raise ModelError(
-        f"Model {name[:80]!r} is not available here: use a built-in model ({', '.join(BUILTIN_MODELS)}) or a "
-        "fine-tuned model listed by /models (the operator can allow others with PAIRLENS_ALLOW_CUSTOM_MODELS=1)."
+        f"Unknown model {shown!r}: this server serves the built-in models ({', '.join(BUILTIN_MODELS)}) and the "
+        "fine-tuned models listed by /models (the operator can allow folders and hub ids with "
+        "PAIRLENS_ALLOW_CUSTOM_MODELS=1)."
     )
+
+
+def _fine_tuned_folder(name: str, models_dir: Path) -> Path | None:
+    """models_dir/<name> for a bare folder name or a path whose parent is models_dir, decided from
+    the text alone (no file system access outside models_dir); None otherwise."""
+    if any(ord(c) < 32 for c in name) or "\\" in name:
+        return None
+    if "/" not in name:
+        return None if name in (".", "..") or name.startswith("~") else models_dir / name
+    if not name.startswith("/"):
+        return None
+    candidate = Path(os.path.normpath(name))
+    if candidate.name in ("", ".", "..") or os.path.normpath(str(candidate.parent)) != os.path.normpath(
+        str(models_dir)
+    ):
+        return None
+    return candidate
 
 
 @dataclass(frozen=True)
