@@ -24,7 +24,6 @@ import enum
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -379,6 +378,17 @@ class JobStatus:
         )
 
 
+AUTO_NODES_GUESS = 16  # nodes charged to steps="auto" when ordering jobs (its first rounds)
+
+
+def rough_work(request: ExplainRequest) -> int:
+    """A model-free estimate of a request's work, to order queued jobs (attribution.core.work's units,
+    with about 4 characters a token and the auto rule's first rounds): nodes x sum of S^2."""
+    nodes = request.options.fixed_steps or AUTO_NODES_GUESS
+    tokens = [min(len(text) // 4 + 2, 512) for text in (request.text_a, request.text_b)]
+    return nodes * sum(t * t for t in tokens)
+
+
 class _Job:
     """A job's mutable state (guarded by its manager's lock)."""
 
@@ -395,6 +405,13 @@ class _Job:
         self.error: str | None = None
         self.error_kind: str | None = None  # "input" | "model" | "internal" when it failed
         self.cached = False
+        self.rough = rough_work(request)
+        self.order = 0  # arrival order (set by the manager)
+
+    def rough_left(self) -> float:
+        """`rough` scaled by the fraction of planned units not done yet."""
+        p = self.progress
+        return self.rough * (1.0 - min(p.done / p.planned, 1.0)) if p.planned else float(self.rough)
 
     def status(self) -> JobStatus:
         seconds = (self.ended or time.perf_counter()) - self.submitted
@@ -439,9 +456,13 @@ class JobManager:
         self.keep_seconds = keep_seconds
         self.load = load
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # a job was queued or ended, or the manager closed
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._pending: list[_Job] = []  # queued jobs, in arrival order
+        self._running: set[_Job] = set()
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a job
+        self._arrivals = itertools.count()
         self._closed = False
 
     @property
@@ -469,9 +490,11 @@ class JobManager:
                     f"The backend is busy ({active} requests queued or running, the limit is {self.max_jobs}): "
                     "try again in a moment."
                 )
+            job.order = next(self._arrivals)
             self._jobs[job.id] = job
-            self._queue.put(job)  # under the lock: an idle worker cannot leave between the two
+            self._pending.append(job)
             self._start_workers()
+            self._wake.notify_all()
         return job.id
 
     def status(self, job_id: str) -> JobStatus:
@@ -549,8 +572,8 @@ class JobManager:
         if cancel:
             for job in jobs:
                 job.cancel.set()
-        for _ in threads:
-            self._queue.put(None)
+        with self._lock:
+            self._wake.notify_all()
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -589,33 +612,78 @@ class JobManager:
                 del self._jobs[job.id]
                 excess -= 1
 
+    @property
+    def _max_wait(self) -> float:
+        return float(getattr(self.gate, "max_wait", 30.0))
+
+    @property
+    def _shortest_first(self) -> bool:
+        return getattr(self.gate, "policy", None) == "shortest"
+
     def _start_workers(self) -> None:
+        """Enough threads for the queued jobs: `workers`, plus up to `workers` more for jobs that
+        overtake running ones (called with the lock held)."""
         self._threads = [t for t in self._threads if t.is_alive()]
-        busy = sum(1 for j in self._jobs.values() if not j.state.finished)
-        while len(self._threads) < min(self.workers, busy):
+        wanted = min(
+            2 * self.workers if self._shortest_first else self.workers, len(self._running) + len(self._pending)
+        )
+        while len(self._threads) < wanted and self._idle < len(self._pending):
             thread = threading.Thread(target=self._work, name=f"pairlens-worker-{len(self._threads)}", daemon=True)
             self._threads.append(thread)
+            self._idle += 1  # counted idle until it takes its first job
             thread.start()
 
+    def _next_job(self, now: float) -> _Job | None:
+        """The queued job to start now, or None (called with the lock held).
+
+        Under the "shortest" policy, workers take queued jobs as the gate lets chunks through: the
+        least estimated work first, except that a job queued longer than the gate's max_wait goes
+        first (oldest first). When all `workers` run, a queued job whose estimate is under half of
+        the work a running job has left starts anyway, on one of `workers` extra threads: the long
+        job is preempted at its next chunk boundary, since the gate then lets the short one's chunks
+        through first. Other policies take queued jobs in arrival order, `workers` at a time.
+        """
+        self._pending = [j for j in self._pending if j.state is JobState.QUEUED]
+        if not self._pending:
+            return None
+        if not self._shortest_first:
+            return self._pending[0] if len(self._running) < self.workers else None
+        starved = [j for j in self._pending if now - j.submitted > self._max_wait]
+        choice = min(starved or self._pending, key=lambda j: (j.order if starved else j.rough, j.order))
+        if len(self._running) < self.workers:
+            return choice
+        overtakes = self._running and 2 * choice.rough < max(j.rough_left() for j in self._running)
+        return choice if overtakes and len(self._running) < 2 * self.workers else None
+
     def _work(self) -> None:
+        me = threading.current_thread()
         while True:
-            try:
-                job = self._queue.get(timeout=30.0)
-            except queue.Empty:
-                with self._lock:  # idle: let the thread go (a new one starts with the next job)
-                    if self._queue.empty():
-                        self._threads = [t for t in self._threads if t is not threading.current_thread()]
+            with self._lock:
+                idle_until = time.monotonic() + 30.0
+                while True:
+                    job = None if self._closed else self._next_job(time.perf_counter())
+                    if job is not None:
+                        break
+                    left = idle_until - time.monotonic()
+                    extra = len(self._threads) > self.workers
+                    if self._closed or left <= 0 or (extra and not self._pending):
+                        self._idle -= 1  # idle (or closing): let the thread go; a new one starts with the next job
+                        self._threads = [t for t in self._threads if t is not me]
                         return
-                continue
-            if job is None:
-                return
-            self._run(job)
+                    self._wake.wait(min(left, 0.5))  # 0.5 s: a running job's progress can make room to overtake
+                self._idle -= 1
+                self._pending.remove(job)
+                job.state = JobState.RUNNING
+                self._running.add(job)
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running.discard(job)
+                    self._idle += 1
+                    self._wake.notify_all()
 
     def _run(self, job: _Job) -> None:
-        with self._lock:
-            if job.state is not JobState.QUEUED:
-                return  # cancelled while queued
-            job.state = JobState.RUNNING
         request = job.request
         options = request.options
         if self.chunk_mb is not None:
