@@ -38,7 +38,7 @@ def test_a_huge_line_is_refused_in_bounded_memory(tmp_path: Path) -> None:
 def test_a_lowered_limit_refuses_a_long_line_after_good_ones(tmp_path: Path) -> None:
     data = tmp_path / "pairs.tsv"
     data.write_text("sentence1\tsentence2\na\tb\n" + "x" * 5000 + "\ty\n", encoding="utf-8")
-    with pytest.raises(InputError, match="Line 3 .* longer than 1,000 bytes"):
+    with pytest.raises(InputError, match=r"Line 3 .* longer than 1,000 bytes"):
         read_pairs(data, max_line_bytes=1000)
     assert len(read_pairs(data, max_line_bytes=5003).pairs) == 2  # 5,002 bytes and its line end fit
 
