@@ -20,6 +20,8 @@ jobs are forgotten after `keep_seconds`.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import enum
 import itertools
 import logging
@@ -29,7 +31,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +47,9 @@ from ..settings import DEFAULT_MODEL, get_settings
 from .cache import CacheChoice, ResultCache, cached_explain, default_cache, lookup_unloaded
 
 log = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 1.0  # a scheduled chunk's target length: a cancelled job stops within about 2 s
+MIN_CHUNK_MB = 32  # the smallest budget the time bound gives a chunk (smaller ones cost throughput)
 
 Policy = Literal["shortest", "round-robin", "fifo"]
 POLICIES: tuple[Policy, ...] = ("shortest", "round-robin", "fifo")
@@ -427,6 +432,10 @@ class JobManager:
 
     workers, max_jobs: PAIRLENS_WORKERS and PAIRLENS_MAX_JOBS by default. chunk_mb: the cap on a
     scheduled chunk's memory budget (PAIRLENS_CHUNK_MB; None leaves the options' budget alone).
+    chunk_seconds: the time a chunk should take at most (so that a cancelled job stops within about
+    twice that): every chunk's seconds per MB of budget is measured, and a job starting later gets
+    a budget of chunk_seconds / (the slowest recent rate), at least MIN_CHUNK_MB, when that is below
+    chunk_mb; None: memory alone bounds chunks. The budget does not change the numbers.
     cache: a ResultCache, None (no cache) or "default" (PAIRLENS_HOME's, per process).
     keep_seconds: how long a finished job stays readable. load: model name -> loaded model
     (default attribution.load_model; the page passes its own per-process loader). max_work: the
@@ -441,6 +450,7 @@ class JobManager:
         max_jobs: int | None = None,
         gate: Gate | None = None,
         chunk_mb: int | Literal["default"] | None = "default",
+        chunk_seconds: float | None = CHUNK_SECONDS,
         cache: CacheChoice = "default",
         keep_seconds: float = 600.0,
         load: Callable[[str], Any] | None = None,
@@ -452,6 +462,8 @@ class JobManager:
         self.max_jobs = max_jobs or settings.max_jobs
         self.gate: Gate = gate or FairGate()
         self.chunk_mb = settings.chunk_mb if chunk_mb == "default" else chunk_mb
+        self.chunk_seconds = chunk_seconds
+        self._chunk_rates: collections.deque[float] = collections.deque(maxlen=32)  # seconds per MB of budget
         self._cache_choice = cache
         self.keep_seconds = keep_seconds
         self.load = load
@@ -686,11 +698,11 @@ class JobManager:
     def _run(self, job: _Job) -> None:
         request = job.request
         options = request.options
-        if self.chunk_mb is not None:
-            budget = options.memory_budget_mb or get_settings().memory_budget_mb
-            if budget > self.chunk_mb:
-                options = options.replace(memory_budget_mb=self.chunk_mb)
-        run = _ScheduledRun(job, self.gate)
+        cap = self.chunk_cap_mb()
+        budget = options.memory_budget_mb or get_settings().memory_budget_mb
+        if cap is not None and budget > cap:
+            options = options.replace(memory_budget_mb=cap)
+        run = _ScheduledRun(job, self.gate, options.memory_budget_mb or budget, self._chunk_rates)
         try:
             model = (self.load or load_model)(request.model)
             max_work = get_settings().max_page_work if self._max_work == "default" else self._max_work
@@ -724,6 +736,16 @@ class JobManager:
                     job.progress = Progress(job.progress.planned, job.progress.planned, job.progress.seconds)
                 self._end(job, JobState.DONE, None)
 
+    def chunk_cap_mb(self) -> int | None:
+        """The memory budget cap for a job starting now: chunk_mb, lowered so that a chunk takes about
+        chunk_seconds at the slowest rate measured recently (None: no cap)."""
+        cap = self.chunk_mb
+        rates = list(self._chunk_rates)
+        if self.chunk_seconds is not None and rates and max(rates) > 0:
+            by_time = max(MIN_CHUNK_MB, int(self.chunk_seconds / max(rates)))
+            cap = by_time if cap is None else min(cap, by_time)
+        return cap
+
     @staticmethod
     def _end(job: _Job, state: JobState, error: str | None) -> None:
         if job.state.finished:
@@ -733,11 +755,21 @@ class JobManager:
 
 
 class _ScheduledRun(Run):
-    """A Run whose progress lands in its job."""
+    """A Run whose progress lands in its job, and whose chunks' seconds per MB of budget are recorded."""
 
-    def __init__(self, job: _Job, gate: Gate) -> None:
+    def __init__(self, job: _Job, gate: Gate, budget_mb: int, rates: collections.deque[float]) -> None:
         super().__init__(cancel=job.cancel, on_progress=self._progress, gate=gate)
         self.job = job
+        self.budget_mb = max(int(budget_mb), 1)
+        self.rates = rates
 
     def _progress(self, progress: Progress) -> None:
         self.job.progress = progress
+
+    @contextlib.contextmanager
+    def unit(self, units: int) -> Iterator[None]:
+        with super().unit(units):
+            started = time.perf_counter()
+            yield
+            if units > 0:  # a chunk of tangent passes (not a primal-only step)
+                self.rates.append((time.perf_counter() - started) / self.budget_mb)
