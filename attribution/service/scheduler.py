@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.execution import Cancelled, Gate, Progress, Run
-from ..core.options import ExplainOptions
+from ..core.options import ExplainOptions, Limits
 from ..core.tokens import check_text
 from ..core.work import estimate_work, limit_work
 from ..errors import InputError, ModelError, PairLensError
@@ -300,8 +300,9 @@ class ExplainRequest:
         allow_custom: bool | None = None,
     ) -> ExplainRequest:
         """Check user input: InputError (texts, options) or ModelError (model) with a message."""
-        a = check_text(text_a, "A")
-        b = check_text(text_b, "B")
+        max_chars = get_settings().max_text_chars
+        a = check_text(text_a, "A", max_chars)
+        b = check_text(text_b, "B", max_chars)
         if options is None:
             opts = ExplainOptions()
         elif isinstance(options, ExplainOptions):
@@ -434,8 +435,9 @@ class JobManager:
     scheduled chunk's memory budget (PAIRLENS_CHUNK_MB; None leaves the options' budget alone).
     chunk_seconds: the time a chunk should take at most (so that a cancelled job stops within about
     twice that): every chunk's seconds per MB of budget is measured, and a job starting later gets
-    a budget of chunk_seconds / (the slowest recent rate), at least MIN_CHUNK_MB, when that is below
-    chunk_mb; None: memory alone bounds chunks. The budget does not change the numbers.
+    a budget of chunk_seconds / (the slowest recent rate), rounded down to a power of two and at
+    least MIN_CHUNK_MB, when that is below chunk_mb; None: memory alone bounds chunks. The budget is
+    part of the cache key, so a result computed under one cap is served to jobs that get the same.
     cache: a ResultCache, None (no cache) or "default" (PAIRLENS_HOME's, per process).
     keep_seconds: how long a finished job stays readable. load: model name -> loaded model
     (default attribution.load_model; the page passes its own per-process loader). max_work: the
@@ -598,6 +600,15 @@ class JobManager:
             raise UnknownJob(f"No job {str(job_id)[:64]!r}: it never existed or finished long ago.")
         return job
 
+    def _chunked(self, options: ExplainOptions, limits: Limits) -> ExplainOptions:
+        """The options a job runs with: its memory budget at most `chunk_cap_mb()` (chunk_mb, or less so
+        that a chunk takes about chunk_seconds). The budget is part of the cache key (it changes the
+        numbers by float rounding), so the submit-time lookup and the run use this same cap."""
+        cap = self.chunk_cap_mb()
+        if cap is not None and (options.memory_budget_mb or limits.memory_budget_mb) > cap:
+            return options.replace(memory_budget_mb=cap)
+        return options
+
     def _lookup(self, request: ExplainRequest) -> Attribution | None:
         """A cached result without loading the model (None when unknown or the cache is off).
 
@@ -606,8 +617,10 @@ class JobManager:
         cache = self.cache
         if cache is None:
             return None
+        limits = get_settings().limits
+        options = self._chunked(request.options, limits)
         try:
-            return lookup_unloaded(cache, request.model, request.text_a, request.text_b, request.options, request.pos)
+            return lookup_unloaded(cache, request.model, request.text_a, request.text_b, options, request.pos, limits)
         except InputError:
             raise  # a layer the model does not have: refused at once
         except PairLensError:
@@ -698,20 +711,20 @@ class JobManager:
     def _run(self, job: _Job) -> None:
         request = job.request
         options = request.options
-        cap = self.chunk_cap_mb()
-        budget = options.memory_budget_mb or get_settings().memory_budget_mb
-        if cap is not None and budget > cap:
-            options = options.replace(memory_budget_mb=cap)
-        run = _ScheduledRun(job, self.gate, options.memory_budget_mb or budget, self._chunk_rates)
+        settings = get_settings()  # read per job: an operator's change applies without a restart
+        limits = settings.limits
+        options = self._chunked(options, limits)
+        run = _ScheduledRun(job, self.gate, options.memory_budget_mb or limits.memory_budget_mb, self._chunk_rates)
         try:
             model = (self.load or load_model)(request.model)
-            max_work = get_settings().max_page_work if self._max_work == "default" else self._max_work
-            if max_work is not None:  # read per job: an operator's change applies without a restart
-                estimate = estimate_work(model, request.text_a, request.text_b, options)
+            max_work = settings.max_page_work if self._max_work == "default" else self._max_work
+            if max_work is not None:
+                estimate = estimate_work(model, request.text_a, request.text_b, options, limits)
                 options = limit_work(estimate, options, max_work)
             result, cached = cached_explain(
-                model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache
-            )
+                model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache,
+                limits=limits,
+            )  # fmt: skip
         except Cancelled:
             with self._lock:
                 self._end(job, JobState.CANCELLED, "The computation was cancelled.")
@@ -743,6 +756,7 @@ class JobManager:
         rates = list(self._chunk_rates)
         if self.chunk_seconds is not None and rates and max(rates) > 0:
             by_time = max(MIN_CHUNK_MB, int(self.chunk_seconds / max(rates)))
+            by_time = 1 << (by_time.bit_length() - 1)  # a power of two: few distinct budgets, few cache keys
             cap = by_time if cap is None else min(cap, by_time)
         return cap
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers import run_options
 
 from attribution import ExplainOptions
 from attribution.errors import InputError, ModelError
@@ -55,7 +56,7 @@ def test_a_config_byte_changes_the_identity_and_never_shares_an_entry(
     assert real is not None and forged is not None
     assert forged.fingerprint != real.fingerprint
     assert forged.name != "all-MiniLM-L6-v2"  # a folder named like a built-in is shown by its path
-    options = ExplainOptions(layer=5, steps=2, mode="approximate", similarity="cos")
+    options = run_options(layer=5, steps=2)
     assert result_key(forged, A, B, options, False) != result_key(real, A, B, options, False)
 
     cache = ResultCache(tmp_path / "c.sqlite", 16 << 20)
@@ -92,17 +93,16 @@ def test_file_hashes_are_kept_by_inode_size_and_times(tmp_path: Path, minilm_dir
         builtins.open = real_open
 
 
-def test_a_folder_named_like_a_builtin_needs_consent(tmp_path: Path, minilm_dir: Path) -> None:
+def test_a_folder_named_like_a_builtin_needs_consent(
+    tmp_path: Path, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     copy = cls_copy(minilm_dir, tmp_path)
     with pytest.raises(ModelError, match="PAIRLENS_ALLOW_CUSTOM_MODELS"):
         check_model_name(str(copy), allow_custom=False)
     assert check_model_name(str(copy), allow_custom=True) == str(copy)
     assert resolve_source("all-MiniLM-L6-v2")[1] != str(copy.resolve())
-    os.chdir(tmp_path)  # a folder of the built-in's name in the working directory is not the built-in
-    try:
-        assert resolve_source("all-MiniLM-L6-v2")[1] == str(minilm_dir)
-    finally:
-        os.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(tmp_path)  # a folder of the built-in's name in the working directory is not the built-in
+    assert resolve_source("all-MiniLM-L6-v2")[1] == str(minilm_dir)
 
 
 def probed(path: str) -> bool:
