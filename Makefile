@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PORT   ?= 8501
+# Where `make run` listens: this machine only by default. To serve others (no authentication: anyone
+# who reaches the port computes on this machine): `make run HOST=0.0.0.0` or PAIRLENS_PAGE_ADDRESS=0.0.0.0.
+HOST   ?= $(or $(PAIRLENS_PAGE_ADDRESS),127.0.0.1)
 
 .PHONY: run serve test install mpnet slow bench lint clean
 
@@ -20,7 +23,8 @@ $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 install: $(VENV)/.runtime
 
 run: $(VENV)/.runtime
-	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+	@case "$(HOST)" in 127.0.0.1|localhost|::1) ;; *) echo "pairlens: WARNING: the page listens on $(HOST):$(PORT) with no authentication; anyone who can reach it computes on this machine (see docs/guides/security.md)." >&2 ;; esac
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.address $(HOST) --server.port $(PORT) --browser.gatherUsageStats false
 
 # The HTTP backend (127.0.0.1:8000); pages started with PAIRLENS_BACKEND_URL=http://127.0.0.1:8000 use it.
 serve: $(VENV)/.runtime

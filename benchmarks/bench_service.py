@@ -1,6 +1,6 @@
 """The backend as a service: fairness, cancellation, the persistent cache, HTTP clients, memory.
 
-    python benchmarks/bench_service.py [--scenarios fairness,pages,cancel,chunks,restart,concurrent,memory]
+    python benchmarks/bench_service.py [--scenarios fairness,queue,pages,cancel,chunks,restart,concurrent,memory]
                                        [--requests 300] [--out benchmarks/service_results.md]
 
 fairness    In-process JobManager (what the page runs), all-MiniLM-L6-v2, default options:
@@ -10,6 +10,14 @@ fairness    In-process JobManager (what the page runs), all-MiniLM-L6-v2, defaul
             behind long / short alone (target <= 2). Then the long job is cancelled: seconds until
             it reports cancelled and the process CPU (cores busy) in windows after the cancel
             (target: idle within 2 s).
+queue       Fairness that covers the queue (issue 27): a JobManager with `--workers` workers (2 for a
+            2-core machine), all-MiniLM-L6-v2, no cache. (1) A short pair alone, then behind workers + 2
+            long pairs (the long ones occupy every worker and two wait in the queue): ratio target <= 3.
+            (2) Mixed load: `--clients` clients each explaining distinct short pairs one after another
+            for `--duration` seconds, alone, then with a long pair submitted every 5 s: short-pair p95
+            with / without the long pairs, target <= 3. Per policy: shortest (this branch: queued jobs
+            shortest first, long ones overtaken at chunk boundaries) and fifo (arrival order: queued
+            jobs wait for a free worker, like main's queue).
 pages       The same through the page: two AppTest sessions in one process (the in-process
             backend), the whole page run of the short pair alone and behind the long pair, this
             page against main's behaviour (`lock`).
@@ -222,6 +230,104 @@ def fairness(configs: list[tuple[str, int | str | None]], fifo_cap: float) -> No
         finally:
             jobs.shutdown()
     say()
+
+
+def queue_fairness(policies: list[str], workers: int, clients: int, duration: float, fifo_cap: float) -> None:
+    from attribution import load_model
+    from attribution.service import ExplainRequest, FairGate, JobManager, JobState
+
+    load_model("all-MiniLM-L6-v2")
+    say(f"### A short pair behind {workers} workers + 2 long pairs, and mixed load (in-process JobManager, MiniLM)")
+    say()
+    say(
+        "| policy | workers | short alone (s) | behind workers + 2 long (s) | ratio | short p95 alone (s) | "
+        "short p95 with long pairs every 5 s (s) | ratio | short pairs done alone / mixed | long pairs submitted |"
+    )
+    say("|---|---|---|---|---|---|---|---|---|---|")
+    long = ExplainRequest.create(LONG_A, LONG_B, pos=False)
+    pairs = iter(distinct_pairs(2500))  # short pairs never repeat (no cache anyway)
+    for policy in policies:
+        jobs = JobManager(workers=workers, max_jobs=64, gate=FairGate(policy), cache=None)  # type: ignore[arg-type]
+        try:
+            short = ExplainRequest.create(*SHORT, pos=False)
+            jobs.explain(short)  # warm-up, not timed
+            alone = statistics.median(
+                timed_explain(jobs, ExplainRequest.create(*next(pairs), pos=False)) for _ in range(3)
+            )
+            longs = [jobs.submit(long) for _ in range(workers + 2)]
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and not all(jobs.status(j).done > 0 for j in longs[:workers]):
+                time.sleep(0.05)
+            wait_cap = fifo_cap if policy == "fifo" else 300.0
+            started = time.perf_counter()
+            status = jobs.wait(jobs.submit(ExplainRequest.create(*next(pairs), pos=False)), timeout=wait_cap)
+            behind = time.perf_counter() - started
+            behind_text = f"{behind:.2f}" if status.state is JobState.DONE else f"> {behind:.0f} (not done)"
+            for job in longs:
+                jobs.cancel(job)
+            for job in longs:
+                jobs.wait(job, timeout=60)
+            quiet = mixed_load(jobs, pairs, clients, duration, None)
+            loaded = mixed_load(jobs, pairs, clients, duration, long)
+            p95 = [statistics.quantiles(q[0], n=20)[-1] if len(q[0]) >= 2 else float("nan") for q in (quiet, loaded)]
+            say(
+                f"| {policy} | {workers} | {alone:.2f} | {behind_text} | {behind / alone:.1f} | {p95[0]:.2f} | "
+                f"{p95[1]:.2f} | {p95[1] / p95[0]:.1f} | {len(quiet[0])} / {len(loaded[0])} | {loaded[1]} |"
+            )
+        finally:
+            for job in jobs.statuses():
+                jobs.cancel(job.id)
+            jobs.shutdown()
+    say()
+
+
+def timed_explain(jobs: Any, request: Any) -> float:
+    started = time.perf_counter()
+    jobs.explain(request, timeout=300)
+    return time.perf_counter() - started
+
+
+def mixed_load(jobs: Any, pairs: Any, clients: int, duration: float, long: Any) -> tuple[list[float], int]:
+    """`clients` threads explaining distinct short pairs for `duration` s (a long pair every 5 s when
+    `long` is given): the short pairs' latencies (those finished) and the long pairs submitted."""
+    from attribution.service import Busy, ExplainRequest
+
+    lock = threading.Lock()
+    latencies: list[float] = []
+    end = time.monotonic() + duration
+
+    def client() -> None:
+        while time.monotonic() < end:
+            with lock:
+                request = ExplainRequest.create(*next(pairs), pos=False)
+            started = time.perf_counter()
+            try:
+                job = jobs.submit(request)
+            except Busy:
+                time.sleep(0.5)
+                continue
+            status = jobs.wait(job, timeout=max(end - time.monotonic(), 0.1))
+            if status.state.value == "done":
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+            else:
+                jobs.cancel(job)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    submitted: list[str] = []
+    while long is not None and time.monotonic() < end:
+        with contextlib.suppress(Busy):
+            submitted.append(jobs.submit(long))
+        time.sleep(min(5.0, max(end - time.monotonic(), 0.0)))
+    for thread in threads:
+        thread.join(duration + 60)
+    for job in submitted:
+        jobs.cancel(job)
+    for job in submitted:
+        jobs.wait(job, timeout=60)
+    return latencies, len(submitted)
 
 
 def cancel_latency(caps: list[int | str | None], delays: list[float]) -> None:
@@ -684,7 +790,7 @@ def memory(home: Path, requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default="fairness,pages,cancel,chunks,restart,concurrent,memory")
+    parser.add_argument("--scenarios", default="fairness,queue,pages,cancel,chunks,restart,concurrent,memory")
     parser.add_argument(
         "--configs",
         default="shortest:default,round-robin:default,shortest:none,lock:none",
@@ -695,6 +801,10 @@ def main() -> None:
     parser.add_argument("--budgets", default="2048,1024,512,256", help="chunk budgets (MB) for the chunks scenario")
     parser.add_argument("--fifo-cap", type=float, default=150.0, help="seconds the fifo short pair may wait")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--queue-policies", default="shortest,fifo", help="policies for the queue scenario")
+    parser.add_argument("--workers", type=int, default=2, help="JobManager workers in the queue scenario")
+    parser.add_argument("--queue-clients", type=int, default=4, help="short-pair clients in the queue scenario")
+    parser.add_argument("--duration", type=float, default=45.0, help="seconds of each mixed-load phase")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--out", default=None, help="write the tables to this markdown file")
     args = parser.parse_args()
@@ -707,6 +817,10 @@ def main() -> None:
         os.environ["PAIRLENS_HOME"] = str(home)
         if "fairness" in scenarios:
             fairness(parse_configs(args.configs), args.fifo_cap)
+        if "queue" in scenarios:
+            queue_fairness(
+                args.queue_policies.split(","), args.workers, args.queue_clients, args.duration, args.fifo_cap
+            )
         if "pages" in scenarios:
             page_sessions(args.page_policies.split(","), args.page_cap)
         if "cancel" in scenarios:

@@ -224,6 +224,10 @@ def parse_query(
         chosen.append(resolved)
         if k < len(raw_layers):
             layers[resolved] = _parse_layer(raw_layers[k], resolved, notices)
+    if len(raw_layers) > len(requested):  # a layer= pairs with the model= at its position
+        notices.append(
+            f"layer={quoted(raw_layers[len(requested)])} has no model= to go with (write model=NAME&layer=N); ignored."
+        )
     if requested and not chosen:
         notices.append(f"No usable model in the link; showing {DEFAULT_MODEL}.")
     if chosen:
@@ -263,17 +267,17 @@ def parse_query(
             if raw in options:
                 setattr(state, attr, raw)
             else:
-                notices.append(f"{key}={raw!r} is not one of {', '.join(options)}; using {getattr(state, attr)}.")
+                notices.append(f"{key}={quoted(raw)} is not one of {', '.join(options)}; using {getattr(state, attr)}.")
     if (raw := _last(params, "tool")) is not None:
         if raw in TOOL_OPTIONS:
             state.tool = raw
         else:
-            notices.append(f"tool={raw!r} is not whatif or sweep; ignored.")
+            notices.append(f"tool={quoted(raw)} is not whatif or sweep; ignored.")
     if (raw := _last(params, "tm")) is not None:
         if raw.strip().isdigit() and 1 <= int(raw) <= len(state.models):
             state.tool_model = int(raw) - 1
         else:
-            notices.append(f"tm={raw!r} does not name one of the {len(state.models)} models; using the first.")
+            notices.append(f"tm={quoted(raw)} does not name one of the {len(state.models)} models; using the first.")
     state.edits = _parse_edits(_all(params, "edit"), state.text_a, state.text_b, notices)
     if (raw := _last(params, "prompt_name")) is not None:
         state.prompt_name = raw.strip()[:200]

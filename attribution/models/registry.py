@@ -24,7 +24,7 @@ import torch
 from ..devices import resolve_device
 from ..errors import ModelError
 from ..settings import get_settings
-from . import packages
+from . import identity, packages
 from .entry import Entry
 from .loaded import LoadedModel
 from .tokens import encode_text
@@ -125,30 +125,55 @@ def architecture_of(folder: Path) -> str | None:
     return str(model_type) if isinstance(model_type, str) else None
 
 
+MAX_MODEL_NAME_BYTES = 255  # a model name, hub id or folder name the service accepts
+MAX_MODEL_PATH_BYTES = 4096  # a folder path (PATH_MAX on Linux)
+
+
+def is_builtin_name(name: str) -> bool:
+    """Whether `name` is a built-in model's name or alias (no file system access)."""
+    return name.strip().lower() in _ALIASES
+
+
 def resolve_source(name_or_path: str) -> tuple[str, str]:
-    """(display name, folder or hub id) for a model name, folder path or hub id."""
+    """(display name, folder or hub id) for a model name, folder path or hub id.
+
+    A built-in name resolves only to the built-in model. A folder whose name is a built-in's is
+    displayed by its path, so that it never reads as the built-in. ModelError for what cannot be
+    a model (never an OSError, whatever the text).
+    """
     text = str(name_or_path).strip()
     if not text:
         raise ModelError(
             "No model given: use a built-in name (" + ", ".join(BUILTIN_MODELS) + "), a folder or a hub id."
         )
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_MODEL_PATH_BYTES or any(ord(c) < 32 for c in text):
+        raise ModelError(
+            f"{text[:40]!r}... is not a model name or folder (too long or with control characters): "
+            f"use a built-in name ({', '.join(BUILTIN_MODELS)}), a folder or a hub id."
+        )
     builtin = _ALIASES.get(text.lower())
     if builtin is not None:
         return builtin, str(BUILTIN_MODELS[builtin].locate())
-    path = Path(text).expanduser()
-    if not path.exists() and (get_settings().models_dir / text).exists():
-        path = get_settings().models_dir / text
-    if path.exists():
-        if not path.is_dir() or not (path / "modules.json").is_file():
+    try:
+        path = Path(text).expanduser()
+        if not path.exists() and (get_settings().models_dir / text).exists():
+            path = get_settings().models_dir / text
+        exists = path.exists()
+        is_model = exists and path.is_dir() and (path / "modules.json").is_file()
+    except (OSError, RuntimeError, ValueError):  # a name too long for the file system, no such user (~x)
+        exists = is_model = False
+    if exists:
+        if not is_model:
             raise ModelError(
-                f"'{text}' is not a sentence-transformers model folder (no modules.json in it): "
+                f"'{text[:200]}' is not a sentence-transformers model folder (no modules.json in it): "
                 "give a folder saved with SentenceTransformer.save() or a built-in name."
             )
-        return path.name, str(path.resolve())
+        display = str(path) if path.name.lower() in _ALIASES else path.name
+        return display, str(path.resolve())
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
         return text, text  # a hub id
     raise ModelError(
-        f"Unknown model '{text}': use a built-in name ({', '.join(BUILTIN_MODELS)}), "
+        f"Unknown model '{text[:200]}': use a built-in name ({', '.join(BUILTIN_MODELS)}), "
         "a sentence-transformers folder, or a hub id such as 'sentence-transformers/all-MiniLM-L12-v2'."
     )
 
@@ -191,6 +216,7 @@ def _cached(display: str, source: str, device: str) -> LoadedModel:
         with _cache_lock:
             if key in _cache:
                 return _cache[key]
+        identity.record_load(source)  # the bytes this load reads: the result cache files results under them
         model = _load_uncached(display, source, device)
         with _cache_lock:
             _cache[key] = model

@@ -2,10 +2,12 @@
 
 One entry per (model identity, text A, text B, every option that changes the numbers, POS
 annotation, engine and schema version); the value is `Attribution.to_dict()` as zlib-compressed
-JSON (floats round-trip exactly). Model identity is the model's name plus a fingerprint of its
-weights: the names, sizes and modification times of every file of its folder (cheap, no load
-needed) or, for a hub id, a hash of the loaded parameters. Options are resolved for the model
-first, with the operator's limits, into RunOptions (layer=None and layer=5 are one entry for
+JSON (floats round-trip exactly). Model identity is the model's name plus a fingerprint of the
+bytes that define it: for a folder, a hash of its weights and every config and tokenizer file
+(attribution.models.identity: no load needed, each file hashed once while its inode, size and
+times stay the same), so a copy with one byte changed (say, CLS pooling) never shares an entry
+with the original; for a hub id, a hash of the loaded parameters. Options are resolved for the
+model first, with the operator's limits, into RunOptions (layer=None and layer=5 are one entry for
 MiniLM) and the key holds every field of them that can change a result (`RunOptions.result_fields`:
 the step cap of steps="auto", the tokens per text, the memory budget and the device, which change
 the numbers by float rounding, and the rest), so a result computed under other settings is never served.
@@ -43,6 +45,7 @@ from ..core.options import ExplainOptions, Limits, RunOptions, model_max_tokens
 from ..core.tokens import check_text
 from ..errors import InputError, PairLensError, PairLensWarning
 from ..models import LoadedModel, load_model
+from ..models.identity import folder_fingerprint, loaded_fingerprint
 from ..models.loaded import resolve_prompt
 from ..models.registry import resolve_source
 from ..result import SCHEMA_VERSION, Attribution
@@ -109,31 +112,15 @@ class ModelFacts:
         return resolve_prompt(self.name, self.prompts, self.default_prompt_name, prompt_name, prompt)
 
 
-_fingerprints: dict[str, str] = {}  # source -> fingerprint, once per process (like loaded models)
+_fingerprints: dict[str, str] = {}  # hub id -> weights fingerprint, once per process (like loaded models)
 _facts: dict[str, ModelFacts] = {}  # fingerprint -> facts of the models this process has used
 _fingerprint_lock = threading.Lock()
 
 
-def folder_fingerprint(folder: Path) -> str:
-    """sha256 of every file's relative path, size and modification time under `folder` (hidden skipped)."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = Path(root) / name
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return "files:" + digest.hexdigest()[:32]
-
-
 def weights_fingerprint(model: LoadedModel) -> str:
-    """sha256 of every parameter and buffer of the encoder and pooling modules (names, shapes, bytes)."""
+    """sha256 of the pooling, similarity and every parameter and buffer of the encoder and pooling modules."""
     digest = hashlib.sha256()
+    digest.update(f"{model.pooling}\0{model.similarity}\0{model.max_tokens}\n".encode())  # no weights of their own
     modules: list[torch.nn.Module] = [model.encoder, *model.pooling_modules]
     for index, module in enumerate(modules):
         for name, tensor in module.state_dict().items():
@@ -153,12 +140,14 @@ def model_identity(model: LoadedModel | str, *, load: bool = True) -> ModelIdent
         name, source = model.name, model.source
     else:
         name, source = resolve_source(model)
+    if Path(source).is_dir():
+        # the bytes it was loaded from when loaded in this process, else the bytes on disk now
+        known = loaded_fingerprint(source) if isinstance(model, LoadedModel) else None
+        return ModelIdentity(name, source, known or folder_fingerprint(Path(source)))
     with _fingerprint_lock:
         known = _fingerprints.get(source)
     if known is None:
-        if Path(source).is_dir():
-            known = folder_fingerprint(Path(source))
-        elif isinstance(model, LoadedModel):
+        if isinstance(model, LoadedModel):
             known = weights_fingerprint(model)
         elif load:
             return model_identity(load_model(source))

@@ -13,9 +13,16 @@
     GET    /models/{name}      layers, default layer, mode and similarity of one model (loads it)
     GET    /health             status, job counts, cache statistics, engine version
 
-Bad input never gets a traceback: malformed JSON 400, wrong types and bad values 422, an unknown
-model 404, a body over the size limit 413, a full queue 503; every error body is
-{"detail": "<a sentence saying what to do>"}.
+Bad input never gets a traceback: malformed JSON (or invalid UTF-8, or nesting too deep) 400, a
+Host header the server does not answer to 400, wrong types and bad values 422, an unknown model
+404, a body over the size limit 413, a full queue 503; every error body is `ErrorBody`,
+{"detail": "<a sentence saying what to do>"} (409 adds the job's "status"), and the OpenAPI
+schema documents each route's codes with that model. Numbers longer than 40 digits are cut in
+the sentences.
+
+`serve()` answers only requests whose Host header names this server (DNS rebinding): the
+loopback names and the bound address, or PAIRLENS_ALLOWED_HOSTS (comma-separated names, "*"
+for any); see docs/guides/security.md.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import re
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -77,6 +86,85 @@ class ExplainBody(BaseModel):
         return ExplainRequest.create(
             self.text_a, self.text_b, self.model, self.options, pos=self.pos or self.words or bool(self.top)
         )
+
+
+class ErrorBody(BaseModel):
+    """Every error response: one sentence saying what went wrong and what to do."""
+
+    detail: str = Field(description="A sentence saying what went wrong and what to do.")
+    status: dict[str, Any] | None = Field(default=None, description="409 only: the job's status, as GET /jobs/{id}.")
+
+
+_ERRORS = {
+    400: "Malformed request: the body is not JSON in UTF-8, nests too deep, or the Host header is not this server's.",
+    404: "Unknown model or job (or route).",
+    409: "The job has not finished: ask again later.",
+    410: "The job was cancelled.",
+    413: "The request body is over the size limit.",
+    422: "Wrong types or bad values, or the computation refused the input.",
+    503: "The queue is full or the server is shutting down: try again later (Retry-After).",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error codes, each with the ErrorBody model."""
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in (400, *codes)}
+
+
+LONG_NUMBER = re.compile(r"\d{41,}")
+
+
+def cut_long_numbers(text: str) -> str:
+    """A message with every number of more than 40 digits cut to its first 12 and its length."""
+    return LONG_NUMBER.sub(lambda m: f"{m.group()[:12]}... ({len(m.group())} digits)", text)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts_for(bound: str, setting: str | None) -> list[str]:
+    """The Host names a server bound to `bound` answers to: PAIRLENS_ALLOWED_HOSTS (`setting`) when
+    given ("*": any), else the loopback names and the bound address (unless it is a wildcard)."""
+    if setting is not None and setting.strip():
+        return [h.strip().lower() for h in setting.split(",") if h.strip()]
+    names = list(LOOPBACK_HOSTS)
+    if bound not in ("0.0.0.0", "::", "") and bound.lower() not in names:
+        names.append(bound.lower())
+    return names
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port ("[::1]:8000" -> "::1")."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class AllowedHosts:
+    """ASGI middleware: 400 with a sentence for a Host header outside `hosts` (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = frozenset(h.lower() for h in hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "*" in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        if host_name(header) in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        shown = header[:60] + ("..." if len(header) > 60 else "")
+        response = JSONResponse(
+            {
+                "detail": f"This server does not answer to the host {shown!r}: use one of "
+                f"{', '.join(sorted(self.hosts))}, or ask the operator to add the name to PAIRLENS_ALLOWED_HOSTS."
+            },
+            status_code=400,
+        )
+        await response(scope, receive, send)
 
 
 def max_body_bytes() -> int:
@@ -175,10 +263,26 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, "Invalid request: " + "; ".join(parts) + "."
 
 
-def create_app(manager: JobManager | None = None, *, own_manager: bool | None = None) -> FastAPI:
+def _methods_of(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's Allow names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def create_app(
+    manager: JobManager | None = None, *, own_manager: bool | None = None, allowed_hosts: Iterable[str] | None = None
+) -> FastAPI:
     """The API over `manager` (a new JobManager with the settings' limits by default).
 
     own_manager: shut the manager's workers down when the app stops (default: when it made them).
+    allowed_hosts: the Host names it answers to (`allowed_hosts_for`); None: any (in-process use;
+    `serve()` always passes them).
     """
     jobs = manager or JobManager()
     own = manager is None if own_manager is None else own_manager
@@ -201,20 +305,36 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
     )
     app.state.jobs = jobs
     app.add_middleware(BodyLimit)
+    if allowed_hosts is not None:
+        app.add_middleware(AllowedHosts, hosts=list(allowed_hosts))  # outermost: checked first
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, message = _validation_message(exc)
-        return JSONResponse({"detail": message}, status_code=status)
+        return JSONResponse({"detail": cut_long_numbers(message)}, status_code=status)
 
     @app.exception_handler(PairLensError)
     async def on_pairlens(request: Request, exc: PairLensError) -> JSONResponse:
         headers = {"Retry-After": "5"} if isinstance(exc, Busy) else None
-        return JSONResponse({"detail": str(exc)}, status_code=_status_code(exc), headers=headers)
+        return JSONResponse({"detail": cut_long_numbers(str(exc))}, status_code=_status_code(exc), headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            detail = "The request body is not valid UTF-8: send one JSON object encoded in UTF-8."
+        elif exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            detail = "The request body nests too deeply to read: send one JSON object of the documented fields."
+        elif exc.status_code == 400 and exc.__cause__ is not None:
+            detail = f"The request body could not be read ({type(exc.__cause__).__name__}): send one JSON object."
+        elif exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route {request.url.path[:80]!r}: see /docs for the routes of this API."
+        headers = exc.headers
+        if exc.status_code == 405:
+            allowed = _methods_of(app, request)
+            detail = f"{request.method} is not allowed on {request.url.path[:80]!r}: use {', '.join(allowed)}."
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}  # every route of the path, not the first
+        return JSONResponse({"detail": cut_long_numbers(detail)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
@@ -238,7 +358,7 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
         pos, words, top = outputs.get(job_id, (False, False, None))
         return explain_json(result, pos=pos, words=words, top=top)
 
-    @app.post("/explain")
+    @app.post("/explain", responses=errors(404, 413, 422, 503))
     async def explain(body: ExplainBody, request: Request) -> JSONResponse:
         job_id = await submit(body)
         try:
@@ -253,21 +373,21 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
         content = await run_in_threadpool(payload, job_id)
         return JSONResponse(content)
 
-    @app.post("/jobs", status_code=202)
+    @app.post("/jobs", status_code=202, responses=errors(404, 413, 422, 503))
     async def create_job(body: ExplainBody) -> JSONResponse:
         job_id = await submit(body)
         return JSONResponse(jobs.status(job_id).to_dict(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
 
-    @app.get("/jobs/{job_id}")
+    @app.get("/jobs/{job_id}", responses=errors(404, 422))
     def job_status(job_id: str) -> dict[str, Any]:
         return jobs.status(job_id).to_dict()
 
-    @app.delete("/jobs/{job_id}")
+    @app.delete("/jobs/{job_id}", responses=errors(404, 422))
     def cancel_job(job_id: str) -> dict[str, Any]:
         jobs.cancel(job_id)
         return jobs.wait(job_id, timeout=CANCEL_WAIT_SECONDS).to_dict()  # "cancelled" once its chunk is over
 
-    @app.get("/jobs/{job_id}/result")
+    @app.get("/jobs/{job_id}/result", responses=errors(404, 409, 410, 422))
     def job_result(job_id: str) -> JSONResponse:
         status = jobs.status(job_id)
         if status.state is JobState.QUEUED or status.state is JobState.RUNNING:
@@ -275,7 +395,7 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
             return JSONResponse({"detail": detail, "status": status.to_dict()}, status_code=409)
         return JSONResponse(payload(job_id))
 
-    @app.get("/models")
+    @app.get("/models", responses=errors())
     def models() -> list[dict[str, Any]]:
         return [
             {
@@ -288,7 +408,7 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
             for m in list_models()
         ]
 
-    @app.get("/models/{name:path}")
+    @app.get("/models/{name:path}", responses=errors(404, 422))
     def model_facts(name: str) -> dict[str, Any]:
         model = load_model(check_model_name(name))
         return {
@@ -302,7 +422,7 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
             "device": model.device,
         }
 
-    @app.get("/health")
+    @app.get("/health", responses=errors())
     def health() -> dict[str, Any]:
         cache = jobs.cache
         return {
@@ -332,5 +452,13 @@ def serve(
 
     if policy not in POLICIES:
         raise InputError(f"Unknown --policy {policy!r}: choose one of {', '.join(POLICIES)}.")
-    app = create_app(JobManager(workers=workers, gate=FairGate(cast(Policy, policy))), own_manager=True)
+    hosts = allowed_hosts_for(host, os.environ.get("PAIRLENS_ALLOWED_HOSTS"))
+    if host in ("0.0.0.0", "::") and "*" not in hosts:
+        log.warning(
+            "PairLens: listening on every interface; requests are answered only for the Host names %s "
+            "(set PAIRLENS_ALLOWED_HOSTS to the names clients use)",
+            ", ".join(hosts),
+        )
+    manager = JobManager(workers=workers, gate=FairGate(cast(Policy, policy)))
+    app = create_app(manager, own_manager=True, allowed_hosts=hosts)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

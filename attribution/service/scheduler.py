@@ -20,16 +20,18 @@ jobs are forgotten after `keep_seconds`.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import enum
 import itertools
 import logging
-import queue
+import os
 import threading
 import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,12 +42,15 @@ from ..core.tokens import check_text
 from ..core.work import estimate_work, limit_work
 from ..errors import InputError, ModelError, PairLensError
 from ..models import load_model
-from ..models.registry import BUILTIN_MODELS, resolve_source
+from ..models.registry import BUILTIN_MODELS, MAX_MODEL_NAME_BYTES, is_builtin_name, resolve_source
 from ..result import Attribution
 from ..settings import DEFAULT_MODEL, get_settings
 from .cache import CacheChoice, ResultCache, cached_explain, default_cache, lookup_unloaded
 
 log = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 1.0  # a scheduled chunk's target length: a cancelled job stops within about 2 s
+MIN_CHUNK_MB = 32  # the smallest budget the time bound gives a chunk (smaller ones cost throughput)
 
 Policy = Literal["shortest", "round-robin", "fifo"]
 POLICIES: tuple[Policy, ...] = ("shortest", "round-robin", "fifo")
@@ -216,25 +221,60 @@ class JobFailed(PairLensError):
 
 def check_model_name(name: object, allow_custom: bool | None = None) -> str:
     """A model name the backend may load: built-in names and fine-tuned models under PAIRLENS_HOME
-    always; folders and hub ids only with PAIRLENS_ALLOW_CUSTOM_MODELS=1. ModelError otherwise."""
+    always; other folders and hub ids only with PAIRLENS_ALLOW_CUSTOM_MODELS=1. ModelError otherwise.
+
+    Nothing outside the operator's models folder is touched before that permission check, and the
+    refusal is the same sentence whether a path exists or not (no probing of the file system). A
+    built-in name is the built-in model, never a folder of that name. A name over 255 bytes is an
+    InputError. Returns the name to load (a fine-tuned model's full path under PAIRLENS_HOME).
+    """
     if not isinstance(name, str) or not name.strip():
         raise ModelError(f"model must be a model name such as {DEFAULT_MODEL!r}.")
     name = name.strip()
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_MODEL_NAME_BYTES:
+        raise InputError(
+            f"The model name is {size:,} bytes long; names are at most {MAX_MODEL_NAME_BYTES} bytes: use a "
+            f"built-in model ({', '.join(BUILTIN_MODELS)}) or a name listed by /models."
+        )
+    if is_builtin_name(name):
+        return name
     settings = get_settings()
     allow = settings.allow_custom_models if allow_custom is None else allow_custom
-    display, source = resolve_source(name)  # ModelError for what cannot be a model
-    if display in BUILTIN_MODELS or allow:
+    if allow:
+        resolve_source(name)  # ModelError for what cannot be a model
         return name
-    try:
-        inside = Path(source).resolve().parent == settings.models_dir.resolve()
-    except OSError:
-        inside = False
-    if inside:
-        return name
+    folder = _fine_tuned_folder(name, settings.models_dir)
+    if folder is not None:
+        try:
+            found = (folder / "modules.json").is_file()
+        except (OSError, ValueError):
+            found = False
+        if found:
+            return str(folder)
+    shown = name if len(name) <= 80 else name[:80] + "..."
     raise ModelError(
-        f"Model {name[:80]!r} is not available here: use a built-in model ({', '.join(BUILTIN_MODELS)}) or a "
-        "fine-tuned model listed by /models (the operator can allow others with PAIRLENS_ALLOW_CUSTOM_MODELS=1)."
+        f"Unknown model {shown!r}: this server serves the built-in models ({', '.join(BUILTIN_MODELS)}) and the "
+        "fine-tuned models listed by /models (the operator can allow folders and hub ids with "
+        "PAIRLENS_ALLOW_CUSTOM_MODELS=1)."
     )
+
+
+def _fine_tuned_folder(name: str, models_dir: Path) -> Path | None:
+    """models_dir/<name> for a bare folder name or a path whose parent is models_dir, decided from
+    the text alone (no file system access outside models_dir); None otherwise."""
+    if any(ord(c) < 32 for c in name) or "\\" in name:
+        return None
+    if "/" not in name:
+        return None if name in (".", "..") or name.startswith("~") else models_dir / name
+    if not name.startswith("/"):
+        return None
+    candidate = Path(os.path.normpath(name))
+    if candidate.name in ("", ".", "..") or os.path.normpath(str(candidate.parent)) != os.path.normpath(
+        str(models_dir)
+    ):
+        return None
+    return candidate
 
 
 @dataclass(frozen=True)
@@ -343,6 +383,17 @@ class JobStatus:
         )
 
 
+AUTO_NODES_GUESS = 16  # nodes charged to steps="auto" when ordering jobs (its first rounds)
+
+
+def rough_work(request: ExplainRequest) -> int:
+    """A model-free estimate of a request's work, to order queued jobs (attribution.core.work's units,
+    with about 4 characters a token and the auto rule's first rounds): nodes x sum of S^2."""
+    nodes = request.options.fixed_steps or AUTO_NODES_GUESS
+    tokens = [min(len(text) // 4 + 2, 512) for text in (request.text_a, request.text_b)]
+    return nodes * sum(t * t for t in tokens)
+
+
 class _Job:
     """A job's mutable state (guarded by its manager's lock)."""
 
@@ -359,6 +410,13 @@ class _Job:
         self.error: str | None = None
         self.error_kind: str | None = None  # "input" | "model" | "internal" when it failed
         self.cached = False
+        self.rough = rough_work(request)
+        self.order = 0  # arrival order (set by the manager)
+
+    def rough_left(self) -> float:
+        """`rough` scaled by the fraction of planned units not done yet."""
+        p = self.progress
+        return self.rough * (1.0 - min(p.done / p.planned, 1.0)) if p.planned else float(self.rough)
 
     def status(self) -> JobStatus:
         seconds = (self.ended or time.perf_counter()) - self.submitted
@@ -374,6 +432,11 @@ class JobManager:
 
     workers, max_jobs: PAIRLENS_WORKERS and PAIRLENS_MAX_JOBS by default. chunk_mb: the cap on a
     scheduled chunk's memory budget (PAIRLENS_CHUNK_MB; None leaves the options' budget alone).
+    chunk_seconds: the time a chunk should take at most (so that a cancelled job stops within about
+    twice that): every chunk's seconds per MB of budget is measured, and a job starting later gets
+    a budget of chunk_seconds / (the slowest recent rate), rounded down to a power of two and at
+    least MIN_CHUNK_MB, when that is below chunk_mb; None: memory alone bounds chunks. The budget is
+    part of the cache key, so a result computed under one cap is served to jobs that get the same.
     cache: a ResultCache, None (no cache) or "default" (PAIRLENS_HOME's, per process).
     keep_seconds: how long a finished job stays readable. load: model name -> loaded model
     (default attribution.load_model; the page passes its own per-process loader). max_work: the
@@ -388,6 +451,7 @@ class JobManager:
         max_jobs: int | None = None,
         gate: Gate | None = None,
         chunk_mb: int | Literal["default"] | None = "default",
+        chunk_seconds: float | None = CHUNK_SECONDS,
         cache: CacheChoice = "default",
         keep_seconds: float = 600.0,
         load: Callable[[str], Any] | None = None,
@@ -399,13 +463,19 @@ class JobManager:
         self.max_jobs = max_jobs or settings.max_jobs
         self.gate: Gate = gate or FairGate()
         self.chunk_mb = settings.chunk_mb if chunk_mb == "default" else chunk_mb
+        self.chunk_seconds = chunk_seconds
+        self._chunk_rates: collections.deque[float] = collections.deque(maxlen=32)  # seconds per MB of budget
         self._cache_choice = cache
         self.keep_seconds = keep_seconds
         self.load = load
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # a job was queued or ended, or the manager closed
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._pending: list[_Job] = []  # queued jobs, in arrival order
+        self._running: set[_Job] = set()
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a job
+        self._arrivals = itertools.count()
         self._closed = False
 
     @property
@@ -433,9 +503,11 @@ class JobManager:
                     f"The backend is busy ({active} requests queued or running, the limit is {self.max_jobs}): "
                     "try again in a moment."
                 )
+            job.order = next(self._arrivals)
             self._jobs[job.id] = job
-            self._queue.put(job)  # under the lock: an idle worker cannot leave between the two
+            self._pending.append(job)
             self._start_workers()
+            self._wake.notify_all()
         return job.id
 
     def status(self, job_id: str) -> JobStatus:
@@ -513,8 +585,8 @@ class JobManager:
         if cancel:
             for job in jobs:
                 job.cancel.set()
-        for _ in threads:
-            self._queue.put(None)
+        with self._lock:
+            self._wake.notify_all()
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -528,9 +600,12 @@ class JobManager:
         return job
 
     def _chunked(self, options: ExplainOptions, limits: Limits) -> ExplainOptions:
-        """The options a job runs with: its memory budget at most chunk_mb (the scheduler's fairness unit)."""
-        if self.chunk_mb is not None and (options.memory_budget_mb or limits.memory_budget_mb) > self.chunk_mb:
-            return options.replace(memory_budget_mb=self.chunk_mb)
+        """The options a job runs with: its memory budget at most `chunk_cap_mb()` (chunk_mb, or less so
+        that a chunk takes about chunk_seconds). The budget is part of the cache key (it changes the
+        numbers by float rounding), so the submit-time lookup and the run use this same cap."""
+        cap = self.chunk_cap_mb()
+        if cap is not None and (options.memory_budget_mb or limits.memory_budget_mb) > cap:
+            return options.replace(memory_budget_mb=cap)
         return options
 
     def _lookup(self, request: ExplainRequest) -> Attribution | None:
@@ -561,39 +636,84 @@ class JobManager:
                 del self._jobs[job.id]
                 excess -= 1
 
+    @property
+    def _max_wait(self) -> float:
+        return float(getattr(self.gate, "max_wait", 30.0))
+
+    @property
+    def _shortest_first(self) -> bool:
+        return getattr(self.gate, "policy", None) == "shortest"
+
     def _start_workers(self) -> None:
+        """Enough threads for the queued jobs: `workers`, plus up to `workers` more for jobs that
+        overtake running ones (called with the lock held)."""
         self._threads = [t for t in self._threads if t.is_alive()]
-        busy = sum(1 for j in self._jobs.values() if not j.state.finished)
-        while len(self._threads) < min(self.workers, busy):
+        wanted = min(
+            2 * self.workers if self._shortest_first else self.workers, len(self._running) + len(self._pending)
+        )
+        while len(self._threads) < wanted and self._idle < len(self._pending):
             thread = threading.Thread(target=self._work, name=f"pairlens-worker-{len(self._threads)}", daemon=True)
             self._threads.append(thread)
+            self._idle += 1  # counted idle until it takes its first job
             thread.start()
 
+    def _next_job(self, now: float) -> _Job | None:
+        """The queued job to start now, or None (called with the lock held).
+
+        Under the "shortest" policy, workers take queued jobs as the gate lets chunks through: the
+        least estimated work first, except that a job queued longer than the gate's max_wait goes
+        first (oldest first). When all `workers` run, a queued job whose estimate is under half of
+        the work a running job has left starts anyway, on one of `workers` extra threads: the long
+        job is preempted at its next chunk boundary, since the gate then lets the short one's chunks
+        through first. Other policies take queued jobs in arrival order, `workers` at a time.
+        """
+        self._pending = [j for j in self._pending if j.state is JobState.QUEUED]
+        if not self._pending:
+            return None
+        if not self._shortest_first:
+            return self._pending[0] if len(self._running) < self.workers else None
+        starved = [j for j in self._pending if now - j.submitted > self._max_wait]
+        choice = min(starved or self._pending, key=lambda j: (j.order if starved else j.rough, j.order))
+        if len(self._running) < self.workers:
+            return choice
+        overtakes = self._running and 2 * choice.rough < max(j.rough_left() for j in self._running)
+        return choice if overtakes and len(self._running) < 2 * self.workers else None
+
     def _work(self) -> None:
+        me = threading.current_thread()
         while True:
-            try:
-                job = self._queue.get(timeout=30.0)
-            except queue.Empty:
-                with self._lock:  # idle: let the thread go (a new one starts with the next job)
-                    if self._queue.empty():
-                        self._threads = [t for t in self._threads if t is not threading.current_thread()]
+            with self._lock:
+                idle_until = time.monotonic() + 30.0
+                while True:
+                    job = None if self._closed else self._next_job(time.perf_counter())
+                    if job is not None:
+                        break
+                    left = idle_until - time.monotonic()
+                    extra = len(self._threads) > self.workers
+                    if self._closed or left <= 0 or (extra and not self._pending):
+                        self._idle -= 1  # idle (or closing): let the thread go; a new one starts with the next job
+                        self._threads = [t for t in self._threads if t is not me]
                         return
-                continue
-            if job is None:
-                return
-            self._run(job)
+                    self._wake.wait(min(left, 0.5))  # 0.5 s: a running job's progress can make room to overtake
+                self._idle -= 1
+                self._pending.remove(job)
+                job.state = JobState.RUNNING
+                self._running.add(job)
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running.discard(job)
+                    self._idle += 1
+                    self._wake.notify_all()
 
     def _run(self, job: _Job) -> None:
-        with self._lock:
-            if job.state is not JobState.QUEUED:
-                return  # cancelled while queued
-            job.state = JobState.RUNNING
         request = job.request
         options = request.options
         settings = get_settings()  # read per job: an operator's change applies without a restart
         limits = settings.limits
         options = self._chunked(options, limits)
-        run = _ScheduledRun(job, self.gate)
+        run = _ScheduledRun(job, self.gate, options.memory_budget_mb or limits.memory_budget_mb, self._chunk_rates)
         try:
             model = (self.load or load_model)(request.model)
             max_work = settings.max_page_work if self._max_work == "default" else self._max_work
@@ -628,6 +748,17 @@ class JobManager:
                     job.progress = Progress(job.progress.planned, job.progress.planned, job.progress.seconds)
                 self._end(job, JobState.DONE, None)
 
+    def chunk_cap_mb(self) -> int | None:
+        """The memory budget cap for a job starting now: chunk_mb, lowered so that a chunk takes about
+        chunk_seconds at the slowest rate measured recently (None: no cap)."""
+        cap = self.chunk_mb
+        rates = list(self._chunk_rates)
+        if self.chunk_seconds is not None and rates and max(rates) > 0:
+            by_time = max(MIN_CHUNK_MB, int(self.chunk_seconds / max(rates)))
+            by_time = 1 << (by_time.bit_length() - 1)  # a power of two: few distinct budgets, few cache keys
+            cap = by_time if cap is None else min(cap, by_time)
+        return cap
+
     @staticmethod
     def _end(job: _Job, state: JobState, error: str | None) -> None:
         if job.state.finished:
@@ -637,11 +768,21 @@ class JobManager:
 
 
 class _ScheduledRun(Run):
-    """A Run whose progress lands in its job."""
+    """A Run whose progress lands in its job, and whose chunks' seconds per MB of budget are recorded."""
 
-    def __init__(self, job: _Job, gate: Gate) -> None:
+    def __init__(self, job: _Job, gate: Gate, budget_mb: int, rates: collections.deque[float]) -> None:
         super().__init__(cancel=job.cancel, on_progress=self._progress, gate=gate)
         self.job = job
+        self.budget_mb = max(int(budget_mb), 1)
+        self.rates = rates
 
     def _progress(self, progress: Progress) -> None:
         self.job.progress = progress
+
+    @contextlib.contextmanager
+    def unit(self, units: int) -> Iterator[None]:
+        with super().unit(units):
+            started = time.perf_counter()
+            yield
+            if units > 0:  # a chunk of tangent passes (not a primal-only step)
+                self.rates.append((time.perf_counter() - started) / self.budget_mb)

@@ -19,7 +19,10 @@ U+FFFD and the lines affected are counted in `PairFile.invalid_utf8`, like JSON 
 lone surrogates (escapes of broken UTF-8). A file with no usable row raises `InputError` that
 says which formats are expected.
 
-Files are streamed: `read_pairs(path, limit=N)` reads only as far as the N-th usable pair.
+Files are streamed: `read_pairs(path, limit=N)` reads only as far as the N-th usable pair. Lines
+are read in pieces of at most `max_line_bytes` (1 MiB by default, far above two texts at the
+character limit): a longer line refuses the file as soon as that much of it has been read, so a
+one-line 1 GB file costs about 1 MiB of memory, not the line.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ..core.tokens import repair_surrogates
 from ..errors import InputError
 
 MAX_EXAMPLES = 5
+MAX_LINE_BYTES = 1 << 20  # a pairs file line longer than this is refused (texts are at most 20,000 characters)
 _SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: JSON escapes of broken UTF-8
 STS_COLUMNS = 7  # genre, file, year, id, score, sentence1, sentence2 (+ optional extras)
 SCORE_NAMES = ("score", "label", "gold")
@@ -120,7 +124,7 @@ FORMAT_NAMES = {
 _DELIMITER_FORMAT = {"\t": "tsv", ",": "csv", ";": "semicolon", "|": "pipe"}
 
 
-def read_pairs(path: str | Path, limit: int | None = None) -> PairFile:
+def read_pairs(path: str | Path, limit: int | None = None, max_line_bytes: int = MAX_LINE_BYTES) -> PairFile:
     """Read text pairs from `path` in any supported format. Raises InputError on no usable row.
 
     The file is streamed line by line. With `limit`, reading stops at the `limit`-th usable
@@ -137,7 +141,7 @@ def read_pairs(path: str | Path, limit: int | None = None) -> PairFile:
     result = PairFile(path=str(path), format="")
     try:
         with file.open("rb") as handle:
-            lines = _decode_lines(handle, result)
+            lines = _decode_lines(handle, result, max_line_bytes)
             head = _first_line(lines, result)
             if head is None:
                 raise InputError(f"Data file '{path}' is empty: {EXPECTED}.")
@@ -167,9 +171,19 @@ def read_pairs(path: str | Path, limit: int | None = None) -> PairFile:
 Line = tuple[int, str]  # (1-based line number, text without its line end)
 
 
-def _decode_lines(handle: BinaryIO, result: PairFile) -> Iterator[Line]:
-    """The file's lines one at a time, decoded; invalid UTF-8 is replaced and counted in `result`."""
-    for number, chunk in enumerate(handle, start=1):
+def _decode_lines(handle: BinaryIO, result: PairFile, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Line]:
+    """The file's lines one at a time, decoded; invalid UTF-8 is replaced and counted in `result`.
+
+    InputError for a line over `max_line_bytes`, after reading at most that many bytes of it.
+    """
+    number = 0
+    while chunk := handle.readline(max_line_bytes + 1):
+        number += 1
+        if len(chunk) > max_line_bytes and not (len(chunk) == max_line_bytes + 1 and chunk.endswith(b"\n")):
+            raise InputError(
+                f"Line {number} of '{result.path}' is longer than {max_line_bytes:,} bytes: a line holds one pair "
+                f"of texts ({EXPECTED}). Check that this is a pairs file with one pair a line."
+            )
         if number == 1 and chunk.startswith(b"\xef\xbb\xbf"):
             chunk = chunk[3:]
         chunk = chunk.removesuffix(b"\n").removesuffix(b"\r")

@@ -215,16 +215,22 @@ def test_unusable_location_turns_the_cache_off(tmp_path: Path, result: Attributi
     assert cache.disabled and cache.stats()["entries"] == 0
 
 
-def test_folder_fingerprint_follows_the_weights(tmp_path: Path, minilm_dir: Path) -> None:
+def test_folder_fingerprint_follows_the_bytes_not_the_times(tmp_path: Path, minilm_dir: Path) -> None:
     copy = tmp_path / "model"
     shutil.copytree(minilm_dir, copy)
     before = folder_fingerprint(copy)
-    assert folder_fingerprint(copy) == before
+    assert folder_fingerprint(copy) == before == folder_fingerprint(minilm_dir)  # same bytes, same identity
     weights = next(p for p in copy.rglob("*") if p.suffix in (".safetensors", ".bin"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert folder_fingerprint(copy) == before  # touched, not changed
+    with open(weights, "r+b") as handle:
+        handle.seek(-1, os.SEEK_END)
+        last = handle.read(1)
+        handle.seek(-1, os.SEEK_END)
+        handle.write(bytes([last[0] ^ 1]))
     assert folder_fingerprint(copy) != before
     identity = model_identity("all-MiniLM-L6-v2", load=False)
-    assert identity is not None and identity.name == "all-MiniLM-L6-v2" and identity.fingerprint.startswith("files:")
+    assert identity is not None and identity.name == "all-MiniLM-L6-v2" and identity.fingerprint.startswith("content:")
 
 
 def test_default_cache_follows_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

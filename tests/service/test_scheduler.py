@@ -220,7 +220,7 @@ def test_queued_job_cancelled_never_starts(minilm: Any) -> None:
     try:
         long_text = " ".join(["a song on the old guitar"] * 8)
         first = jobs.submit(ExplainRequest.create(long_text, long_text, options={"steps": 32, "memory_budget_mb": 1}))
-        second = jobs.submit(ExplainRequest.create(A, B, options={"steps": 2}))
+        second = jobs.submit(ExplainRequest.create(long_text, long_text, options={"steps": 32}))  # none shorter
         assert jobs.status(second).state is JobState.QUEUED
         assert jobs.cancel(second).state is JobState.CANCELLED
         jobs.cancel(first)
