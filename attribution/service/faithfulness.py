@@ -1,0 +1,75 @@
+"""POST /faithfulness: the perturbation sweep and deletion / insertion curves of one pair (attribution.faithfulness).
+
+    POST /faithfulness  {"text_a", "text_b", "model"?, "options"?, "methods"?, "op"?, "level"?, "order"?,
+                         "draws"?, "seed"?}
+                        -> the object `pairlens faithfulness --json` prints (waits for the result)
+
+The texts, model and options are checked as for POST /explain (same messages and status codes); the
+server's work cap (PAIRLENS_MAX_PAGE_WORK) applies to each method's explain, and its differentiation
+chunks take turns with the job queue's at the same gate. Random orders are capped at MAX_DRAWS here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from ..core.execution import Run
+from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD
+from ..settings import DEFAULT_MODEL, get_settings
+from .scheduler import ExplainRequest, JobManager
+
+MAX_DRAWS = 20
+
+
+class FaithfulnessBody(BaseModel):
+    """What POST /faithfulness accepts (types strict, unknown fields refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text_a: StrictStr
+    text_b: StrictStr
+    model: StrictStr = DEFAULT_MODEL
+    options: dict[str, Any] = Field(default_factory=dict)
+    methods: list[Literal["integrated-jacobians", "hessian-x-input"]] = Field(
+        default_factory=lambda: [DEFAULT_METHOD, SECOND_METHOD], min_length=1, max_length=2
+    )
+    op: Literal["mask", "drop"] = "mask"
+    level: Literal["token", "word"] = "token"
+    order: Literal["unit", "pair"] = "unit"
+    draws: StrictInt = Field(default=5, ge=1, le=MAX_DRAWS)
+    seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
+
+
+def compute(body: FaithfulnessBody, jobs: JobManager) -> dict[str, Any]:
+    """The report's JSON for a checked body (runs in a worker thread)."""
+    from ..core.work import estimate_work, limit_work
+    from ..faithfulness.report import faithfulness_report
+    from ..models import load_model
+
+    request = ExplainRequest.create(body.text_a, body.text_b, body.model, body.options, pos=False)
+    model = load_model(request.model)
+    options = request.options
+    max_work = get_settings().max_page_work
+    if max_work is not None:
+        options = limit_work(estimate_work(model, request.text_a, request.text_b, options), options, max_work)
+    report = faithfulness_report(
+        model, request.text_a, request.text_b, options, methods=body.methods, op=body.op, level=body.level,
+        order=body.order, draws=body.draws, seed=body.seed, run=Run(gate=jobs.gate),
+    )  # fmt: skip
+    return report.to_dict()
+
+
+def faithfulness_router(jobs: JobManager) -> APIRouter:
+    """The /faithfulness route over the app's job manager (for its gate)."""
+    router = APIRouter()
+
+    @router.post("/faithfulness")
+    async def faithfulness(body: FaithfulnessBody) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(compute, body, jobs))
+
+    return router
