@@ -32,7 +32,10 @@ LABELS: dict[str, str] = {
     "integrated-jacobians": "integrated Jacobians",
     "hessian-x-input": "Hessian × input (second method: one node at a = 1)",
 }
-SHORT_LABELS: dict[str, str] = {"integrated-jacobians": "integrated Jacobians", "hessian-x-input": "Hessian × input"}
+SHORT_LABELS: dict[str, str] = {
+    "integrated-jacobians": "integrated Jacobians",
+    "hessian-x-input": "Hessian × input (2nd method)",
+}
 HXI_NOTE = (
     "Second method, Hessian x input: one node at a = 1 (the derivative at the input only, no integral). It is a "
     "cheap baseline to compare with integrated Jacobians; its cells do not sum to the target, and the 'integration "
