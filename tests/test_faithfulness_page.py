@@ -40,7 +40,7 @@ def test_run_the_check_shows_both_methods_and_the_curves() -> None:
     assert not at.error, [e.value for e in at.error]
     shown = titles(at)
     sweeps = [t for t in shown if "Spearman" in t]
-    assert len(sweeps) == 2 and "integrated Jacobians" in sweeps[0] and "second method" in sweeps[1]
+    assert len(sweeps) == 2 and "integrated Jacobians" in sweeps[0] and "2nd method" in sweeps[1]
     curves = next(f for f in charts(at) if "Deletion and insertion" in f["layout"]["title"]["text"])
     names = {trace.get("name") for trace in curves["data"]}
     assert {"random order (mean of 2)", "integrated Jacobians order", "Hessian × input (2nd method) order"} <= names

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..faithfulness.curves import RANDOM, Curves, Kind
-from ..faithfulness.methods import SHORT_LABELS, method_label
+from ..faithfulness.methods import SHORT_LABELS
 from ..faithfulness.sweep import Sweep
 from .heatmap import plotly_escape
 from .layout import FONT, PAGE, Style, palette
@@ -45,7 +45,7 @@ def build_sweep_bars(sweep: Sweep, *, style: Style = PAGE) -> go.Figure:
         cols=2,
         shared_yaxes=True,
         horizontal_spacing=0.04,
-        subplot_titles=("what the model loses without each " + sweep.level, "the map's attribution (its rank)"),
+        subplot_titles=(f"score lost without the {sweep.level}", "the map's attribution (rank)"),
     )
     fig.add_trace(
         go.Bar(
@@ -84,18 +84,19 @@ def build_sweep_bars(sweep: Sweep, *, style: Style = PAGE) -> go.Figure:
     fig.update_annotations(font=dict(size=style.font(12), color=colours.muted))
     fig.update_layout(
         title=dict(
-            text=f"<b>{plotly_escape(method_label(sweep.method))}</b> · Spearman ρ {rho} · "
-            f"{n_disagree} of {len(items)} {sweep.level}s disagree (≠)",
+            text=f"<b>{plotly_escape(SHORT_LABELS.get(sweep.method, sweep.method))}</b> · Spearman ρ {rho}",
             subtitle=dict(
-                text=f"each {sweep.level} {plotly_escape(edit)} in turn; score {sweep.score:+.3f}",
+                text=f"what the model loses without each {sweep.level}, beside the map's ranking<br>"
+                f"each {sweep.level} {plotly_escape(edit)} in turn · score {sweep.score:+.3f} · "
+                f"{n_disagree} of {len(items)} disagree (≠)",
                 font=dict(size=style.font(11), color=colours.muted),
             ),
             font=dict(size=style.font(14), color=colours.text),
             x=0.01,
             xanchor="left",
         ),
-        height=int(110 + ROW_PX * max(len(items), 3) * style.font_scale),
-        margin=dict(l=10, r=40, t=90, b=30),
+        height=int(140 + ROW_PX * max(len(items), 3) * style.font_scale),
+        margin=dict(l=10, r=40, t=122, b=30),
         showlegend=False,
         bargap=0.25,
         font=dict(family=FONT, color=colours.text),
