@@ -259,3 +259,25 @@ def test_a_result_of_other_texts_or_models_is_refused(tiny, tiny_exact) -> None:
     other = explain(tiny, A, "Completely different words here.", layer=1, steps=2, pos=False)
     with pytest.raises(InputError, match="not of the same pair"):
         deletion_curves(tiny, {"integrated-jacobians": res, "hessian-x-input": other})
+
+
+def test_prompt_tokens_are_never_removed_and_the_score_is_the_results(tiny_models) -> None:  # type: ignore[no-untyped-def]
+    model = load_model(str(tiny_models["nomic_bert"]))  # prompts left out of pooling (include_prompt=False)
+    res = explain(model, A, B, layer=1, steps=2, prompt_name="query", pos=False)
+    sweep = perturbation_sweep(model, res, prompt_name="query")
+    assert sweep.score == pytest.approx(res.score, abs=1e-5)
+    fixed = res.a.special_or_prompt()
+    assert any(res.a.prompt) and all(not fixed[p] for it in sweep.items if it.side == "a" for p in it.positions)
+    assert len([it for it in sweep.items if it.side == "a"]) == fixed.count(False)
+    with pytest.raises(InputError, match="tokenizes text A of this result differently"):
+        perturbation_sweep(model, res)  # without the prompt the tokens do not match
+
+
+def test_a_small_memory_budget_splits_the_batch_not_the_numbers(minilm) -> None:  # type: ignore[no-untyped-def]
+    res = explain(minilm, "A man plays a guitar.", "Music.", steps=2, pos=False)
+    whole = perturbation_sweep(minilm, res)
+    assert minilm.sequence_bytes(len(res.a.tokens)) > 2**20 // 2  # so 1 MB holds one sequence per pass
+    split = perturbation_sweep(minilm, res, memory_budget_mb=1)
+    assert whole.forwards == 2  # one pass per sequence length
+    assert split.forwards >= len(res.a.tokens) - 2 + 1  # text A's versions of one length: one per pass
+    np.testing.assert_allclose(split.losses, whole.losses, atol=1e-6)

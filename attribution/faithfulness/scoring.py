@@ -12,7 +12,8 @@ An edit removes a set of token positions from one text, in one of two ways:
 
 Special tokens ([CLS], [SEP], <s>, ...) and prompt tokens are never removed. Edited versions of a text
 are embedded in batches of equal length (no padding, so no attention mask enters the numbers), at most
-`chunk` sequences per forward pass, and each distinct version once (`PairScorer` caches embeddings).
+`chunk` sequences per forward pass (fewer where the options' memory budget asks for it), and each distinct
+version once (`PairScorer` caches embeddings).
 
 The score is the one the attribution explains (Attribution.score): the similarity ("cos" or "dot") of
 f(x) in approximate mode, of f(x) - f(r_x) in exact mode, r_x the edited text's own reference input.
@@ -103,13 +104,22 @@ class PairScorer:
     """
 
     def __init__(
-        self, model: LoadedModel, a: TextIds, b: TextIds, *, mode: str, similarity: str, chunk: int = DEFAULT_CHUNK
+        self,
+        model: LoadedModel,
+        a: TextIds,
+        b: TextIds,
+        *,
+        mode: str,
+        similarity: str,
+        chunk: int = DEFAULT_CHUNK,
+        budget_bytes: int | None = None,
     ) -> None:
         self.model = model
         self.texts = {"a": a, "b": b}
         self.mode = mode
         self.similarity = similarity
         self.chunk = check_chunk(chunk)
+        self.budget_bytes = budget_bytes
         self.pad = pad_id(model.tokenizer)
         self._embedded: dict[tuple[int, ...], np.ndarray] = {}
         self.forwards = 0
@@ -120,6 +130,12 @@ class PairScorer:
     def _reference(self, text: TextIds) -> tuple[int, ...]:
         return tuple(reference_token_ids(text.ids, text.special, self.model.tokenizer, text.prompt))
 
+    def batch_size(self, length: int) -> int:
+        """Sequences of this length per forward pass: `chunk`, fewer where the memory budget asks for it."""
+        if self.budget_bytes is None:
+            return self.chunk
+        return max(1, min(self.chunk, self.budget_bytes // max(1, self.model.sequence_bytes(length))))
+
     def embed(self, id_lists: Sequence[tuple[int, ...]]) -> None:
         """Embed the id sequences not seen yet: equal lengths together, `chunk` per forward pass."""
         todo = sorted({ids for ids in id_lists if ids not in self._embedded}, key=len)
@@ -127,9 +143,10 @@ class PairScorer:
         for ids in todo:
             by_length.setdefault(len(ids), []).append(ids)
         with torch.inference_mode():
-            for group in by_length.values():
-                for start in range(0, len(group), self.chunk):
-                    batch = group[start : start + self.chunk]
+            for length, group in by_length.items():
+                size = self.batch_size(length)
+                for start in range(0, len(group), size):
+                    batch = group[start : start + size]
                     out = self.model.embed_ids(torch.tensor(batch, dtype=torch.long))
                     self.forwards += 1
                     for ids, row in zip(batch, out.double().cpu().numpy(), strict=True):

@@ -135,5 +135,6 @@ def prepare(
         mode=result.mode,
         similarity=result.similarity,
         chunk=chunk,
+        budget_bytes=options.budget_bytes,
     )
     return PreparedPair(result, units_a, units_b, scorer, unit_level)
