@@ -43,11 +43,12 @@ def compute_report(
     from components.backend import get_model
 
     model = get_model(model_name)
-    max_work = get_settings().max_page_work
-    if max_work is not None:
-        options = limit_work(estimate_work(model, text_a, text_b, options), options, max_work)
+    settings = get_settings()
+    limits = settings.limits
+    if settings.max_page_work is not None:
+        options = limit_work(estimate_work(model, text_a, text_b, options, limits), options, settings.max_page_work)
     return faithfulness_report(
-        model, text_a, text_b, options, methods=METHODS, op=op, level=level, order=order, draws=draws
+        model, text_a, text_b, options, methods=METHODS, op=op, level=level, order=order, draws=draws, limits=limits
     )
 
 

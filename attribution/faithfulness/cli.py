@@ -55,17 +55,20 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..core.tokens import check_text
     from ..models import load_model
+    from ..settings import get_settings
     from .report import faithfulness_report
 
-    check_text(args.text_a, "A")
-    check_text(args.text_b, "B")
+    limits = get_settings().limits
+    check_text(args.text_a, "A", limits.max_text_chars)  # every check before the model loads
+    check_text(args.text_b, "B", limits.max_text_chars)
     options = options_from_args(args)
-    model = load_model(args.model, device=options.device)
+    options.check_limits(limits)
+    model = load_model(args.model, device=options.device or limits.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # kept in each result's warnings, printed below
         report = faithfulness_report(
             model, args.text_a, args.text_b, options, methods=args.methods, op=args.op, level=args.level,
-            order=args.order, draws=args.draws, seed=args.seed,
+            order=args.order, draws=args.draws, seed=args.seed, limits=limits,
         )  # fmt: skip
     for name, result in report.results.items():
         for message in result.warnings:

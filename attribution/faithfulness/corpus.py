@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.options import ExplainOptions, add_explain_options, options_from_args
+from ..core.options import ExplainOptions, Limits, add_explain_options, options_from_args
 from ..errors import InputError
 from ..models import LoadedModel
 from ..settings import DEFAULT_MODEL
@@ -134,6 +134,7 @@ def corpus_faithfulness(
     seed: int = 0,
     indices: Sequence[int] | None = None,
     on_pair: Callable[[int, int], None] | None = None,
+    limits: Limits | None = None,
 ) -> CorpusFaithfulness:
     """Rows for every pair x layer x method (`indices`: the pairs' numbers in the file, default 0..n-1).
 
@@ -150,7 +151,7 @@ def corpus_faithfulness(
                 warnings.simplefilter("ignore")  # not-converged notes and the second method's label
                 report = faithfulness_report(
                     model, text_a, text_b, options.replace(layer=layer), methods=chosen, op=op, level=level,
-                    order=order, draws=draws, seed=seed + number,
+                    order=order, draws=draws, seed=seed + number, limits=limits,
                 )  # fmt: skip
             curves = report.curves
             for method in chosen:
@@ -233,13 +234,16 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models import load_model
+    from ..settings import get_settings
     from ..workflows.data import read_pairs
 
     if not 1 <= args.sample <= MAX_SAMPLE:
         raise InputError(f"--sample must be from 1 to {MAX_SAMPLE} pairs (got {args.sample}).")
     if args.draws < 1 or args.draws > 100:
         raise InputError(f"--draws must be from 1 to 100 (got {args.draws}).")
+    limits = get_settings().limits
     options = options_from_args(args)
+    options.check_limits(limits)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file: give a folder for the tables.")
@@ -247,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     print(data.summary(), file=sys.stderr)
     indices = sample_indices(len(data.pairs), args.sample, args.seed)
     pairs = [(data.pairs[k].text_a, data.pairs[k].text_b) for k in indices]
-    model = load_model(args.model, device=options.device)
+    model = load_model(args.model, device=options.device or limits.device)
     layers = args.layers if args.layers else [options.layer]
     for layer in layers:
         if layer is not None and not 0 <= layer <= model.num_layers:
@@ -258,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = corpus_faithfulness(
         model, pairs, options, layers=layers, methods=args.methods, op=args.op, level=args.level, order=args.order,
-        draws=args.draws, seed=args.seed, indices=indices, on_pair=progress,
+        draws=args.draws, seed=args.seed, indices=indices, on_pair=progress, limits=limits,
     )  # fmt: skip
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)

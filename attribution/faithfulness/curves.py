@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ..core.options import ExplainOptions
+from ..core.options import ExplainOptions, Limits, RunOptions
 from ..errors import InputError
 from ..models import LoadedModel
 from ..result import Attribution
@@ -256,7 +256,7 @@ def curves_prepared(
 def deletion_curves(
     model: LoadedModel | str,
     results: Attribution | Mapping[str, Attribution],
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     op: str = "mask",
     level: str = "token",
@@ -264,6 +264,7 @@ def deletion_curves(
     draws: int = DEFAULT_DRAWS,
     seed: int = 0,
     chunk: int = DEFAULT_CHUNK,
+    limits: Limits | None = None,
     **option_values: object,
 ) -> Curves:
     """Deletion and insertion curves of one pair for each result (by method name: {"integrated-jacobians": r1,
@@ -282,7 +283,7 @@ def deletion_curves(
             or result.b.tokens != first.b.tokens
         ):
             raise InputError(f"The result for {name!r} is not of the same pair of texts as the others.")
-    pair = prepare(model, first, options, level=level, chunk=chunk, **option_values)
+    pair = prepare(model, first, options, level=level, chunk=chunk, limits=limits, **option_values)
     return curves_prepared(
         pair, {name: r.matrix for name, r in given.items()}, op=op, order=order, draws=draws, seed=seed
     )

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from ..core.engine import explain
+from ..core.engine import explain, resolve
 from ..core.execution import Run
-from ..core.options import ExplainOptions, given_options
+from ..core.options import ExplainOptions, Limits, RunOptions
 from ..errors import InputError
 from ..models import LoadedModel
 from ..result import Attribution
@@ -55,8 +55,8 @@ def method_label(method: str) -> str:
     return LABELS.get(method, method)
 
 
-def method_options(options: ExplainOptions, method: str) -> ExplainOptions:
-    """The engine options that compute `method`: integrated Jacobians as given; Hessian x input as the right
+def method_options(options: RunOptions, method: str) -> RunOptions:
+    """The resolved options that compute `method`: integrated Jacobians as given; Hessian x input as the right
     Riemann rule with one node (a = 1, weight 1)."""
     if check_method(method) == "hessian-x-input":
         return options.replace(steps=1, rule="riemann-right")
@@ -67,24 +67,29 @@ def explain_method(
     model: LoadedModel | str,
     text_a: str,
     text_b: str,
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     method: str = DEFAULT_METHOD,
     pos: bool = True,
     run: Run | None = None,
+    limits: Limits | None = None,
     **option_values: Any,
 ) -> Attribution:
     """`explain` by the attribution method `method` ("integrated-jacobians" | "hessian-x-input"). The options'
-    steps and rule are replaced for Hessian x input, whose result carries HXI_NOTE in its warnings."""
+    steps and rule are replaced for Hessian x input, whose result carries HXI_NOTE in its warnings.
+    limits: the operator's (None: PAIRLENS_*, as attribution.explain)."""
+    from .units import operator_limits
+
     chosen = check_method(method)
-    options = method_options(given_options(options, option_values), chosen)
+    loaded, resolved = resolve(model, options, option_values, operator_limits(limits))
+    options = method_options(resolved, chosen)
     if chosen == "integrated-jacobians":
-        return explain(model, text_a, text_b, options, pos=pos, run=run)
+        return explain(loaded, text_a, text_b, options, pos=pos, run=run)
     import warnings
 
     from ..errors import PairLensWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PairLensWarning)
-        result = explain(model, text_a, text_b, options, pos=pos, run=run)
+        result = explain(loaded, text_a, text_b, options, pos=pos, run=run)
     return result.replace(warnings=[HXI_NOTE, *result.warnings])

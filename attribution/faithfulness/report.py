@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.engine import as_model
+from ..core.engine import resolve
 from ..core.execution import Run
-from ..core.options import ExplainOptions, given_options
+from ..core.options import ExplainOptions, Limits, RunOptions
 from ..core.tokens import check_text
 from ..errors import InputError
 from ..models import LoadedModel
@@ -25,7 +25,7 @@ from .curves import DEFAULT_DRAWS, Curves, check_draws, check_order, curves_prep
 from .methods import DEFAULT_METHOD, SECOND_METHOD, check_method, explain_method
 from .scoring import DEFAULT_CHUNK, check_op
 from .sweep import Sweep, sweep_prepared
-from .units import check_level, prepare
+from .units import check_level, operator_limits, prepare
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def faithfulness_report(
     model: LoadedModel | str,
     text_a: str,
     text_b: str,
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     methods: Sequence[str] = (DEFAULT_METHOD, SECOND_METHOD),
     op: str = "mask",
@@ -90,18 +90,20 @@ def faithfulness_report(
     seed: int = 0,
     chunk: int = DEFAULT_CHUNK,
     run: Run | None = None,
+    limits: Limits | None = None,
     **option_values: Any,
 ) -> FaithfulnessReport:
-    """Explain the pair by each method, sweep each map, and draw the curves of all of them and random order."""
+    """Explain the pair by each method, sweep each map, and draw the curves of all of them and random order.
+
+    limits: the operator's (None: PAIRLENS_*, as attribution.explain)."""
     started = time.perf_counter()
     chosen = check_methods(methods)
     edit, unit_level, kind_order, n_draws = check_op(op), check_level(level), check_order(order), check_draws(draws)
-    check_text(text_a, "A")
-    check_text(text_b, "B")
-    options = given_options(options, option_values)
-    loaded = as_model(model, options.device)
-    results = {m: explain_method(loaded, text_a, text_b, options, method=m, run=run) for m in chosen}
-    pair = prepare(loaded, results[chosen[0]], options, level=unit_level, chunk=chunk)
+    loaded, resolved = resolve(model, options, option_values, operator_limits(limits))
+    check_text(text_a, "A", resolved.max_text_chars)
+    check_text(text_b, "B", resolved.max_text_chars)
+    results = {m: explain_method(loaded, text_a, text_b, resolved, method=m, run=run) for m in chosen}
+    pair = prepare(loaded, results[chosen[0]], resolved, level=unit_level, chunk=chunk)
     sweeps = {}
     for name, result in results.items():
         pair.result = result

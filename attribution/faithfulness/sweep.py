@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from ..core.options import ExplainOptions
+from ..core.options import ExplainOptions, Limits, RunOptions
 from ..models import LoadedModel
 from ..result import Attribution
 from .methods import DEFAULT_METHOD, method_label
@@ -196,12 +196,13 @@ def sweep_prepared(pair: PreparedPair, *, op: str = "mask", method: str = DEFAUL
 def perturbation_sweep(
     model: LoadedModel | str,
     result: Attribution,
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     op: str = "mask",
     level: str = "token",
     method: str = DEFAULT_METHOD,
     chunk: int = DEFAULT_CHUNK,
+    limits: Limits | None = None,
     **option_values: object,
 ) -> Sweep:
     """Remove each token (level="token") or word (level="word") of either text of `result` in turn (op "mask":
@@ -210,5 +211,5 @@ def perturbation_sweep(
     `options` (or their fields by keyword) must be those `result` was explained with (prompt, device);
     `method` names the attribution method that made `result` (a label; see attribution.faithfulness.methods).
     """
-    pair = prepare(model, result, options, level=level, chunk=chunk, **option_values)
+    pair = prepare(model, result, options, level=level, chunk=chunk, limits=limits, **option_values)
     return sweep_prepared(pair, op=op, method=method)

@@ -17,8 +17,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from ..core.engine import as_model
-from ..core.options import ExplainOptions, given_options
+from ..core.engine import resolve
+from ..core.options import ExplainOptions, Limits, RunOptions
 from ..core.tokens import encode_text
 from ..errors import InputError
 from ..models import LoadedModel
@@ -97,29 +97,39 @@ class PreparedPair:
         return self.units_a + self.units_b
 
 
+def operator_limits(limits: Limits | None) -> Limits:
+    """`limits`, or the operator's (PAIRLENS_*) as attribution.explain reads them: this package is a library
+    edge like attribution.api."""
+    if limits is not None:
+        return limits
+    from ..settings import get_settings
+
+    return get_settings().limits
+
+
 def prepare(
     model: LoadedModel | str,
     result: Attribution,
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     level: str = "token",
     chunk: int = DEFAULT_CHUNK,
+    limits: Limits | None = None,
     **option_values: object,
 ) -> PreparedPair:
-    """Units and scorer of `result`'s pair under `model` with the options it was explained with (the prompt
-    and device matter here; mode and similarity are the result's own)."""
+    """Units and scorer of `result`'s pair under `model` with the options it was explained with (the prompt,
+    token limit, memory budget and device matter here; mode and similarity are the result's own).
+    limits: the operator's (None: PAIRLENS_*)."""
     if not isinstance(result, Attribution):
         raise InputError(f"Give an Attribution from attribution.explain, not {type(result).__name__}.")
     if result.level != "token":
         raise InputError("Faithfulness checks need a token-level result (the one explain returns, not to_words()).")
     unit_level = check_level(level)
-    options = given_options(options, dict(option_values))
-    loaded = as_model(model, options.device)
-    options = options.for_model(loaded)
-    prompted = loaded.prompted(options.prompt_name, options.prompt)
+    loaded, resolved = resolve(model, options, dict(option_values), operator_limits(limits))
+    prompted = loaded.prompted(prompt=resolved.prompt)
     tokenized = {}
     for label, side in (("A", result.a), ("B", result.b)):
-        tokens = encode_text(prompted, side.text, label)
+        tokens = encode_text(prompted, side.text, label, resolved.max_tokens)
         if tokens.tokens != side.tokens:
             raise InputError(
                 f"{loaded.name} tokenizes text {label} of this result differently ({len(tokens.tokens)} tokens, the "
@@ -135,6 +145,6 @@ def prepare(
         mode=result.mode,
         similarity=result.similarity,
         chunk=chunk,
-        budget_bytes=options.budget_bytes,
+        budget_bytes=resolved.budget_bytes,
     )
     return PreparedPair(result, units_a, units_b, scorer, unit_level)

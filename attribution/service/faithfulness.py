@@ -52,14 +52,16 @@ def compute(body: FaithfulnessBody, jobs: JobManager) -> dict[str, Any]:
     from ..models import load_model
 
     request = ExplainRequest.create(body.text_a, body.text_b, body.model, body.options, pos=False)
+    settings = get_settings()  # read per request, as the job queue does
+    limits = settings.limits
     model = load_model(request.model)
     options = request.options
-    max_work = get_settings().max_page_work
-    if max_work is not None:
-        options = limit_work(estimate_work(model, request.text_a, request.text_b, options), options, max_work)
+    if settings.max_page_work is not None:
+        estimate = estimate_work(model, request.text_a, request.text_b, options, limits)
+        options = limit_work(estimate, options, settings.max_page_work)
     report = faithfulness_report(
         model, request.text_a, request.text_b, options, methods=body.methods, op=body.op, level=body.level,
-        order=body.order, draws=body.draws, seed=body.seed, run=Run(gate=jobs.gate),
+        order=body.order, draws=body.draws, seed=body.seed, run=Run(gate=jobs.gate), limits=limits,
     )  # fmt: skip
     return report.to_dict()
 

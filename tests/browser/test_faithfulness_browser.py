@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, serve, wait_heatmap
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 PLOT_TITLES_JS = (
     "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
