@@ -16,7 +16,8 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..core.execution import Run
 from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD
@@ -27,9 +28,22 @@ MAX_DRAWS = 20
 
 
 class FaithfulnessBody(BaseModel):
-    """What POST /faithfulness accepts (types strict, unknown fields refused)."""
+    """What POST /faithfulness accepts (types strict, unknown fields refused with this endpoint's field list)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise PydanticCustomError(
+                    "unknown_field",
+                    "{name} is not a field of POST /faithfulness (use {fields})",
+                    {"name": str(unknown[0]), "fields": ", ".join(cls.model_fields)},
+                )
+        return data
 
     text_a: StrictStr
     text_b: StrictStr

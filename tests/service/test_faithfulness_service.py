@@ -72,6 +72,7 @@ def test_http_returns_the_report(client: TestClient, minilm: Any) -> None:
         ({"text_a": A, "text_b": B, "draws": 500}, 422, "draws"),
         ({"text_a": A, "text_b": B, "options": {"steps": "many"}}, 422, "steps must be"),
         ({"text_a": A, "text_b": B, "model": "no-such-model"}, 404, "no-such-model"),
+        ({"text_a": A, "text_b": B, "pos": True}, 422, "pos is not a field of POST /faithfulness (use text_a, text_b"),
     ],
 )
 def test_http_bad_input_gets_a_sentence(client: TestClient, body: dict, status: int, message: str) -> None:
