@@ -102,12 +102,15 @@ def faithfulness_report(
     loaded, resolved = resolve(model, options, option_values, operator_limits(limits))
     check_text(text_a, "A", resolved.max_text_chars)
     check_text(text_b, "B", resolved.max_text_chars)
+    run = run or Run()
     results = {m: explain_method(loaded, text_a, text_b, resolved, method=m, run=run) for m in chosen}
+    run.check()  # Cancelled between the stages as well as inside explain
     pair = prepare(loaded, results[chosen[0]], resolved, level=unit_level, chunk=chunk)
     sweeps = {}
     for name, result in results.items():
         pair.result = result
         sweeps[name] = sweep_prepared(pair, op=edit, method=name)
+    run.check()
     curves = curves_prepared(
         pair, {m: r.matrix for m, r in results.items()}, op=edit, order=kind_order, draws=n_draws, seed=seed
     )

@@ -6,14 +6,17 @@
 
 The texts, model and options are checked as for POST /explain (same messages and status codes); the
 server's work cap (PAIRLENS_MAX_PAGE_WORK) applies to each method's explain, and its differentiation
-chunks take turns with the job queue's at the same gate. Random orders are capped at MAX_DRAWS here.
+chunks take turns with the job queue's at the same gate; a client that disconnects cancels the computation
+(at its next step). Random orders are capped at MAX_DRAWS here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
@@ -25,6 +28,7 @@ from ..settings import DEFAULT_MODEL, get_settings
 from .scheduler import ExplainRequest, JobManager
 
 MAX_DRAWS = 20
+POLL_SECONDS = 0.05
 
 
 class FaithfulnessBody(BaseModel):
@@ -59,8 +63,8 @@ class FaithfulnessBody(BaseModel):
     seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
 
 
-def compute(body: FaithfulnessBody, jobs: JobManager) -> dict[str, Any]:
-    """The report's JSON for a checked body (runs in a worker thread)."""
+def compute(body: FaithfulnessBody, jobs: JobManager, cancel: threading.Event | None = None) -> dict[str, Any]:
+    """The report's JSON for a checked body (runs in a worker thread; `cancel` stops it at its next step)."""
     from ..core.work import estimate_work, limit_work
     from ..faithfulness.report import faithfulness_report
     from ..models import load_model
@@ -75,9 +79,15 @@ def compute(body: FaithfulnessBody, jobs: JobManager) -> dict[str, Any]:
         options = limit_work(estimate, options, settings.max_page_work)
     report = faithfulness_report(
         model, request.text_a, request.text_b, options, methods=body.methods, op=body.op, level=body.level,
-        order=body.order, draws=body.draws, seed=body.seed, run=Run(gate=jobs.gate), limits=limits,
+        order=body.order, draws=body.draws, seed=body.seed, run=Run(cancel=cancel, gate=jobs.gate), limits=limits,
     )  # fmt: skip
     return report.to_dict()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned computation's outcome as seen (its client went away)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def faithfulness_router(jobs: JobManager) -> APIRouter:
@@ -85,7 +95,19 @@ def faithfulness_router(jobs: JobManager) -> APIRouter:
     router = APIRouter()
 
     @router.post("/faithfulness")
-    async def faithfulness(body: FaithfulnessBody) -> JSONResponse:
-        return JSONResponse(await run_in_threadpool(compute, body, jobs))
+    async def faithfulness(body: FaithfulnessBody, request: Request) -> JSONResponse:
+        cancel = threading.Event()
+        task = asyncio.ensure_future(run_in_threadpool(compute, body, jobs, cancel))
+        task.add_done_callback(_retrieve)
+        try:
+            while not task.done():
+                if await request.is_disconnected():  # a client that goes away cancels the computation
+                    cancel.set()
+                    return JSONResponse({"detail": "The client went away."}, status_code=499)
+                await asyncio.wait({task}, timeout=POLL_SECONDS)
+        except BaseException:
+            cancel.set()
+            raise
+        return JSONResponse(task.result())
 
     return router

@@ -281,3 +281,14 @@ def test_a_small_memory_budget_splits_the_batch_not_the_numbers(minilm) -> None:
     assert whole.forwards == 2  # one pass per sequence length
     assert split.forwards >= len(res.a.tokens) - 2 + 1  # text A's versions of one length: one per pass
     np.testing.assert_allclose(split.losses, whole.losses, atol=1e-6)
+
+
+def test_a_cancelled_run_stops_the_check(tiny) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from attribution import Cancelled, Run
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        faithfulness_report(tiny, A, B, layer=1, steps=2, run=Run(cancel=cancel))
