@@ -27,7 +27,13 @@ from .settings import DEFAULT_MODEL, get_settings
 __all__ = ["POS_KEYS", "SUBCOMMANDS", "build_parser", "explain_json", "main", "summary_text"]
 
 # Modules that add a subcommand through `add_parser(subparsers)` (setting `func`).
-SUBCOMMANDS = ("attribution.workflows.finetune", "attribution.workflows.evaluate", "attribution.workflows.corpus")
+SUBCOMMANDS = (
+    "attribution.workflows.finetune",
+    "attribution.workflows.evaluate",
+    "attribution.workflows.corpus",
+    "attribution.faithfulness.cli",
+    "attribution.faithfulness.corpus",
+)
 
 
 class _Parser(argparse.ArgumentParser):

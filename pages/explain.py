@@ -34,7 +34,7 @@ from attribution.viz.links import build_links
 from attribution.viz.sweep import build_sweep
 from attribution.viz.tables import difference_frame, exact_mode_warning
 from attribution.whatif import Edit, Side, compare, edited_pair, mask_problem, token_edit
-from components import backend, render
+from components import backend, faithfulness, render
 from components.display import column_cell, display_view
 from components.state import (
     DEFAULT_LAYER,
@@ -347,6 +347,9 @@ def show_results(models: list[ModelInfo]) -> None:
 
     if results:
         show_explore(state, results, style)
+        faithfulness.render_faithfulness(
+            state.models, results, state.text_a, state.text_b, lambda n: run_options(state, results[n].layer), style
+        )
 
     query = to_query(state)
     render.render_share(query, [results[name] for name in state.models if name in results])

@@ -12,6 +12,7 @@
     GET    /models             the models this backend serves
     GET    /models/{name}      layers, default layer, mode and similarity of one model (loads it)
     GET    /health             status, job counts, cache statistics, engine version
+    POST   /faithfulness       perturbation sweep and deletion curves of one pair (service/faithfulness.py)
 
 Bad input never gets a traceback: malformed JSON (or invalid UTF-8, or nesting too deep) 400, a
 Host header the server does not answer to 400, wrong types and bad values 422, an unknown model
@@ -50,6 +51,7 @@ from ..errors import InputError, ModelError, PairLensError
 from ..models import list_models, load_model
 from ..result.output import explain_json
 from ..settings import DEFAULT_MODEL, get_settings
+from .faithfulness import faithfulness_router
 from .scheduler import (
     POLICIES,
     Busy,
@@ -307,6 +309,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     if allowed_hosts is not None:
         app.add_middleware(AllowedHosts, hosts=list(allowed_hosts))  # outermost: checked first
+    app.include_router(faithfulness_router(jobs))  # POST /faithfulness (attribution.service.faithfulness)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

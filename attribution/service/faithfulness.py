@@ -1,0 +1,113 @@
+"""POST /faithfulness: the perturbation sweep and deletion / insertion curves of one pair (attribution.faithfulness).
+
+    POST /faithfulness  {"text_a", "text_b", "model"?, "options"?, "methods"?, "op"?, "level"?, "order"?,
+                         "draws"?, "seed"?}
+                        -> the object `pairlens faithfulness --json` prints (waits for the result)
+
+The texts, model and options are checked as for POST /explain (same messages and status codes); the
+server's work cap (PAIRLENS_MAX_PAGE_WORK) applies to each method's explain, and its differentiation
+chunks take turns with the job queue's at the same gate; a client that disconnects cancels the computation
+(at its next step). Random orders are capped at MAX_DRAWS here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..core.execution import Run
+from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD
+from ..settings import DEFAULT_MODEL, get_settings
+from .scheduler import ExplainRequest, JobManager
+
+MAX_DRAWS = 20
+POLL_SECONDS = 0.05
+
+
+class FaithfulnessBody(BaseModel):
+    """What POST /faithfulness accepts (types strict, unknown fields refused with this endpoint's field list)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise PydanticCustomError(
+                    "unknown_field",
+                    "{name} is not a field of POST /faithfulness (use {fields})",
+                    {"name": str(unknown[0]), "fields": ", ".join(cls.model_fields)},
+                )
+        return data
+
+    text_a: StrictStr
+    text_b: StrictStr
+    model: StrictStr = DEFAULT_MODEL
+    options: dict[str, Any] = Field(default_factory=dict)
+    methods: list[Literal["integrated-jacobians", "hessian-x-input"]] = Field(
+        default_factory=lambda: [DEFAULT_METHOD, SECOND_METHOD], min_length=1, max_length=2
+    )
+    op: Literal["mask", "drop"] = "mask"
+    level: Literal["token", "word"] = "token"
+    order: Literal["unit", "pair"] = "unit"
+    draws: StrictInt = Field(default=5, ge=1, le=MAX_DRAWS)
+    seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
+
+
+def compute(body: FaithfulnessBody, jobs: JobManager, cancel: threading.Event | None = None) -> dict[str, Any]:
+    """The report's JSON for a checked body (runs in a worker thread; `cancel` stops it at its next step)."""
+    from ..core.work import estimate_work, limit_work
+    from ..faithfulness.report import faithfulness_report
+    from ..models import load_model
+
+    request = ExplainRequest.create(body.text_a, body.text_b, body.model, body.options, pos=False)
+    settings = get_settings()  # read per request, as the job queue does
+    limits = settings.limits
+    model = load_model(request.model)
+    options = request.options
+    if settings.max_page_work is not None:
+        estimate = estimate_work(model, request.text_a, request.text_b, options, limits)
+        options = limit_work(estimate, options, settings.max_page_work)
+    report = faithfulness_report(
+        model, request.text_a, request.text_b, options, methods=body.methods, op=body.op, level=body.level,
+        order=body.order, draws=body.draws, seed=body.seed, run=Run(cancel=cancel, gate=jobs.gate), limits=limits,
+    )  # fmt: skip
+    return report.to_dict()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned computation's outcome as seen (its client went away)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def faithfulness_router(jobs: JobManager) -> APIRouter:
+    """The /faithfulness route over the app's job manager (for its gate)."""
+    router = APIRouter()
+
+    @router.post("/faithfulness")
+    async def faithfulness(body: FaithfulnessBody, request: Request) -> JSONResponse:
+        cancel = threading.Event()
+        task = asyncio.ensure_future(run_in_threadpool(compute, body, jobs, cancel))
+        task.add_done_callback(_retrieve)
+        try:
+            while not task.done():
+                if await request.is_disconnected():  # a client that goes away cancels the computation
+                    cancel.set()
+                    return JSONResponse({"detail": "The client went away."}, status_code=499)
+                await asyncio.wait({task}, timeout=POLL_SECONDS)
+        except BaseException:
+            cancel.set()
+            raise
+        return JSONResponse(task.result())
+
+    return router

@@ -1,0 +1,61 @@
+"""The faithfulness check in a real browser: open the expander, run the check, see both sweeps and the curves.
+
+Run with `pytest -m browser tests/test_faithfulness_browser.py`; skipped when chromium or Playwright is missing.
+A screenshot lands in test-artifacts/faithfulness.png.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, serve, wait_heatmap
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+PLOT_TITLES_JS = (
+    "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+    ".map(p => (p.layout && p.layout.title && p.layout.title.text) || '')"
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    with serve() as url:
+        yield url
+
+
+def test_open_and_run_the_faithfulness_check(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 2400})
+            page.goto(server)
+            wait_heatmap(page)
+            page.get_by_text("Faithfulness: does the map say what the model needs?").click()
+            run = page.get_by_role("button", name="Run the check")
+            run.wait_for(timeout=30_000)
+            run.click()
+            page.wait_for_function(
+                f"() => ({PLOT_TITLES_JS})().some(t => t.includes('Deletion and insertion curves'))",
+                timeout=RENDER_TIMEOUT_MS,
+            )
+            page.wait_for_timeout(800)
+            titles = page.evaluate(PLOT_TITLES_JS)
+            sweeps = [t for t in titles if "Spearman" in t]
+            assert len(sweeps) == 2, titles
+            assert "integrated Jacobians" in sweeps[0] and "2nd method" in sweeps[1]
+            assert page.get_by_text("what the model loses without each token").first.is_visible()
+            assert page.get_by_role("button", name="Report (JSON)").is_visible()
+            page.screenshot(path=str(ARTIFACTS / "faithfulness.png"), full_page=True)
+        finally:
+            browser.close()
