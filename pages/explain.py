@@ -338,7 +338,7 @@ def show_results(models: list[ModelInfo]) -> None:
             render.render_downloads(items, f"dl-{index}")
     if views:
         shown = list(views.values())
-        make: Callable[[Style], go.Figure] = partial(build_combined, shown, top_k=state.top, pos_overlay=pos, clip=clip)
+        make = combined_builder(shown, state.top, pos, clip)
         render.render_combined_downloads(exports.figure_downloads(make, combined_stem(shown)))
 
     pair = state.diff_pair()
@@ -351,6 +351,17 @@ def show_results(models: list[ModelInfo]) -> None:
     query = to_query(state)
     render.render_share(query, [results[name] for name in state.models if name in results])
     render.write_query(query)
+
+
+def combined_builder(
+    shown: list[Attribution], top_k: int, pos: bool, clip: float | None
+) -> Callable[[Style], go.Figure]:
+    """The 'Download all side by side' figure as a function of the style only, as figure_downloads calls it."""
+
+    def build(style: Style) -> go.Figure:
+        return build_combined(shown, top_k=top_k, pos_overlay=pos, clip=clip, style=style)
+
+    return build
 
 
 def draw_view(

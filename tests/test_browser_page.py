@@ -1,0 +1,176 @@
+"""Page v3 in a real browser (Debian chromium via Playwright): every download opened, models side by side.
+
+One server per module (two models: the packaged MiniLM and a tiny BERT folder, custom models allowed).
+Run with `pytest -m browser tests/test_browser_page.py`; skipped when chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, pair_url, serve
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+DOWNLOAD_TIMEOUT_MS = 120_000  # one image export renders in kaleido's own headless browser
+TEXT_A = "A man is playing a guitar on stage."
+TEXT_B = "Someone performs music with an instrument."
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tiny_models: Any) -> Path:
+    return Path(tiny_models["bert"])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bert: Path) -> Iterator[str]:
+    """The page on a free local port, custom model folders allowed (a one-person local run)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    with serve(env={"PAIRLENS_ALLOW_CUSTOM_MODELS": "1"}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def two_model_url(server: str, tiny_bert: Path, **params: str) -> str:
+    from urllib.parse import urlencode
+
+    query = urlencode([("a", TEXT_A), ("b", TEXT_B), ("model", "all-MiniLM-L6-v2"), ("model", str(tiny_bert))])
+    extra = urlencode(params)
+    return f"{server}/?{query}" + (f"&{extra}" if extra else "")
+
+
+def wait_maps(page: Any, count: int) -> None:
+    """Until `count` heatmaps are drawn."""
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.js-plotly-plot .nsewdrag').length >= {count}", timeout=RENDER_TIMEOUT_MS
+    )
+
+
+# ----------------------------------------------------------------------------- opening each file
+
+
+def check_file(path: Path, filename: str) -> str:
+    """Open a downloaded file by its kind and check what it holds; returns a short description."""
+    data = path.read_bytes()
+    assert data, filename
+    slide = "_slide" in filename
+    if filename.endswith(".png"):
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        width, height = image.size
+        assert width >= 300 and height >= 200, (filename, image.size)
+        if slide:
+            assert abs(width / height - 16 / 9) < 0.01, (filename, image.size)
+        return f"png {width}x{height}"
+    if filename.endswith(".svg"):
+        root = ET.fromstring(data)
+        width, height = float(root.attrib["width"]), float(root.attrib["height"])
+        if slide:
+            assert abs(width / height - 16 / 9) < 0.01, (filename, width, height)
+        text = " ".join(t for t in root.itertext())
+        assert "guitar" in text and "instrument" in text, (filename, text[:200])  # the texts, as text
+        return f"svg {width:.0f}x{height:.0f}"
+    if filename.endswith(".pdf"):
+        assert data.startswith(b"%PDF"), filename
+        return f"pdf {len(data)} bytes"
+    if filename.endswith(".html"):
+        page = data.decode()
+        assert "<title>" in page and "Plotly.newPlot" in page, filename
+        return f"html {len(data)} bytes"
+    if filename.endswith(".csv"):
+        import pandas as pd
+
+        frame = pd.read_csv(io.BytesIO(data))
+        assert frame.shape[0] >= 2 and frame.shape[1] >= 2, (filename, frame.shape)
+        return f"csv {frame.shape}"
+    if filename.endswith(".json"):
+        record = json.loads(data)
+        assert isinstance(record, dict) and record, filename
+        return f"json {len(record)} keys"
+    raise AssertionError(f"unexpected download {filename}")
+
+
+def download_everything(page: Any, menu: Any, tmp: Path) -> dict[str, str]:
+    """Open the popover `menu`, click every download button in it, check each file; {filename: what}."""
+    menu.click()
+    body = page.locator("[data-testid=stPopoverBody]").last
+    body.wait_for(timeout=30_000)
+    labels = [t.strip() for t in body.locator("[data-testid=stDownloadButton] button").all_inner_texts()]
+    assert labels, "an empty Download menu"
+    found: dict[str, str] = {}
+    for label in labels:
+        if not body.is_visible():
+            menu.click()
+            body.wait_for(timeout=30_000)
+        button = body.locator("[data-testid=stDownloadButton] button").filter(has_text=label).first
+        with page.expect_download(timeout=DOWNLOAD_TIMEOUT_MS) as info:
+            button.click()
+        download = info.value
+        assert download.failure() is None, (label, download.failure())
+        target = tmp / download.suggested_filename
+        download.save_as(target)
+        found[download.suggested_filename] = check_file(target, download.suggested_filename)
+    page.keyboard.press("Escape")
+    return found
+
+
+def test_every_format_of_every_download_menu_downloads_and_opens(
+    server: str, tiny_bert: Path, browser: Any, tmp_path: Path
+) -> None:
+    """Each model's menu, 'Download all side by side' and the difference map's menu: every file opens."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100}, accept_downloads=True)
+    try:
+        page.goto(two_model_url(server, tiny_bert, top="3"))
+        wait_maps(page, 3)  # two models and the difference map
+        menus = page.locator("[data-testid=stPopover] > div > button, [data-testid=stPopover] button").filter(
+            has_text="Download"
+        )
+        names = [t.strip() for t in menus.all_inner_texts()]
+        assert sum("Download all side by side" in n for n in names) == 1, names
+        assert len(names) >= 4, names  # two models, the combined figure, the difference map
+        everything: dict[str, str] = {}
+        for index in range(len(names)):
+            everything.update(download_everything(page, menus.nth(index), tmp_path))
+        kinds = {name.rsplit(".", 1)[-1] for name in everything}
+        assert {"png", "svg", "html", "csv", "json"} <= kinds, everything
+        combined = [name for name in everything if "_combined" in name]
+        assert any(n.endswith("_slide.png") for n in combined) and any(n.endswith(".html") for n in combined)
+        print(json.dumps(everything, indent=1))
+    finally:
+        page.close()
+
+
+def test_the_what_if_download_menu_downloads_and_opens(server: str, browser: Any, tmp_path: Path) -> None:
+    """The what-if section's own menu (shown once an edit exists): every file opens."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100}, accept_downloads=True)
+    try:
+        page.goto(pair_url(server, TEXT_A, TEXT_B, tool="whatif", edit="a:2-5:drop"))
+        page.get_by_role("button", name="Explain the edited pair").wait_for(timeout=RENDER_TIMEOUT_MS)
+        menus = page.locator("[data-testid=stPopover] button").filter(has_text="Download")
+        found = download_everything(page, menus.last, tmp_path)
+        assert any("whatif" in name and name.endswith(".png") for name in found), found
+    finally:
+        page.close()
