@@ -306,6 +306,15 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
         )
 
 
+def model_columns(n_models: int) -> list[DeltaGenerator]:
+    """One column per model, side by side from 1200 px of window width, one below another under it.
+
+    The keyed container lets assets/style.css stack the columns in narrower windows.
+    """
+    with st.container(key="pl-models"):
+        return list(st.columns(n_models, gap="medium", border=n_models > 1))
+
+
 def render_model_header(info: ModelInfo | None, name: str) -> None:
     """Model name and one-line description at the top of its column."""
     st.markdown(f"<div class='pl-model'>{html.escape(short_model_name(name))}</div>", unsafe_allow_html=True)

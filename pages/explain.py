@@ -285,10 +285,7 @@ def show_results(models: list[ModelInfo]) -> None:
     with st.spinner("Loading the part-of-speech tagger…"):
         _, tagger_note = backend.tagger_status()
     cell = column_cell(state.text_a, state.text_b, len(state.models))
-    if len(state.models) > 1 and cell is None:
-        columns = [st.container(border=True) for _ in state.models]  # long texts: one model below another
-    else:
-        columns = list(st.columns(len(state.models), gap="medium"))
+    columns = render.model_columns(len(state.models))
     results = compute_columns(state, columns, infos, notices)
     state = page_state()  # layers may have been clamped
     state.steps = parse_steps(state.steps, [])
@@ -370,7 +367,8 @@ def draw_view(
     """The chosen view of one model's result: the map, or the strongest links."""
     if state.view == "links":
         return build_links(view, max(state.top, 1), style=style)
-    return build_heatmap(view, top_k=state.top, pos_overlay=pos, zmax=zmax, clip=clip, style=style)
+    shared_by = len(state.models) if zmax is not None else 1
+    return build_heatmap(view, top_k=state.top, pos_overlay=pos, zmax=zmax, clip=clip, style=style, shared_by=shared_by)
 
 
 def show_difference(

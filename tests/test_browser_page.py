@@ -174,3 +174,33 @@ def test_the_what_if_download_menu_downloads_and_opens(server: str, browser: Any
         assert any("whatif" in name and name.endswith(".png") for name in found), found
     finally:
         page.close()
+
+
+MAP_BOXES_JS = """() => [...document.querySelectorAll('.st-key-pl-models .js-plotly-plot')].map(d => {
+  const r = d.getBoundingClientRect(); return {x: r.x, y: r.y + window.scrollY, w: r.width, h: r.height};
+})"""
+
+
+@pytest.mark.parametrize("width", [1440, 1000])
+def test_two_models_sit_side_by_side_from_1200_px_and_stack_below(
+    server: str, tiny_bert: Path, browser: Any, width: int
+) -> None:
+    """At 1440 px the two maps share a row (disjoint x, overlapping y); at 1000 px one is below the other."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    try:
+        page.goto(two_model_url(server, tiny_bert, top="3"))
+        wait_maps(page, 2)
+        page.wait_for_timeout(1000)
+        first, second = page.evaluate(MAP_BOXES_JS)[:2]
+        x_overlap = min(first["x"] + first["w"], second["x"] + second["w"]) - max(first["x"], second["x"])
+        y_overlap = min(first["y"] + first["h"], second["y"] + second["h"]) - max(first["y"], second["y"])
+        if width >= 1200:
+            assert x_overlap < 0 and y_overlap > 0.5 * first["h"], (first, second)
+            for box in (first, second):
+                assert box["x"] + box["w"] <= width, box  # both maps whole on screen
+            bars = page.locator(".st-key-pl-models .js-plotly-plot .colorbar .cbtitle").all_text_contents()
+            assert any("shared by 2 models" in t for t in bars), bars
+        else:
+            assert x_overlap > 0 and first["y"] + first["h"] <= second["y"], (first, second)
+    finally:
+        page.close()

@@ -124,6 +124,11 @@ def figure_title(result: Attribution) -> str:
     return " · ".join(parts)
 
 
+def shared_scale_title(n_models: int) -> str:
+    """The colour bar's title when n_models maps share one range."""
+    return f"contribution · shared by {n_models} models"
+
+
 def figure_subtitle(result: Attribution, clip: float | None = None, limit: float | None = None) -> str:
     """What the map explains when that is not the model's own score, and colour clipping."""
     notes = []
@@ -803,6 +808,7 @@ def build_heatmap(
     totals: bool = True,
     title: str | None = None,
     style: Style = PAGE,
+    shared_by: int = 1,
 ) -> go.Figure:
     """Heatmap of `result.matrix`: rows = text A tokens, columns = text B tokens.
 
@@ -812,10 +818,15 @@ def build_heatmap(
     axes, a POS legend and POS in the tick labels (ignored without POS tags). totals adds the
     row and column sums as bars beside the map. `title` is plotly HTML (escape user text).
     Square cells; the figure's width and height are set (see attribution.viz.layout).
+    shared_by > 1: `zmax` is the range of that many models' maps, and the colour bar says so.
     """
     panel = map_panel(result, top_k=top_k, pos_overlay=pos_overlay, limit=zmax, clip=clip, totals=totals, style=style)
     clipped = clip if zmax is None or zmax <= 0 else None
     subtitle = figure_subtitle(result, clipped, panel.limit if clipped is not None else None)
+    if shared_by > 1 and zmax is not None and zmax > 0:
+        panel.colorbar_title = shared_scale_title(shared_by)
+        note = "one colour scale for both models" if shared_by == 2 else f"one colour scale for all {shared_by} models"
+        subtitle = f"{subtitle} · {note}" if subtitle else note
     return compose([panel], style, title=title if title is not None else figure_title(result), subtitle=subtitle)
 
 
