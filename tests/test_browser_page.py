@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,8 @@ def test_two_models_sit_side_by_side_from_1200_px_and_stack_below(
                 assert box["x"] + box["w"] <= width, box  # both maps whole on screen
             bars = page.locator(".st-key-pl-models .js-plotly-plot .colorbar .cbtitle").all_text_contents()
             assert any("shared by 2 models" in t for t in bars), bars
+            explained = page.locator(".pl-explained-head").all_inner_texts()
+            assert len(explained) == 2 and all(re.search(r"The map explains \d+ % of the score", t) for t in explained)
         else:
             assert x_overlap > 0 and first["y"] + first["h"] <= second["y"], (first, second)
     finally:
