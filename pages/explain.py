@@ -31,6 +31,7 @@ from attribution.viz.heatmap import (
 )
 from attribution.viz.layout import PAGE, Style
 from attribution.viz.links import build_links
+from attribution.viz.slides import build_slide
 from attribution.viz.sweep import build_sweep
 from attribution.viz.tables import difference_frame, exact_mode_warning
 from attribution.whatif import Edit, Side, compare, edited_pair, mask_problem, token_edit
@@ -331,12 +332,16 @@ def show_results(models: list[ModelInfo]) -> None:
             render.render_heatmap(fig, chart_config(fig, stem), key=f"map-{index}", box=f"pl-figure-{index}")
         with detail_slot:
             render.render_top_pairs(view, state.top, state.pos)
-            items = exports.result_downloads(view, file_stem(view)) + exports.figure_downloads(figure, stem)
+            slide = partial(build_slide, [view], top_k=state.top, clip=clip)
+            items = exports.result_downloads(view, file_stem(view)) + exports.figure_downloads(
+                figure, stem, slide_build=slide
+            )
             render.render_downloads(items, f"dl-{index}")
     if views:
         shown = list(views.values())
         make = combined_builder(shown, state.top, pos, clip)
-        render.render_combined_downloads(exports.figure_downloads(make, combined_stem(shown)))
+        slide = partial(build_slide, shown, top_k=state.top, clip=clip)
+        render.render_combined_downloads(exports.figure_downloads(make, combined_stem(shown), slide_build=slide))
 
     pair = state.diff_pair()
     if pair is not None:

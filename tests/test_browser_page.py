@@ -156,7 +156,7 @@ def test_every_format_of_every_download_menu_downloads_and_opens(
         for index in range(len(names)):
             everything.update(download_everything(page, menus.nth(index), tmp_path))
         kinds = {name.rsplit(".", 1)[-1] for name in everything}
-        assert {"png", "svg", "html", "csv", "json"} <= kinds, everything
+        assert {"png", "svg", "pdf", "html", "csv", "json"} <= kinds, everything
         combined = [name for name in everything if "_combined" in name]
         assert any(n.endswith("_slide.png") for n in combined) and any(n.endswith(".html") for n in combined)
         print(json.dumps(everything, indent=1))
