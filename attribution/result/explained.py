@@ -91,7 +91,7 @@ def explain_score(result: Attribution) -> ScoreExplained:
             alternative = (
                 "Exact mode (Advanced options) makes the map add up to its score in full, but for a model not "
                 "trained for it that score is the similarity of f(x) − f(reference), not the model's own; "
-                "`pairlens finetune` trains an exact model."
+                "the command pairlens finetune trains an exact model."
             )
     elif result.explains_other_score:
         alternative = (

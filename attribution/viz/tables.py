@@ -208,7 +208,8 @@ def explained_html(result: Attribution) -> str:
     offer = f"<div class='pl-offer'>{html.escape(told.alternative)}</div>" if told.alternative else ""
     return (
         f"<div class='pl-explained'><div class='pl-explained-head'>{headline}</div>"
-        f"<div class='pl-explained-read'>{html.escape(told.reading)}</div>{offer}</div>"
+        f"<details><summary>What this means for reading the map</summary>"
+        f"<div class='pl-explained-read'>{html.escape(told.reading)}</div>{offer}</details></div>"
     )
 
 
