@@ -115,14 +115,26 @@ HOW_TO_READ = """
 """
 
 
+DARK_CSS = """
+/* Dark theme: the light theme's reds are too dark on a dark background (WCAG AA needs 4.5:1 for text). */
+.pl-score-value, .pl-up { color: #f4a582; }
+.pl-down { color: #9ecae1; }
+.pl-score-off .pl-score-value, .pl-facts dd.pl-warn, .pl-pending { color: #fdba74; }
+[data-testid="stCaptionContainer"] { color: #aeb4bd; }
+/* The selected option of a segmented control is drawn in the primary colour, too dark for text here. */
+[data-selected="true"] [data-testid="stMarkdownContainer"] p { color: #f4a582; }
+"""
+
+
 def inject_css() -> None:
-    """Load assets/style.css into the page."""
-    st.html(f"<style>{backend.read_asset('style.css')}</style>")
+    """Load assets/style.css into the page, with the dark theme's colours when it shows."""
+    dark = DARK_CSS if is_dark() else ""
+    st.html(f"<style>{backend.read_asset('style.css')}{dark}</style>")
 
 
 def render_header() -> None:
     """Logo, tagline and the one-paragraph explanation of the map."""
-    st.logo(str(backend.ASSETS / "logo.svg"), size="large")
+    st.logo(str(backend.ASSETS / ("logo-dark.svg" if is_dark() else "logo.svg")), size="large")
     st.markdown(
         "<div class='pl-header'><span class='pl-title'>PairLens</span>"
         "<span class='pl-tagline'>why a sentence encoder finds two texts similar, "
@@ -154,10 +166,22 @@ def render_example_picker(examples: Sequence[dict[str, str]], on_pick: Callable[
 
 
 def render_texts(max_chars: int) -> None:
-    """The two text boxes (outside the form: what they hold is compared with what was explained)."""
+    """The two text boxes (outside the form: what they hold is compared with what was explained).
+
+    No max_chars on the boxes: the browser would drop an over-long paste without a word. A text
+    over the limit is kept, and a message under the boxes says how long it is and what to do.
+    """
     col_a, col_b = st.columns(2)
-    col_a.text_area("Text A — rows", key="text_a", height=88, max_chars=max_chars)
-    col_b.text_area("Text B — columns", key="text_b", height=88, max_chars=max_chars)
+    col_a.text_area("Text A — rows", key="text_a", height=88)
+    col_b.text_area("Text B — columns", key="text_b", height=88)
+    for label, key in (("A", "text_a"), ("B", "text_b")):
+        length = len(str(st.session_state.get(key) or ""))
+        if length > max_chars:
+            st.error(
+                f"Text {label} has {length:,} characters; this page explains at most {max_chars:,} "
+                "(PAIRLENS_MAX_TEXT_CHARS). Shorten it: only the first few hundred tokens are used anyway.",
+                icon="✂️",
+            )
 
 
 def render_pending(labels: Sequence[str]) -> None:
@@ -603,7 +627,8 @@ def render_whatif_editor(
             required=True,
             disabled=False,
         )
-        st.text_input("Replacement", key="wi_text", width=200, placeholder="for Replace")
+        if st.session_state.get("wi_op") == "replace":
+            st.text_input("Replacement", key="wi_text", width=200, placeholder="the new text")
         st.button("Apply", key="wi_apply", on_click=on_apply, type="secondary")
     if mask_note:
         st.caption(mask_note)

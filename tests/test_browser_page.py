@@ -19,6 +19,8 @@ from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, pair_url, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
+AXE_VERSION = "4.14.1"  # .ci/run installs this into tests/node_modules
+AXE_PATHS = [ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"]
 DOWNLOAD_TIMEOUT_MS = 120_000  # one image export renders in kaleido's own headless browser
 TEXT_A = "A man is playing a guitar on stage."
 TEXT_B = "Someone performs music with an instrument."
@@ -205,5 +207,48 @@ def test_two_models_sit_side_by_side_from_1200_px_and_stack_below(
             assert len(explained) == 2 and all(re.search(r"The map explains \d+ % of the score", t) for t in explained)
         else:
             assert x_overlap > 0 and first["y"] + first["h"] <= second["y"], (first, second)
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe-core's axe.min.js from the npm registry (`npm install --prefix tests axe-core`, as .ci/run does)."""
+    import os
+
+    candidates = [Path(os.environ["PAIRLENS_AXE_JS"])] if os.environ.get("PAIRLENS_AXE_JS") else []
+    for path in [*candidates, *AXE_PATHS]:
+        if path.is_file():
+            return path
+    pytest.skip(
+        f"axe-core is not installed: npm install --prefix tests axe-core@{AXE_VERSION} (or set PAIRLENS_AXE_JS)"
+    )
+
+
+AXE_RUN_JS = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map(n => ({target: n.target.join(' '), html: n.html.slice(0, 160), summary: n.failureSummary})),
+  }));
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_in_either_theme(
+    server: str, tiny_bert: Path, browser: Any, axe_script: Path, scheme: str
+) -> None:
+    """axe-core on the page with two models, light and dark: no serious or critical violation."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100}, color_scheme=scheme)
+    try:
+        page.goto(two_model_url(server, tiny_bert, top="3"))
+        wait_maps(page, 3)
+        page.locator(".pl-explained-head").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_timeout(1500)
+        background = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
+        assert (background == "rgb(14, 17, 23)") == (scheme == "dark"), background
+        page.add_script_tag(path=str(axe_script))
+        violations = page.evaluate(AXE_RUN_JS)
+        assert violations == [], json.dumps(violations, indent=1)
     finally:
         page.close()

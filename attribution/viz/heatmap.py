@@ -534,7 +534,8 @@ def _place_panel(
         shapes.append(
             dict(
                 type="rect", xref=ids["x"], yref=ids["y"], x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
-                line=dict(color=colours.outline, width=line), fillcolor="rgba(0,0,0,0)", layer="above",
+                line=dict(color=outline_colour(panel, i, j, colours), width=line), fillcolor="rgba(0,0,0,0)",
+                layer="above",
             )
         )  # fmt: skip
         if ranks:
@@ -545,6 +546,18 @@ def _place_panel(
                 )
             )  # fmt: skip
     return traces, axes, shapes, annotations
+
+
+STRONG_CELL = 0.6  # |value| / colour limit from which a cell's colour is dark (light theme) or bright (dark)
+
+
+def outline_colour(panel: MapPanel, i: int, j: int, colours: Palette) -> str:
+    """The top-pair outline of cell (i, j): the theme's outline colour, or the paper colour on a cell
+    whose own colour is as dark (light theme) or as bright (dark theme) as the outline, as clipped
+    colour ranges make many cells, so every outline stays visible."""
+    value = float(np.asarray(panel.matrix)[i, j])
+    strong = math.isfinite(value) and panel.limit > 0 and abs(value) / panel.limit >= STRONG_CELL
+    return colours.paper if strong else colours.outline
 
 
 def tick_format(limit: float) -> str:
