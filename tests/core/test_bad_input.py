@@ -29,7 +29,7 @@ from attribution.cli import main
 from attribution.settings import get_settings
 from attribution.workflows.data import read_pairs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 LONG = ("word " * 4000)[:20_000]  # exactly the default limit of characters
 
@@ -411,7 +411,7 @@ def test_page_refuses_work_over_the_operator_cap(
     at.run()
     assert not at.exception, messages(at.exception)
     if how == "auto":  # allowed, told to stop at the 20 nodes the cap allows
-        assert [o.auto_max_steps for o in calls] == [20] and not at.error and at.get("plotly_chart")
+        assert [o.step_cap for o in calls] == [20] and not at.error and at.get("plotly_chart")
         return
     if how == "typed":
         assert len(calls) == 1 and not at.error  # 1 node: allowed
