@@ -49,3 +49,37 @@ def test_top_pair_outlines_stay_visible_on_saturated_cells(dark: bool) -> None:
     assert lines[(0, 0)] == colours.paper and lines[(1, 0)] == colours.paper  # saturated cells
     weak = build_heatmap(result.replace(matrix=np.array([[1.0, 0.1, 0.0], [0.2, 0.0, 0.0], [0.0, 0.0, 0.0]])), top_k=3)
     assert {s.line.color for s in weak.layout.shapes} >= {LIGHT.outline}  # pale cells keep the dark outline
+
+
+def test_an_expensive_map_says_its_cost_and_waits_for_confirmation(
+    toys: list,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from attribution.core.cost import CostEstimate
+    from components import backend
+
+    monkeypatch.setattr(backend, "cost_of", lambda name, a, b, options: CostEstimate(130.0, 130.0, 10**9, False))
+    at = new_app(a="cows graze slowly", b="sheep rest", model="toy-one").run()
+    assert_clean(at)
+    assert toys == []  # nothing computed yet (texts no other test computes: the page keeps results)
+    assert "This map would take about 2 min on this server" in messages(at.warning)
+    assert any("about 2 min on this server" in str(c.value) for c in at.caption)  # beside the layer menu
+    next(b for b in at.button if b.label == "Compute it").click().run()
+    assert_clean(at)
+    assert len(toys) == 1 and at.get("plotly_chart")
+
+
+def test_a_cheap_map_starts_at_once_with_its_cost_beside_the_layer_menu(
+    toys: list,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from attribution.core.cost import CostEstimate
+    from components import backend
+
+    monkeypatch.setattr(backend, "cost_of", lambda name, a, b, options: CostEstimate(3.0, 40.0, 10**6, True))
+    at = new_app(a="owls hunt", b="bats fly at night", model="toy-one").run()
+    assert_clean(at)
+    assert len(toys) == 1
+    assert any("about 3 s on this server, up to 40 s if it refines" in str(c.value) for c in at.caption)
+    at.text_area(key="text_a").set_value("cats sleep").run()
+    assert any(str(c.value).startswith("⏱ Explain: toy-one about 3 s") for c in at.caption)

@@ -1,7 +1,7 @@
 """Page v3 in a real browser (Debian chromium via Playwright): every download opened, models side by side.
 
 One server per module (two models: the packaged MiniLM and a tiny BERT folder, custom models allowed).
-Run with `pytest -m browser tests/test_browser_page.py`; skipped when chromium or Playwright is missing.
+Run with `pytest -m browser tests/browser/test_browser_page.py`; skipped when chromium or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, pair_url, serve
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
+ROOT = Path(__file__).resolve().parents[2]
 AXE_VERSION = "4.14.1"  # .ci/run installs this into tests/node_modules
 AXE_PATHS = [ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"]
 DOWNLOAD_TIMEOUT_MS = 120_000  # one image export renders in kaleido's own headless browser

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from test_components import make_result
-
 from attribution.result.explained import explain_score, map_share, percent
 from attribution.viz.tables import score_card_html
 
@@ -31,18 +28,23 @@ def test_an_off_the_shelf_cosine_is_read_relatively_and_exact_mode_is_offered(mi
     assert told.alternative is not None and "Exact mode" in told.alternative
 
 
-def test_an_exact_model_in_exact_mode_is_explained_in_full() -> None:
-    matrix = np.array([[0.3, 0.1], [0.2, 0.1]])
-    result = make_result(["a", "b"], ["c", "d"], matrix, special_ends=False, mode="exact", exact_model=True)
-    result = result.replace(score=0.7, target=0.7, reference_terms=0.0, model_score=0.69)
+def test_an_exact_model_in_exact_mode_is_explained_in_full(minilm) -> None:  # type: ignore[no-untyped-def]
+    from attribution import explain
+
+    base = explain(minilm, "dogs run", "puppies play", steps=4)
+    result = base.replace(
+        mode="exact", exact_model=True, score=0.7, target=0.7, attribution_sum=0.7, integration_error=0.0,
+        reference_terms=0.0, model_score=0.69,
+    )  # fmt: skip
     told = explain_score(result)
     assert told.share == 1.0 and "explains 100 % of the score" in told.headline
     assert "parts of the cosine" in told.reading and told.alternative is None
 
 
-def test_the_score_card_shows_the_number_and_escapes_everything() -> None:
-    result = make_result(["<b>", "x"], ["y", "z"], np.array([[0.4, 0.1], [0.2, 0.3]]), special_ends=False)
-    result = result.replace(score=0.5, reference_terms=-0.5)
+def test_the_score_card_shows_the_number_and_escapes_everything(minilm) -> None:  # type: ignore[no-untyped-def]
+    from attribution import explain
+
+    result = explain(minilm, "<b>x</b> dogs", "puppies play", steps=4)
     card = score_card_html(result)
     told = explain_score(result)
     assert f"<b class='pl-share'>{percent(told.share)}</b>" in card

@@ -7,13 +7,25 @@ import json
 
 import numpy as np
 import pytest
-from test_browser import sixty_tokens
-from test_components import make_result
 
 from attribution.viz import exports
 from attribution.viz.slides import MIN_LABEL_PX, build_slide, slide_label_sizes, strongest_rows_and_columns
 
 SHORT = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
+
+
+STORY = (
+    "the cat sat on a mat while his dog ran in the park and two birds sang near an old tree by our small house "
+    "with red doors so every child could see how green fields grow under warm sun each day when rain falls over "
+    "hills then rivers flow down to blue sea far away from town"
+)
+WORDS = STORY.split()
+
+
+def sixty_tokens(shift: int) -> str:
+    """58 common one-token words (60 MiniLM tokens with [CLS] and [SEP]), starting at word `shift`."""
+    words = WORDS[shift:] + WORDS[:shift]
+    return " ".join((words * 2)[:58])
 
 
 def long_pair() -> tuple[str, str]:
@@ -80,13 +92,14 @@ def test_the_combined_slide_shows_every_model_with_its_score(short_result) -> No
     assert min(slide_label_sizes(fig)) >= MIN_LABEL_PX
 
 
-def test_strongest_rows_and_columns_keeps_the_strongest_cell_and_the_sum() -> None:
-    matrix = np.arange(30, dtype=float).reshape(5, 6) / 100
+def test_strongest_rows_and_columns_keeps_the_strongest_cell_and_the_sum(short_result) -> None:  # type: ignore[no-untyped-def]
+    matrix = np.arange(11 * 9, dtype=float).reshape(11, 9) / 1000
     matrix[3, 1] = -2.0
-    result = make_result([f"a{k}" for k in range(5)], [f"b{k}" for k in range(6)], matrix, special_ends=False)
+    result = short_result.replace(matrix=matrix)
     cut = strongest_rows_and_columns(result, 2, 3)
     assert cut.shape == (2, 3) and -2.0 in cut.matrix
-    assert cut.attribution_sum == result.attribution_sum and cut.a.tokens == ["a3", "a4"]
+    assert cut.attribution_sum == result.attribution_sum
+    assert cut.a.tokens == [result.a.tokens[3], result.a.tokens[10]]
 
 
 def test_every_slide_export_renders_16_by_9(long_result) -> None:  # type: ignore[no-untyped-def]
