@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from attribution.core.cost import CostEstimate
 from attribution.core.options import RULES
 from attribution.models import ModelInfo
 from attribution.result import Attribution
@@ -337,6 +338,28 @@ def model_columns(n_models: int) -> list[DeltaGenerator]:
     """
     with st.container(key="pl-models"):
         return list(st.columns(n_models, gap="medium", border=n_models > 1))
+
+
+def render_cost(cost: CostEstimate | None) -> None:
+    """Under a model's layer menu: how long its map should take here, before it starts."""
+    if cost is not None:
+        st.caption(f"⏱ {cost.describe()}", help="Estimated from this request's work and the speed this server "
+                   "measured on the maps it computed.")  # fmt: skip
+
+
+def render_confirm(name: str, cost: CostEstimate, on_confirm: Callable[[], None]) -> None:
+    """Instead of starting an expensive map: what it costs and a button to compute it anyway."""
+    st.warning(
+        f"This map would take {cost.describe()}. A deeper layer, shorter texts or fewer steps are faster.",
+        icon="⏱️",
+    )
+    st.button("Compute it", key=f"confirm::{name}", on_click=on_confirm, type="primary")
+
+
+def render_explain_cost(line: str | None) -> None:
+    """Beside the Explain button: what explaining the texts in the boxes would cost."""
+    if line:
+        st.caption(f"⏱ {line}")
 
 
 def render_model_header(info: ModelInfo | None, name: str) -> None:

@@ -54,6 +54,8 @@ from components.state import (
 NOTICES = "_pl_notices"
 SUBMITTED = ("_pl_text_a", "_pl_text_b")  # the texts last explained (the boxes may hold newer ones)
 COMPUTED_LAYERS = "_pl_layers"  # each model's layer when its map was last drawn
+CONFIRMED = "_pl_confirmed"  # expensive computations this session agreed to start
+CONFIRM_SECONDS = 60.0  # a map estimated to take longer asks before it starts
 CANCELLED = "_pl_cancelled"  # computations this session stopped (not restarted until Explain is pressed)
 RESYNC = "_pl_resync"  # set by a callback inside the results fragment that changed the whole page
 # Widgets that are not drawn on every run (toolbar, per-model layers) lose their value unless kept.
@@ -156,9 +158,17 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
             render.render_layer_select(name, num_layers, default_layer)
         layer = session_layer(st.session_state.get(layer_key(name)))
         options = run_options(state, layer)
-        if backend.computation_key(name, state.text_a, state.text_b, options) in st.session_state.get(CANCELLED, ()):
+        key = backend.computation_key(name, state.text_a, state.text_b, options)
+        if key in st.session_state.get(CANCELLED, ()):
             render.render_cancelled(name)
             return None
+        if not backend.is_known(key):
+            cost = backend.cost_of(name, state.text_a, state.text_b, options)
+            with layer_slot:
+                render.render_cost(cost)
+            if cost is not None and cost.seconds > CONFIRM_SECONDS and key not in st.session_state.get(CONFIRMED, ()):
+                render.render_confirm(name, cost, partial(confirm_computation, key))
+                return None
         # The backend applies the operator's work cap (PAIRLENS_MAX_PAGE_WORK) before computing.
         return backend.start(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
@@ -212,6 +222,29 @@ def compute_columns(
     return results
 
 
+def confirm_computation(key: object) -> None:
+    """The 'Compute it' button of an expensive map: this session starts it on the next run."""
+    st.session_state[CONFIRMED] = {*st.session_state.get(CONFIRMED, ()), key}
+
+
+def explain_cost_line(state: PageState) -> str | None:
+    """What pressing Explain would cost: each model's estimate for the texts in the boxes."""
+    parts = []
+    for name in state.models:
+        try:
+            layer = session_layer(st.session_state.get(layer_key(name)))
+            text_a, text_b = str(st.session_state.get("text_a", "")), str(st.session_state.get("text_b", ""))
+            options = run_options(state, layer)
+            if backend.is_known(backend.computation_key(name, text_a, text_b, options)):
+                continue
+            cost = backend.cost_of(name, text_a, text_b, options)
+        except PairLensError:
+            continue
+        if cost is not None:
+            parts.append(f"{short_model_name(name)} {cost.describe()}")
+    return "Explain: " + "; ".join(parts) if parts else None
+
+
 def cancel_computation(key: object) -> None:
     """The Cancel button: this session stops waiting (the rerun lets go of the job, which the backend
     cancels unless another session waits for it) and does not start it again until Explain."""
@@ -241,6 +274,8 @@ def main() -> None:
         submit_texts()
         st.session_state[NOTICES] = []
     render.render_pending(pending_texts())
+    if pending_texts():
+        render.render_explain_cost(explain_cost_line(from_session(st.session_state)))
     render.render_submit_shortcut()
     render.render_how_to_read()
     results_area(models)
