@@ -402,12 +402,15 @@ def render_result_notes(result: Attribution) -> None:
 
 
 def result_slots(index: int) -> tuple[DeltaGenerator, DeltaGenerator, DeltaGenerator]:
-    """(score card, figure, details): the details sit beside the figure when the width allows, else below."""
-    card = st.container()
+    """(score card, figure, details): the map first, so it starts above the fold at 1440 x 900; the score
+    card and the details beside it when the width allows, else below it."""
     body = st.container(horizontal=True, gap="small", key=f"pl-body-{index}")
     with body:
         figure = st.container(width="content", key=f"pl-figure-{index}")
-        details = st.container(key=f"pl-details-{index}")
+        side = st.container(key=f"pl-details-{index}")
+    with side:
+        card = st.container()
+        details = st.container()
     return card, figure, details
 
 
