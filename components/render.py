@@ -466,6 +466,13 @@ def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
     )
 
 
+def render_text_view(markup: str) -> None:
+    """Both texts, each token shaded by its total; hovering one outlines its partners in the other text."""
+    with st.expander("The texts, token by token", expanded=True, icon=":material/notes:"):
+        st.caption("Shade: the token's row (A) or column (B) total. Hover a token to outline its 3 strongest partners.")
+        st.html(markup)
+
+
 def render_downloads(items: Sequence[exports.Download], key: str, label: str = "Download", width: int = 200) -> None:
     """A Download menu; each file is made only when its button is pressed."""
     ok, note = exports.renderer_status()

@@ -34,6 +34,7 @@ from attribution.viz.links import build_links
 from attribution.viz.slides import build_slide
 from attribution.viz.sweep import build_sweep
 from attribution.viz.tables import difference_frame, exact_mode_warning
+from attribution.viz.textview import text_view_html
 from attribution.whatif import Edit, Side, compare, edited_pair, mask_problem, token_edit
 from components import backend, render
 from components.display import column_cell, display_view
@@ -367,6 +368,7 @@ def show_results(models: list[ModelInfo]) -> None:
             render.render_heatmap(fig, chart_config(fig, stem), key=f"map-{index}", box=f"pl-figure-{index}")
         with detail_slot:
             render.render_top_pairs(view, state.top, state.pos)
+            render.render_text_view(text_view_html(view, f"pl-tv-{index}"))
             slide = partial(build_slide, [view], top_k=state.top, clip=clip)
             items = exports.result_downloads(view, file_stem(view)) + exports.figure_downloads(
                 figure, stem, slide_build=slide

@@ -251,3 +251,22 @@ def test_axe_finds_no_serious_violation_in_either_theme(
         assert violations == [], json.dumps(violations, indent=1)
     finally:
         page.close()
+
+
+def test_hovering_a_token_of_the_text_view_outlines_its_partners(server: str, browser: Any) -> None:
+    """'guitar' in text A: its strongest partner in text B gets an outline; before the hover none has one."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    try:
+        page.goto(pair_url(server, TEXT_A, TEXT_B))
+        view = page.locator(".pl-tv-0")
+        view.wait_for(timeout=RENDER_TIMEOUT_MS)
+        outlined = (
+            "() => [...document.querySelectorAll('.pl-tv-0 .pl-tok[data-b]')]"
+            ".filter(t => getComputedStyle(t).outlineStyle === 'solid').map(t => t.textContent)"
+        )
+        assert page.evaluate(outlined) == []
+        view.locator(".pl-tok[data-a]", has_text="guitar").first.hover()
+        page.wait_for_function(f"() => ({outlined})().length === 3", timeout=10_000)
+        assert "instrument" in page.evaluate(outlined)
+    finally:
+        page.close()
