@@ -479,19 +479,21 @@ def record_rate(name: str, result: Attribution) -> None:
 
 
 def rate_of(name: str) -> float | None:
-    """This server's measured work units per second for the model, else for any model (None before any map)."""
+    """The fastest work units per second this server reached for the model lately, else for any model."""
     with _rates_lock:
         own = measured_rate(_rates.get(name, []))
         return own if own is not None else measured_rate([s for samples in _rates.values() for s in samples])
 
 
 def calibrate(name: str) -> float | None:
-    """Measure the rate once with a small request (the example pair, 2 steps at the default layer)."""
+    """Measure the rate once: the example pair repeated to about 60 tokens, 2 steps at the default layer
+    (a pair that short would measure mostly fixed overhead)."""
     from attribution import explain
     from attribution.settings import EXAMPLE_PAIR
 
+    text_a, text_b = " ".join([EXAMPLE_PAIR[0]] * 6), " ".join([EXAMPLE_PAIR[1]] * 6)
     try:
-        result = explain(get_model(name), *EXAMPLE_PAIR, steps=2, pos=False)
+        result = explain(get_model(name), text_a, text_b, steps=2, pos=False)
     except Exception:
         return None
     record_rate(name, result)

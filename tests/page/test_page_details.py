@@ -83,3 +83,27 @@ def test_a_cheap_map_starts_at_once_with_its_cost_beside_the_layer_menu(
     assert any("about 3 s on this server, up to 40 s if it refines" in str(c.value) for c in at.caption)
     at.text_area(key="text_a").set_value("cats sleep").run()
     assert any(str(c.value).startswith("⏱ Explain: toy-one about 3 s") for c in at.caption)
+
+
+def test_a_shared_page_lists_only_its_models_and_says_how_an_operator_enables_more(
+    toys: list,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PAIRLENS_ALLOW_CUSTOM_MODELS", raising=False)
+    at = new_app(a="dogs run", b="puppies play", model="toy-one").run()  # AppTest binds no address: shared
+    assert_clean(at)
+    assert not at.multiselect(key="models").proto.accept_new_options
+    assert any("PAIRLENS_ALLOW_CUSTOM_MODELS=1" in str(c.value) for c in at.caption)
+
+
+def test_a_local_page_takes_typed_hub_ids_and_folders(
+    toys: list,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PAIRLENS_ALLOW_CUSTOM_MODELS", raising=False)
+    at = new_app(a="dogs run", b="puppies play", model="toy-one")
+    at.set_option("server.address", "127.0.0.1")  # what `make run` binds: one person on this machine
+    at.run()
+    assert_clean(at)
+    assert at.multiselect(key="models").proto.accept_new_options
+    assert any("hub id" in str(c.value) for c in at.caption)
