@@ -201,8 +201,22 @@ def render_submit_shortcut() -> None:
     st.html(SUBMIT_SHORTCUT_JS, unsafe_allow_javascript=True)
 
 
-def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
-    """The input form (models, advanced options, Explain); True on the run it was submitted."""
+CUSTOM_MODELS_LOCAL = (
+    "Or type a Hugging Face hub id (e.g. sentence-transformers/all-distilroberta-v1) or the path of a "
+    "sentence-transformers folder into the model box and press Enter; a model that cannot be used says why in "
+    "its column."
+)
+CUSTOM_MODELS_SHARED = (
+    "This server offers only the models listed. Its operator can let users type hub ids and model folders "
+    "with PAIRLENS_ALLOW_CUSTOM_MODELS=1; run the page on your own machine (make run, bound to localhost) to "
+    "use any model."
+)
+
+
+def render_inputs(models: Sequence[ModelInfo], state: PageState, allow_custom: bool) -> bool:
+    """The input form (models, advanced options, Explain); True on the run it was submitted.
+
+    allow_custom: the model box also takes typed hub ids and folders (a one-person local page)."""
     settings = get_settings()
     installed = [m.name for m in models if m.installed]
     missing = [m for m in models if not m.installed]
@@ -220,7 +234,8 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
             key="models",
             max_selections=MAX_MODELS,
             format_func=short_model_name,
-            accept_new_options=settings.allow_custom_models,
+            accept_new_options=allow_custom,
+            placeholder="Pick or type a model" if allow_custom else "Pick a model",
             help="\n\n".join(
                 f"**{literal_markdown(short_model_name(n))}**{_architecture_note(architectures.get(n))}: "
                 f"{descriptions.get(n, 'custom model')}"
@@ -260,6 +275,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 help="Or the prompt itself, e.g. 'query: ' (used instead of the prompt name).",
             )
         submitted = col_go.form_submit_button("Explain", type="primary", width=120)
+    st.caption(CUSTOM_MODELS_LOCAL if allow_custom else CUSTOM_MODELS_SHARED)
     if missing:
         st.caption(
             "Not installed: " + "; ".join(f"**{short_model_name(m.name)}** — `{m.install_hint}`" for m in missing)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Callable
 from functools import partial
 
@@ -73,13 +74,25 @@ def init_session(models: list[ModelInfo]) -> None:
             if key in st.session_state:
                 st.session_state[key] = st.session_state[key]
         return
-    state, notices = parse_query(render.read_query(), models, allow_custom=get_settings().allow_custom_models)
+    state, notices = parse_query(render.read_query(), models, allow_custom=custom_models_allowed())
     for key, value in to_session(state).items():
         st.session_state[key] = value
     st.session_state[SUBMITTED[0]], st.session_state[SUBMITTED[1]] = state.text_a, state.text_b
     st.session_state["example"] = None
     st.session_state[NOTICES] = notices
     st.session_state["_pl_init"] = True
+
+
+LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+
+
+def custom_models_allowed() -> bool:
+    """Typed hub ids and model folders: PAIRLENS_ALLOW_CUSTOM_MODELS when the operator set it, else only
+    when the page serves one person on this machine (bound to localhost, as `make run` does)."""
+    raw = (os.environ.get("PAIRLENS_ALLOW_CUSTOM_MODELS") or "").strip().lower()
+    if raw:
+        return raw in ("1", "true", "yes")
+    return str(st.get_option("server.address") or "").strip() in LOCAL_ADDRESSES
 
 
 def page_state() -> PageState:
@@ -271,7 +284,7 @@ def main() -> None:
     render.render_header()
     render.render_example_picker(backend.load_examples(), pick_example)
     render.render_texts(get_settings().max_text_chars)
-    if render.render_inputs(models, from_session(st.session_state)):
+    if render.render_inputs(models, from_session(st.session_state), custom_models_allowed()):
         submit_texts()
         st.session_state[NOTICES] = []
     render.render_pending(pending_texts())

@@ -101,9 +101,14 @@ def test_a_local_page_takes_typed_hub_ids_and_folders(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("PAIRLENS_ALLOW_CUSTOM_MODELS", raising=False)
-    at = new_app(a="dogs run", b="puppies play", model="toy-one")
-    at.set_option("server.address", "127.0.0.1")  # what `make run` binds: one person on this machine
-    at.run()
+    from streamlit import config
+
+    bound = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")  # what `make run` binds: one person on this machine
+    try:
+        at = new_app(a="dogs run", b="puppies play", model="toy-one").run()
+    finally:
+        config.set_option("server.address", bound)
     assert_clean(at)
     assert at.multiselect(key="models").proto.accept_new_options
     assert any("hub id" in str(c.value) for c in at.caption)
