@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import run_options
 
-from attribution import Attribution, ExplainOptions, RunOptions, explain
+from attribution import Attribution, ExplainOptions, explain
 from attribution.errors import PairLensWarning
 from attribution.service import cache as cache_module
 from attribution.service.cache import (
@@ -30,11 +31,7 @@ from attribution.service.cache import (
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "A man is playing a guitar on stage.", "Someone performs music with an instrument."
 IDENTITY = ModelIdentity("m", "/nowhere", "files:0")
-OPTIONS = RunOptions(
-    layer=5, steps=2, rule="gauss-legendre", mode="approximate", similarity="cos", tolerance=1e-3, direction="auto",
-    step_cap=1024, max_steps=1024, memory_budget_mb=2048, max_tokens=256, max_text_chars=20_000, device="cpu",
-    precision="fp32", prompt_name=None, prompt="",
-)  # fmt: skip
+OPTIONS = run_options(layer=5, steps=2)
 
 
 @pytest.fixture(scope="module")
