@@ -25,8 +25,10 @@ from typing import Any, Protocol
 
 import streamlit as st
 
+from attribution.core.cost import CostEstimate, estimate_cost, measured_rate, result_units
 from attribution.core.execution import Cancelled
 from attribution.core.options import ExplainOptions
+from attribution.core.work import estimate_work
 from attribution.errors import InputError, ModelError, PairLensError
 from attribution.models import LoadedModel, ModelInfo, list_models, load_model
 from attribution.result import Attribution, linguistics
@@ -288,6 +290,11 @@ def computation_key(model: str, text_a: str, text_b: str, options: ExplainOption
     return (model, text_a, text_b, options)
 
 
+def is_known(key: Hashable) -> bool:
+    """True when the outcome of this computation is already at hand (no cost to announce)."""
+    return registry().recall(key) is not None
+
+
 def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Computation:
     """Begin computing (or find) the POS-annotated attribution of a pair with one model."""
     key = computation_key(model, text_a, text_b, options)
@@ -369,6 +376,8 @@ def _poll(backend: Backend, computation: Computation) -> None:
 
 def _finish(backend: Backend, computation: Computation, outcome: Outcome) -> None:
     computation.outcome = outcome
+    if isinstance(outcome, Attribution):
+        record_rate(computation.model, outcome)
     assert computation.job_id is not None
     registry().detach(computation.key, computation.job_id, True, backend.cancel)
 
@@ -443,3 +452,60 @@ def capped_by_page_work(result: Attribution) -> bool:
     (the job lowered the result's step_cap to what PAIRLENS_MAX_PAGE_WORK allows)."""
     cap = result.step_cap
     return result.tolerance is not None and not result.converged and cap is not None and cap < get_settings().max_steps
+
+
+# ----------------------------------------------------------------------------- cost before computing
+
+RATE_SAMPLES = 20  # recent maps per model whose work-units-per-second this server remembers
+_rates: dict[str, list[tuple[int, float]]] = {}
+_rates_lock = threading.Lock()
+
+
+def record_rate(name: str, result: Attribution) -> None:
+    """Remember how fast this server computed `result` (work units per second of compute)."""
+    try:
+        dim = int(get_model(name).embedding_dim)
+    except Exception:
+        return
+    units = result_units(
+        (len(result.a.tokens), len(result.b.tokens)), result.num_layers, result.layer, dim, result.steps
+    )
+    with _rates_lock:
+        samples = _rates.setdefault(name, [])
+        samples.append((units, float(result.seconds)))
+        del samples[:-RATE_SAMPLES]
+
+
+def rate_of(name: str) -> float | None:
+    """The fastest work units per second this server reached for the model lately, else for any model."""
+    with _rates_lock:
+        own = measured_rate(_rates.get(name, []))
+        return own if own is not None else measured_rate([s for samples in _rates.values() for s in samples])
+
+
+def calibrate(name: str) -> float | None:
+    """Measure the rate once: the example pair repeated to about 60 tokens, 2 steps at the default layer
+    (a pair that short would measure mostly fixed overhead)."""
+    from attribution import explain
+    from attribution.settings import EXAMPLE_PAIR
+
+    text_a, text_b = " ".join([EXAMPLE_PAIR[0]] * 6), " ".join([EXAMPLE_PAIR[1]] * 6)
+    try:
+        result = explain(get_model(name), text_a, text_b, steps=2, pos=False)
+    except Exception:
+        return None
+    record_rate(name, result)
+    return rate_of(name)
+
+
+def cost_of(name: str, text_a: str, text_b: str, options: ExplainOptions) -> CostEstimate | None:
+    """How long this request should take here (None when it cannot be estimated: the engine then says why)."""
+    try:
+        model = get_model(name)
+        estimate = estimate_work(model, text_a, text_b, options, get_settings().limits)
+    except Exception:  # a model that cannot be loaded or tokenized: the computation itself says why
+        return None
+    rate = rate_of(name) or calibrate(name)
+    if rate is None:
+        return None
+    return estimate_cost(estimate, rate, auto=options.fixed_steps is None)

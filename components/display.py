@@ -20,6 +20,8 @@ def display_view(result: Attribution, level: str = "token", show_special: bool =
 
 # A page this wide (px) holds maps side by side; 1440 px with the sidebar open leaves about 1050.
 SIDE_BY_SIDE_PX = 1050
+# Below this window width (px) the model columns stack (assets/style.css: .st-key-pl-models).
+STACK_BELOW_PX = 1200
 
 
 def estimated_tokens(text: str) -> int:
@@ -28,19 +30,15 @@ def estimated_tokens(text: str) -> int:
 
 
 def column_cell(text_a: str, text_b: str, n_models: int) -> float | None:
-    """Cell size (px) that lets n_models maps sit side by side, or None: one model, or stack them.
+    """Cell size (px) for n_models maps side by side, or None for one model (its own cell size).
 
     Decided before computing (the layout is drawn first), from the texts' estimated lengths:
-    with several models, maps share the width when each fits its column at the smallest cell.
+    the largest cell (up to the usual one) at which each map fits its column; never below
+    MIN_CELL, so a long map keeps readable labels and scrolls sideways inside its column.
     """
+    if n_models < 2:
+        return None
     n = max(estimated_tokens(text_a), estimated_tokens(text_b))
     fixed = figure_width(n) - n * cell_for(n)
-    column = SIDE_BY_SIDE_PX / max(n_models, 1) - 16
-    if n_models < 2 or fixed + n * MIN_CELL > column:
-        return None
-    return float(min(cell_for(n), (column - fixed) / n))
-
-
-def stack_models(text_a: str, text_b: str, n_models: int) -> bool:
-    """True when several models' maps would not fit side by side, so they go one below another."""
-    return n_models > 1 and column_cell(text_a, text_b, n_models) is None
+    column = SIDE_BY_SIDE_PX / n_models - 16
+    return float(min(cell_for(n), max((column - fixed) / n, MIN_CELL)))

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from attribution.core.cost import CostEstimate
 from attribution.core.options import RULES
 from attribution.models import ModelInfo
 from attribution.result import Attribution
@@ -115,14 +116,26 @@ HOW_TO_READ = """
 """
 
 
+DARK_CSS = """
+/* Dark theme: the light theme's reds are too dark on a dark background (WCAG AA needs 4.5:1 for text). */
+.pl-score-value, .pl-up { color: #f4a582; }
+.pl-down { color: #9ecae1; }
+.pl-score-off .pl-score-value, .pl-facts dd.pl-warn, .pl-pending { color: #fdba74; }
+[data-testid="stCaptionContainer"] { color: #aeb4bd; }
+/* The selected option of a segmented control is drawn in the primary colour, too dark for text here. */
+[data-selected="true"] [data-testid="stMarkdownContainer"] p { color: #f4a582; }
+"""
+
+
 def inject_css() -> None:
-    """Load assets/style.css into the page."""
-    st.html(f"<style>{backend.read_asset('style.css')}</style>")
+    """Load assets/style.css into the page, with the dark theme's colours when it shows."""
+    dark = DARK_CSS if is_dark() else ""
+    st.html(f"<style>{backend.read_asset('style.css')}{dark}</style>")
 
 
 def render_header() -> None:
     """Logo, tagline and the one-paragraph explanation of the map."""
-    st.logo(str(backend.ASSETS / "logo.svg"), size="large")
+    st.logo(str(backend.ASSETS / ("logo-dark.svg" if is_dark() else "logo.svg")), size="large")
     st.markdown(
         "<div class='pl-header'><span class='pl-title'>PairLens</span>"
         "<span class='pl-tagline'>why a sentence encoder finds two texts similar, "
@@ -154,10 +167,22 @@ def render_example_picker(examples: Sequence[dict[str, str]], on_pick: Callable[
 
 
 def render_texts(max_chars: int) -> None:
-    """The two text boxes (outside the form: what they hold is compared with what was explained)."""
+    """The two text boxes (outside the form: what they hold is compared with what was explained).
+
+    No max_chars on the boxes: the browser would drop an over-long paste without a word. A text
+    over the limit is kept, and a message under the boxes says how long it is and what to do.
+    """
     col_a, col_b = st.columns(2)
-    col_a.text_area("Text A — rows", key="text_a", height=88, max_chars=max_chars)
-    col_b.text_area("Text B — columns", key="text_b", height=88, max_chars=max_chars)
+    col_a.text_area("Text A — rows", key="text_a", height=88)
+    col_b.text_area("Text B — columns", key="text_b", height=88)
+    for label, key in (("A", "text_a"), ("B", "text_b")):
+        length = len(str(st.session_state.get(key) or ""))
+        if length > max_chars:
+            st.error(
+                f"Text {label} has {length:,} characters; this page explains at most {max_chars:,} "
+                "(PAIRLENS_MAX_TEXT_CHARS). Shorten it: only the first few hundred tokens are used anyway.",
+                icon="✂️",
+            )
 
 
 def render_pending(labels: Sequence[str]) -> None:
@@ -176,8 +201,22 @@ def render_submit_shortcut() -> None:
     st.html(SUBMIT_SHORTCUT_JS, unsafe_allow_javascript=True)
 
 
-def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
-    """The input form (models, advanced options, Explain); True on the run it was submitted."""
+CUSTOM_MODELS_LOCAL = (
+    "Or type a Hugging Face hub id (e.g. sentence-transformers/all-distilroberta-v1) or the path of a "
+    "sentence-transformers folder into the model box and press Enter; a model that cannot be used says why in "
+    "its column."
+)
+CUSTOM_MODELS_SHARED = (
+    "This server offers only the models listed. Its operator can let users type hub ids and model folders "
+    "with PAIRLENS_ALLOW_CUSTOM_MODELS=1; run the page on your own machine (make run, bound to localhost) to "
+    "use any model."
+)
+
+
+def render_inputs(models: Sequence[ModelInfo], state: PageState, allow_custom: bool) -> bool:
+    """The input form (models, advanced options, Explain); True on the run it was submitted.
+
+    allow_custom: the model box also takes typed hub ids and folders (a one-person local page)."""
     settings = get_settings()
     installed = [m.name for m in models if m.installed]
     missing = [m for m in models if not m.installed]
@@ -195,7 +234,8 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
             key="models",
             max_selections=MAX_MODELS,
             format_func=short_model_name,
-            accept_new_options=settings.allow_custom_models,
+            accept_new_options=allow_custom,
+            placeholder="Pick or type a model" if allow_custom else "Pick a model",
             help="\n\n".join(
                 f"**{literal_markdown(short_model_name(n))}**{_architecture_note(architectures.get(n))}: "
                 f"{descriptions.get(n, 'custom model')}"
@@ -235,6 +275,7 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState) -> bool:
                 help="Or the prompt itself, e.g. 'query: ' (used instead of the prompt name).",
             )
         submitted = col_go.form_submit_button("Explain", type="primary", width=120)
+    st.caption(CUSTOM_MODELS_LOCAL if allow_custom else CUSTOM_MODELS_SHARED)
     if missing:
         st.caption(
             "Not installed: " + "; ".join(f"**{short_model_name(m.name)}** — `{m.install_hint}`" for m in missing)
@@ -306,6 +347,37 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
         )
 
 
+def model_columns(n_models: int) -> list[DeltaGenerator]:
+    """One column per model, side by side from 1200 px of window width, one below another under it.
+
+    The keyed container lets assets/style.css stack the columns in narrower windows.
+    """
+    with st.container(key="pl-models"):
+        return list(st.columns(n_models, gap="medium", border=n_models > 1))
+
+
+def render_cost(cost: CostEstimate | None) -> None:
+    """Under a model's layer menu: how long its map should take here, before it starts."""
+    if cost is not None:
+        st.caption(f"⏱ {cost.describe()}", help="Estimated from this request's work and the speed this server "
+                   "measured on the maps it computed.")  # fmt: skip
+
+
+def render_confirm(name: str, cost: CostEstimate, on_confirm: Callable[[], None]) -> None:
+    """Instead of starting an expensive map: what it costs and a button to compute it anyway."""
+    st.warning(
+        f"This map would take {cost.describe()}. A deeper layer, shorter texts or fewer steps are faster.",
+        icon="⏱️",
+    )
+    st.button("Compute it", key=f"confirm::{name}", on_click=on_confirm, type="primary")
+
+
+def render_explain_cost(line: str | None) -> None:
+    """Beside the Explain button: what explaining the texts in the boxes would cost."""
+    if line:
+        st.caption(f"⏱ {line}")
+
+
 def render_model_header(info: ModelInfo | None, name: str) -> None:
     """Model name and one-line description at the top of its column."""
     st.markdown(f"<div class='pl-model'>{html.escape(short_model_name(name))}</div>", unsafe_allow_html=True)
@@ -346,12 +418,15 @@ def render_result_notes(result: Attribution) -> None:
 
 
 def result_slots(index: int) -> tuple[DeltaGenerator, DeltaGenerator, DeltaGenerator]:
-    """(score card, figure, details): the details sit beside the figure when the width allows, else below."""
-    card = st.container()
+    """(score card, figure, details): the map first, so it starts above the fold at 1440 x 900; the score
+    card and the details beside it when the width allows, else below it."""
     body = st.container(horizontal=True, gap="small", key=f"pl-body-{index}")
     with body:
         figure = st.container(width="content", key=f"pl-figure-{index}")
-        details = st.container(key=f"pl-details-{index}")
+        side = st.container(key=f"pl-details-{index}")
+    with side:
+        card = st.container()
+        details = st.container()
     return card, figure, details
 
 
@@ -405,6 +480,13 @@ def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
             "POS B": st.column_config.TextColumn("POS B", width=58),
         },
     )
+
+
+def render_text_view(markup: str) -> None:
+    """Both texts, each token shaded by its total; hovering one outlines its partners in the other text."""
+    with st.expander("The texts, token by token", expanded=True, icon=":material/notes:"):
+        st.caption("Shade: the token's row (A) or column (B) total. Hover a token to outline its 3 strongest partners.")
+        st.html(markup)
 
 
 def render_downloads(items: Sequence[exports.Download], key: str, label: str = "Download", width: int = 200) -> None:
@@ -594,7 +676,8 @@ def render_whatif_editor(
             required=True,
             disabled=False,
         )
-        st.text_input("Replacement", key="wi_text", width=200, placeholder="for Replace")
+        if st.session_state.get("wi_op") == "replace":
+            st.text_input("Replacement", key="wi_text", width=200, placeholder="the new text")
         st.button("Apply", key="wi_apply", on_click=on_apply, type="secondary")
     if mask_note:
         st.caption(mask_note)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Callable
 from functools import partial
 
@@ -31,8 +32,10 @@ from attribution.viz.heatmap import (
 )
 from attribution.viz.layout import PAGE, Style
 from attribution.viz.links import build_links
+from attribution.viz.slides import build_slide
 from attribution.viz.sweep import build_sweep
 from attribution.viz.tables import difference_frame, exact_mode_warning
+from attribution.viz.textview import text_view_html
 from attribution.whatif import Edit, Side, compare, edited_pair, mask_problem, token_edit
 from components import backend, faithfulness, render
 from components.display import column_cell, display_view
@@ -53,6 +56,8 @@ from components.state import (
 NOTICES = "_pl_notices"
 SUBMITTED = ("_pl_text_a", "_pl_text_b")  # the texts last explained (the boxes may hold newer ones)
 COMPUTED_LAYERS = "_pl_layers"  # each model's layer when its map was last drawn
+CONFIRMED = "_pl_confirmed"  # expensive computations this session agreed to start
+CONFIRM_SECONDS = 60.0  # a map estimated to take longer asks before it starts
 CANCELLED = "_pl_cancelled"  # computations this session stopped (not restarted until Explain is pressed)
 RESYNC = "_pl_resync"  # set by a callback inside the results fragment that changed the whole page
 # Widgets that are not drawn on every run (toolbar, per-model layers) lose their value unless kept.
@@ -69,13 +74,25 @@ def init_session(models: list[ModelInfo]) -> None:
             if key in st.session_state:
                 st.session_state[key] = st.session_state[key]
         return
-    state, notices = parse_query(render.read_query(), models, allow_custom=get_settings().allow_custom_models)
+    state, notices = parse_query(render.read_query(), models, allow_custom=custom_models_allowed())
     for key, value in to_session(state).items():
         st.session_state[key] = value
     st.session_state[SUBMITTED[0]], st.session_state[SUBMITTED[1]] = state.text_a, state.text_b
     st.session_state["example"] = None
     st.session_state[NOTICES] = notices
     st.session_state["_pl_init"] = True
+
+
+LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+
+
+def custom_models_allowed() -> bool:
+    """Typed hub ids and model folders: PAIRLENS_ALLOW_CUSTOM_MODELS when the operator set it, else only
+    when the page serves one person on this machine (bound to localhost, as `make run` does)."""
+    raw = (os.environ.get("PAIRLENS_ALLOW_CUSTOM_MODELS") or "").strip().lower()
+    if raw:
+        return raw in ("1", "true", "yes")
+    return str(st.get_option("server.address") or "").strip() in LOCAL_ADDRESSES
 
 
 def page_state() -> PageState:
@@ -155,9 +172,17 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
             render.render_layer_select(name, num_layers, default_layer)
         layer = session_layer(st.session_state.get(layer_key(name)))
         options = run_options(state, layer)
-        if backend.computation_key(name, state.text_a, state.text_b, options) in st.session_state.get(CANCELLED, ()):
+        key = backend.computation_key(name, state.text_a, state.text_b, options)
+        if key in st.session_state.get(CANCELLED, ()):
             render.render_cancelled(name)
             return None
+        if not backend.is_known(key):
+            cost = backend.cost_of(name, state.text_a, state.text_b, options)
+            with layer_slot:
+                render.render_cost(cost)
+            if cost is not None and cost.seconds > CONFIRM_SECONDS and key not in st.session_state.get(CONFIRMED, ()):
+                render.render_confirm(name, cost, partial(confirm_computation, key))
+                return None
         # The backend applies the operator's work cap (PAIRLENS_MAX_PAGE_WORK) before computing.
         return backend.start(name, state.text_a, state.text_b, options)
     except PairLensError as exc:
@@ -211,6 +236,29 @@ def compute_columns(
     return results
 
 
+def confirm_computation(key: object) -> None:
+    """The 'Compute it' button of an expensive map: this session starts it on the next run."""
+    st.session_state[CONFIRMED] = {*st.session_state.get(CONFIRMED, ()), key}
+
+
+def explain_cost_line(state: PageState) -> str | None:
+    """What pressing Explain would cost: each model's estimate for the texts in the boxes."""
+    parts = []
+    for name in state.models:
+        try:
+            layer = session_layer(st.session_state.get(layer_key(name)))
+            text_a, text_b = str(st.session_state.get("text_a", "")), str(st.session_state.get("text_b", ""))
+            options = run_options(state, layer)
+            if backend.is_known(backend.computation_key(name, text_a, text_b, options)):
+                continue
+            cost = backend.cost_of(name, text_a, text_b, options)
+        except PairLensError:
+            continue
+        if cost is not None:
+            parts.append(f"{short_model_name(name)} {cost.describe()}")
+    return "Explain: " + "; ".join(parts) if parts else None
+
+
 def cancel_computation(key: object) -> None:
     """The Cancel button: this session stops waiting (the rerun lets go of the job, which the backend
     cancels unless another session waits for it) and does not start it again until Explain."""
@@ -236,10 +284,12 @@ def main() -> None:
     render.render_header()
     render.render_example_picker(backend.load_examples(), pick_example)
     render.render_texts(get_settings().max_text_chars)
-    if render.render_inputs(models, from_session(st.session_state)):
+    if render.render_inputs(models, from_session(st.session_state), custom_models_allowed()):
         submit_texts()
         st.session_state[NOTICES] = []
     render.render_pending(pending_texts())
+    if pending_texts():
+        render.render_explain_cost(explain_cost_line(from_session(st.session_state)))
     render.render_submit_shortcut()
     render.render_how_to_read()
     results_area(models)
@@ -285,10 +335,7 @@ def show_results(models: list[ModelInfo]) -> None:
     with st.spinner("Loading the part-of-speech tagger…"):
         _, tagger_note = backend.tagger_status()
     cell = column_cell(state.text_a, state.text_b, len(state.models))
-    if len(state.models) > 1 and cell is None:
-        columns = [st.container(border=True) for _ in state.models]  # long texts: one model below another
-    else:
-        columns = list(st.columns(len(state.models), gap="medium"))
+    columns = render.model_columns(len(state.models))
     results = compute_columns(state, columns, infos, notices)
     state = page_state()  # layers may have been clamped
     state.steps = parse_steps(state.steps, [])
@@ -334,12 +381,17 @@ def show_results(models: list[ModelInfo]) -> None:
             render.render_heatmap(fig, chart_config(fig, stem), key=f"map-{index}", box=f"pl-figure-{index}")
         with detail_slot:
             render.render_top_pairs(view, state.top, state.pos)
-            items = exports.result_downloads(view, file_stem(view)) + exports.figure_downloads(figure, stem)
+            render.render_text_view(text_view_html(view, f"pl-tv-{index}"))
+            slide = partial(build_slide, [view], top_k=state.top, clip=clip)
+            items = exports.result_downloads(view, file_stem(view)) + exports.figure_downloads(
+                figure, stem, slide_build=slide
+            )
             render.render_downloads(items, f"dl-{index}")
     if views:
         shown = list(views.values())
-        make: Callable[[Style], go.Figure] = partial(build_combined, shown, top_k=state.top, pos_overlay=pos, clip=clip)
-        render.render_combined_downloads(exports.figure_downloads(make, combined_stem(shown)))
+        make = combined_builder(shown, state.top, pos, clip)
+        slide = partial(build_slide, shown, top_k=state.top, clip=clip)
+        render.render_combined_downloads(exports.figure_downloads(make, combined_stem(shown), slide_build=slide))
 
     pair = state.diff_pair()
     if pair is not None:
@@ -356,13 +408,25 @@ def show_results(models: list[ModelInfo]) -> None:
     render.write_query(query)
 
 
+def combined_builder(
+    shown: list[Attribution], top_k: int, pos: bool, clip: float | None
+) -> Callable[[Style], go.Figure]:
+    """The 'Download all side by side' figure as a function of the style only, as figure_downloads calls it."""
+
+    def build(style: Style) -> go.Figure:
+        return build_combined(shown, top_k=top_k, pos_overlay=pos, clip=clip, style=style)
+
+    return build
+
+
 def draw_view(
     view: Attribution, state: PageState, pos: bool, zmax: float | None, clip: float | None, style: Style
 ) -> go.Figure:
     """The chosen view of one model's result: the map, or the strongest links."""
     if state.view == "links":
         return build_links(view, max(state.top, 1), style=style)
-    return build_heatmap(view, top_k=state.top, pos_overlay=pos, zmax=zmax, clip=clip, style=style)
+    shared_by = len(state.models) if zmax is not None else 1
+    return build_heatmap(view, top_k=state.top, pos_overlay=pos, zmax=zmax, clip=clip, style=style, shared_by=shared_by)
 
 
 def show_difference(

@@ -12,7 +12,16 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from ..result import Attribution
-from .heatmap import compose, map_panel, pair_hash, plotly_escape, short_model_name, similarity_label, symmetric_limit
+from .heatmap import (
+    compose,
+    map_panel,
+    pair_hash,
+    plotly_escape,
+    shared_scale_title,
+    short_model_name,
+    similarity_label,
+    symmetric_limit,
+)
 from .layout import PAGE, Style, text_width
 
 
@@ -56,6 +65,8 @@ def build_combined(
     panels = []
     for view in views:
         panel = map_panel(view, top_k=top_k, pos_overlay=pos_overlay, limit=limit, totals=True, style=style)
+        if len(views) > 1:
+            panel.colorbar_title = shared_scale_title(len(views))
         name = plotly_escape(short_model_name(view.model_name))
         panel.heading = f"<b>{name}</b> · layer {view.layer} of {view.num_layers}<br>{breakdown_line(view)}"
         panels.append(panel)
@@ -66,7 +77,10 @@ def build_combined(
     chars = int((width_guess - 40) / (text_width(1, style.font(12)) * 0.92))
     lines = _wrap("A", first.a.text, chars)[:max_text_lines] + _wrap("B", first.b.text, chars)[:max_text_lines]
     level = "words" if first.level == "word" else "tokens"
-    scale = f"colours saturate at ±{limit:.3g} ({clip:g}th percentile)" if clip is not None else "one colour range"
+    if clip is not None:
+        scale = f"one colour scale for all, saturating at ±{limit:.3g} ({clip:g}th percentile)"
+    else:
+        scale = "one colour scale for all models" if len(views) > 1 else "colour range ±" + f"{limit:.3g}"
     return compose(
         panels,
         style,

@@ -73,9 +73,9 @@ def renderer_status() -> tuple[bool, str]:
 def figure_image(
     fig: go.Figure, fmt: str, width: int | None = None, height: int | None = None, scale: int = IMAGE_SCALE
 ) -> bytes:
-    """PNG or SVG bytes rendered by kaleido at the figure's own size unless given (seconds: call it lazily)."""
-    if fmt not in ("png", "svg"):
-        raise ValueError(f"fmt must be 'png' or 'svg', not {fmt!r}")
+    """PNG, SVG or PDF bytes rendered by kaleido at the figure's own size unless given (seconds: call it lazily)."""
+    if fmt not in ("png", "svg", "pdf"):
+        raise ValueError(f"fmt must be 'png', 'svg' or 'pdf', not {fmt!r}")
     width = width or int(fig.layout.width or 800)
     height = height or int(fig.layout.height or 600)
     return fig.to_image(format=fmt, width=width, height=height, scale=scale if fmt == "png" else 1)
@@ -92,15 +92,25 @@ class Download:
     image: bool = False  # PNG/SVG: needs kaleido and a browser on the server
 
 
-def figure_downloads(build: Callable[[Style], go.Figure], stem: str, *, slide: bool = True) -> list[Download]:
-    """HTML, PNG and SVG of a figure built light (`build(PAGE)`), and with `slide` a 16:9 PNG and SVG.
+def figure_downloads(
+    build: Callable[[Style], go.Figure],
+    stem: str,
+    *,
+    slide: bool = True,
+    slide_build: Callable[[], go.Figure] | None = None,
+) -> list[Download]:
+    """HTML, PNG and SVG of a figure built light (`build(PAGE)`), and with `slide` a 16:9 PNG, SVG and PDF.
 
-    Files are named `stem`.html, `stem`.png, `stem`.svg, `stem`_slide.png, `stem`_slide.svg.
+    The slide is `slide_build()` when given (attribution.viz.slides: texts, scores, top pairs), else
+    `build(SLIDE)`. Files are named `stem`.html, `stem`.png, `stem`.svg, `stem`_slide.png|svg|pdf.
     """
 
     def html_page() -> str:
         fig = build(PAGE)
         return figure_html(fig, chart_config(fig, stem), plain_title(fig))
+
+    def slide_figure() -> go.Figure:
+        return slide_build() if slide_build is not None else build(SLIDE)
 
     items = [
         Download("Interactive figure (HTML)", f"{stem}.html", "text/html", html_page),
@@ -115,14 +125,21 @@ def figure_downloads(build: Callable[[Style], go.Figure], stem: str, *, slide: b
                 "Slide 16:9 (PNG)",
                 f"{stem}_slide.png",
                 "image/png",
-                lambda: figure_image(build(SLIDE), "png", scale=1),
+                lambda: figure_image(slide_figure(), "png", scale=1),
                 True,
             ),
             Download(
                 "Slide 16:9 (SVG)",
                 f"{stem}_slide.svg",
                 "image/svg+xml",
-                lambda: figure_image(build(SLIDE), "svg"),
+                lambda: figure_image(slide_figure(), "svg"),
+                True,
+            ),
+            Download(
+                "Slide 16:9 (PDF)",
+                f"{stem}_slide.pdf",
+                "application/pdf",
+                lambda: figure_image(slide_figure(), "pdf"),
                 True,
             ),
         ]

@@ -25,12 +25,12 @@ import plotly.graph_objects as go
 from ..result import Attribution
 from .layout import (
     EDGE,
-    FONT,
     GAP,
     PAGE,
     Grid,
     Palette,
     Style,
+    base_layout,
     colorbar_width,
     fit_cell,
     grid_geometry,
@@ -122,6 +122,11 @@ def figure_title(result: Attribution) -> str:
     if result.level == "word":
         parts.append("word level")
     return " · ".join(parts)
+
+
+def shared_scale_title(n_models: int) -> str:
+    """The colour bar's title when n_models maps share one range."""
+    return f"contribution · shared by {n_models} models"
 
 
 def figure_subtitle(result: Attribution, clip: float | None = None, limit: float | None = None) -> str:
@@ -326,6 +331,195 @@ def _totals_hover(names: Sequence[str], sums: np.ndarray, total: float, what: st
     ]
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """Where one panel sits on the canvas (px) and the ids of its plotly axes.
+
+    x, y: the map's axes; x2/y3: the POS strips' axes; x4/y5: the row/column totals' axes.
+    """
+
+    grid: Grid
+    origin: tuple[float, float]
+    canvas: tuple[float, float]
+    suffix: str
+    ids: dict[str, str]
+    ax: dict[str, str]
+    strips: bool
+
+    @property
+    def grid_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the grid in px from the canvas's top-left corner."""
+        gx0, gy0 = self.origin[0] + self.grid.grid_x, self.origin[1] + self.grid.grid_y
+        return gx0, gy0, gx0 + self.grid.grid_w, gy0 + self.grid.grid_h
+
+
+def _placement(
+    panel: MapPanel, grid: Grid, origin: tuple[float, float], canvas: tuple[float, float], index: int
+) -> _Placed:
+    suffix = "" if index == 0 else str(index * 10)
+    ids = {k: f"{k}{suffix}" if suffix else k for k in ("x", "y")}
+    ax = {name: f"{name[0]}{index * 10 + n}" for n, name in ((2, "x2"), (3, "y3"), (4, "x4"), (5, "y5"))}
+    if index == 0:
+        ax = {"x2": "x2", "y3": "y3", "x4": "x4", "y5": "y5"}
+    strips = grid.strip > 0 and panel.pos_a is not None and panel.pos_b is not None
+    return _Placed(grid, origin, canvas, suffix, ids, ax, strips)
+
+
+def _map_trace(
+    panel: MapPanel, at: _Placed, style: Style, colours: Palette, colorbar_x: float | None
+) -> dict[str, Any]:
+    """The heatmap of the panel's matrix, with the colour bar when `colorbar_x` is given (the first panel)."""
+    n_rows, n_cols = panel.shape
+    gaps = 1 if at.grid.cell >= 12 else 0
+    trace: dict[str, Any] = dict(
+        type="heatmap", z=panel.matrix, x=list(range(n_cols)), y=list(range(n_rows)),
+        customdata=panel.customdata, hovertemplate=panel.template,
+        colorscale=[[s, c] for s, c in colours.diverging], zmid=0.0, zmin=-panel.limit, zmax=panel.limit,
+        xgap=gaps, ygap=gaps, name="attribution", xaxis=at.ids["x"], yaxis=at.ids["y"],
+        showscale=colorbar_x is not None, hoverongaps=False,
+    )  # fmt: skip
+    if colorbar_x is not None:
+        width, height = at.canvas
+        _, gy0, _, _ = at.grid_box
+        trace["colorbar"] = dict(
+            title=dict(text=panel.colorbar_title, side="right", font=dict(size=style.font(12), color=colours.muted)),
+            thickness=style.font(12), lenmode="pixels", len=max(min(at.grid.grid_h, style.font(420)), 120),
+            x=colorbar_x / width, xanchor="left", xref="paper",
+            y=1.0 - (gy0 + at.grid.grid_h / 2) / height, yanchor="middle", yref="paper",
+            outlinewidth=0, tickfont=dict(size=style.font(11), color=colours.text), tickformat=tick_format(panel.limit),
+        )  # fmt: skip
+    return trace
+
+
+def _map_axes(panel: MapPanel, at: _Placed, style: Style, colours: Palette) -> dict[str, Any]:
+    """The map's x axis (text B's tokens) and y axis (text A's, first on top)."""
+    width, height = at.canvas
+    gx0, gy0, gx1, gy1 = at.grid_box
+    n_rows, n_cols = panel.shape
+    font = dict(size=at.grid.font, color=colours.text)
+    title_font = dict(size=style.font(12), color=colours.muted)
+    common = dict(showgrid=False, zeroline=False, automargin=True, ticks="", fixedrange=True, tickmode="array")
+    return {
+        f"xaxis{at.suffix}": dict(
+            domain=_domain_x(gx0, gx1, width), anchor=at.ax["y3"] if at.strips else at.ids["y"],
+            tickvals=list(range(n_cols)), ticktext=panel.col_labels, tickangle=at.grid.angle, tickfont=font,
+            title=dict(text=panel.axis_titles[1], font=title_font, standoff=6), range=[-0.5, n_cols - 0.5], **common,
+        ),
+        f"yaxis{at.suffix}": dict(
+            domain=_domain_y(gy0, gy1, height), anchor=at.ax["x2"] if at.strips else at.ids["x"],
+            tickvals=list(range(n_rows)), ticktext=panel.row_labels, tickfont=font,
+            title=dict(text=panel.axis_titles[0], font=title_font, standoff=6), range=[n_rows - 0.5, -0.5], **common,
+        ),
+    }  # fmt: skip
+
+
+def _strips(panel: MapPanel, at: _Placed) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The POS strips beside the rows and under the columns: traces and their axes."""
+    assert panel.pos_a is not None and panel.pos_b is not None
+    width, height = at.canvas
+    _, _, _, gy1 = at.grid_box
+    categories = pos_categories(panel.pos_a, panel.pos_b)
+    sx0 = at.origin[0] + at.grid.left
+    traces = [
+        _pos_strip(panel.pos_a, panel.row_names or panel.row_labels, categories, True, at.ax["x2"], at.ids["y"]),
+        _pos_strip(panel.pos_b, panel.col_names or panel.col_labels, categories, False, at.ids["x"], at.ax["y3"]),
+    ]
+    hidden = dict(range=[-0.5, 0.5], visible=False, fixedrange=True)
+    axes = {
+        f"xaxis{at.ax['x2'][1:]}": dict(
+            domain=_domain_x(sx0, sx0 + at.grid.strip, width), anchor=at.ids["y"], **hidden
+        ),
+        f"yaxis{at.ax['y3'][1:]}": dict(
+            domain=_domain_y(gy1 + GAP, gy1 + GAP + at.grid.strip, height), anchor=at.ids["x"], **hidden
+        ),
+    }
+    return traces, axes
+
+
+def _totals(
+    panel: MapPanel, at: _Placed, style: Style, colours: Palette
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """Row sums as bars right of the map, column sums above it: traces, axes, their two labels."""
+    width, height = at.canvas
+    gx0, _, gx1, _ = at.grid_box
+    oy = at.origin[1]
+    n_rows, n_cols = panel.shape
+    matrix = np.asarray(panel.matrix, dtype=np.float64)
+    rows, cols = np.nansum(matrix, axis=1), np.nansum(matrix, axis=0)
+    names_a, names_b = panel.row_names or panel.row_labels, panel.col_names or panel.col_labels
+
+    def colour(values: np.ndarray) -> list[str]:
+        return [colours.positive if v >= 0 else colours.negative for v in values.tolist()]
+
+    traces = [
+        dict(
+            type="bar", orientation="h", x=rows, y=list(range(n_rows)), marker=dict(color=colour(rows)),
+            hovertext=_totals_hover(names_a, rows, panel.total_for_share, "row sum"),
+            hovertemplate="%{hovertext}<extra></extra>", xaxis=at.ax["x4"], yaxis=at.ids["y"], name="row sums",
+            showlegend=False,
+        ),
+        dict(
+            type="bar", x=list(range(n_cols)), y=cols, marker=dict(color=colour(cols)),
+            hovertext=_totals_hover(names_b, cols, panel.total_for_share, "column sum"),
+            hovertemplate="%{hovertext}<extra></extra>", xaxis=at.ids["x"], yaxis=at.ax["y5"], name="column sums",
+            showlegend=False,
+        ),
+    ]  # fmt: skip
+    tx0 = gx1 + 2 * GAP
+    ty0 = oy + 2 * GAP  # a little air between the header and the bars
+    bar_axis = dict(
+        showgrid=False, showticklabels=False, ticks="", zeroline=True, zerolinecolor=colours.rule,
+        zerolinewidth=1, showline=False, fixedrange=True,
+    )  # fmt: skip
+    axes = {
+        f"xaxis{at.ax['x4'][1:]}": dict(
+            domain=_domain_x(tx0, tx0 + at.grid.totals_w, width), anchor=at.ids["y"], range=_bar_range(rows), **bar_axis
+        ),
+        f"yaxis{at.ax['y5'][1:]}": dict(
+            domain=_domain_y(ty0, oy + at.grid.totals_h, height), anchor=at.ids["x"], range=_bar_range(cols),
+            **bar_axis,
+        ),
+    }  # fmt: skip
+    note = dict(size=style.font(10), color=colours.muted)
+    middle = 1.0 - (ty0 + at.grid.totals_h / 2) / height
+    labels = [
+        dict(
+            text="Σ row", x=(tx0 + at.grid.totals_w / 2) / width, y=middle, xref="paper", yref="paper",
+            showarrow=False, font=note,
+        ),
+        dict(
+            text="Σ column", x=(gx0 - 6) / width, y=middle, xref="paper", yref="paper", xanchor="right",
+            showarrow=False, font=note,
+        ),
+    ]  # fmt: skip
+    return traces, axes, labels
+
+
+def _marks(
+    panel: MapPanel, at: _Placed, style: Style, colours: Palette
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Outlines of the top pairs (shapes) and, when they fit, their rank numbers (annotations)."""
+    shapes, annotations = [], []
+    line = 2.5 if at.grid.cell >= 20 else 1.5
+    ranks = len(panel.marks) <= RANK_LABELS_UP_TO and at.grid.cell >= 20
+    for i, j, rank in panel.marks:
+        shapes.append(
+            dict(
+                type="rect", xref=at.ids["x"], yref=at.ids["y"], x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                line=dict(color=outline_colour(panel, i, j, colours), width=line), fillcolor="rgba(0,0,0,0)",
+                layer="above",
+            )
+        )  # fmt: skip
+        if ranks:
+            annotations.append(
+                dict(
+                    x=j, y=i, xref=at.ids["x"], yref=at.ids["y"], text=str(rank), showarrow=False,
+                    font=dict(size=style.font(10), color=colours.outline), bgcolor=colours.rank_bg, borderpad=1,
+                )
+            )  # fmt: skip
+    return shapes, annotations
+
+
 def _place_panel(
     panel: MapPanel,
     grid: Grid,
@@ -339,207 +533,44 @@ def _place_panel(
     colorbar_x: float | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Traces, axes, shapes and annotations of one panel whose top-left corner is at `origin` (px)."""
-    width, height = canvas
-    ox, oy = origin
-    n_rows, n_cols = panel.shape
-    suffix = "" if index == 0 else str(index * 10)
-    ids = {k: f"{k}{suffix}" if suffix else k for k in ("x", "y")}
-    ax = {name: f"{name[0]}{index * 10 + n}" for n, name in ((2, "x2"), (3, "y3"), (4, "x4"), (5, "y5"))}
-    if index == 0:
-        ax = {"x2": "x2", "y3": "y3", "x4": "x4", "y5": "y5"}
-    gx0, gy0 = ox + grid.grid_x, oy + grid.grid_y
-    gx1, gy1 = gx0 + grid.grid_w, gy0 + grid.grid_h
-    strips = grid.strip > 0 and panel.pos_a is not None and panel.pos_b is not None
-    gaps = 1 if grid.cell >= 12 else 0
-    font = dict(size=grid.font, color=colours.text)
-    title_font = dict(size=style.font(12), color=colours.muted)
-
-    traces: list[dict[str, Any]] = [
-        dict(
-            type="heatmap",
-            z=panel.matrix,
-            x=list(range(n_cols)),
-            y=list(range(n_rows)),
-            customdata=panel.customdata,
-            hovertemplate=panel.template,
-            colorscale=[[s, c] for s, c in colours.diverging],
-            zmid=0.0,
-            zmin=-panel.limit,
-            zmax=panel.limit,
-            xgap=gaps,
-            ygap=gaps,
-            name="attribution",
-            xaxis=ids["x"],
-            yaxis=ids["y"],
-            showscale=show_scale,
-            hoverongaps=False,
-        )
-    ]
-    if show_scale:
-        bar_len = min(grid.grid_h, style.font(420))
-        traces[0]["colorbar"] = dict(
-            title=dict(text=panel.colorbar_title, side="right", font=dict(size=style.font(12), color=colours.muted)),
-            thickness=style.font(12),
-            lenmode="pixels",
-            len=max(bar_len, 120),
-            x=(colorbar_x if colorbar_x is not None else gx1 + 16) / width,
-            xanchor="left",
-            xref="paper",
-            y=1.0 - (gy0 + grid.grid_h / 2) / height,
-            yanchor="middle",
-            yref="paper",
-            outlinewidth=0,
-            tickfont=dict(size=style.font(11), color=colours.text),
-            tickformat=tick_format(panel.limit),
-        )
-
-    x_anchor = ax["y3"] if strips else ids["y"]
-    axes: dict[str, Any] = {
-        f"xaxis{suffix}": dict(
-            domain=_domain_x(gx0, gx1, width),
-            anchor=x_anchor,
-            tickmode="array",
-            tickvals=list(range(n_cols)),
-            ticktext=panel.col_labels,
-            tickangle=grid.angle,
-            tickfont=font,
-            title=dict(text=panel.axis_titles[1], font=title_font, standoff=6),
-            showgrid=False,
-            zeroline=False,
-            range=[-0.5, n_cols - 0.5],
-            automargin=True,
-            ticks="",
-            fixedrange=True,
-        ),
-        f"yaxis{suffix}": dict(
-            domain=_domain_y(gy0, gy1, height),
-            anchor=ax["x2"] if strips else ids["x"],
-            tickmode="array",
-            tickvals=list(range(n_rows)),
-            ticktext=panel.row_labels,
-            tickfont=font,
-            title=dict(text=panel.axis_titles[0], font=title_font, standoff=6),
-            showgrid=False,
-            zeroline=False,
-            range=[n_rows - 0.5, -0.5],  # first token on top
-            automargin=True,
-            ticks="",
-            fixedrange=True,
-        ),
-    }
-    if strips:
-        assert panel.pos_a is not None and panel.pos_b is not None
-        categories = pos_categories(panel.pos_a, panel.pos_b)
-        names_a = panel.row_names or panel.row_labels
-        names_b = panel.col_names or panel.col_labels
-        sx0 = ox + grid.left
-        traces.append(_pos_strip(panel.pos_a, names_a, categories, True, ax["x2"], ids["y"]))
-        traces.append(_pos_strip(panel.pos_b, names_b, categories, False, ids["x"], ax["y3"]))
-        axes[f"xaxis{ax['x2'][1:]}"] = dict(
-            domain=_domain_x(sx0, sx0 + grid.strip, width),
-            anchor=ids["y"],
-            range=[-0.5, 0.5],
-            visible=False,
-            fixedrange=True,
-        )
-        axes[f"yaxis{ax['y3'][1:]}"] = dict(
-            domain=_domain_y(gy1 + GAP, gy1 + GAP + grid.strip, height),
-            anchor=ids["x"],
-            range=[-0.5, 0.5],
-            visible=False,
-            fixedrange=True,
-        )
-
+    at = _placement(panel, grid, origin, canvas, index)
+    if show_scale and colorbar_x is None:
+        colorbar_x = at.grid_box[2] + 16
+    traces = [_map_trace(panel, at, style, colours, colorbar_x if show_scale else None)]
+    axes = _map_axes(panel, at, style, colours)
     annotations: list[dict[str, Any]] = []
+    if at.strips:
+        strip_traces, strip_axes = _strips(panel, at)
+        traces += strip_traces
+        axes.update(strip_axes)
     if panel.totals and grid.totals_w > 0:
-        matrix = np.asarray(panel.matrix, dtype=np.float64)
-        rows = np.nansum(matrix, axis=1)
-        cols = np.nansum(matrix, axis=0)
-        names_a = panel.row_names or panel.row_labels
-        names_b = panel.col_names or panel.col_labels
-        traces.append(
-            dict(
-                type="bar",
-                orientation="h",
-                x=rows,
-                y=list(range(n_rows)),
-                marker=dict(color=[colours.positive if v >= 0 else colours.negative for v in rows.tolist()]),
-                hovertext=_totals_hover(names_a, rows, panel.total_for_share, "row sum"),
-                hovertemplate="%{hovertext}<extra></extra>",
-                xaxis=ax["x4"],
-                yaxis=ids["y"],
-                name="row sums",
-                showlegend=False,
-            )
-        )
-        traces.append(
-            dict(
-                type="bar",
-                x=list(range(n_cols)),
-                y=cols,
-                marker=dict(color=[colours.positive if v >= 0 else colours.negative for v in cols.tolist()]),
-                hovertext=_totals_hover(names_b, cols, panel.total_for_share, "column sum"),
-                hovertemplate="%{hovertext}<extra></extra>",
-                xaxis=ids["x"],
-                yaxis=ax["y5"],
-                name="column sums",
-                showlegend=False,
-            )
-        )
-        tx0 = gx1 + 2 * GAP
-        ty0 = oy + 2 * GAP  # a little air between the header and the bars
-        reach_r = _bar_range(rows)
-        reach_c = _bar_range(cols)
-        bar_axis = dict(
-            showgrid=False, showticklabels=False, ticks="", zeroline=True, zerolinecolor=colours.rule,
-            zerolinewidth=1, showline=False, fixedrange=True,
-        )  # fmt: skip
-        axes[f"xaxis{ax['x4'][1:]}"] = dict(
-            domain=_domain_x(tx0, tx0 + grid.totals_w, width), anchor=ids["y"], range=reach_r, **bar_axis
-        )
-        axes[f"yaxis{ax['y5'][1:]}"] = dict(
-            domain=_domain_y(ty0, oy + grid.totals_h, height), anchor=ids["x"], range=reach_c, **bar_axis
-        )
-        note = dict(size=style.font(10), color=colours.muted)
-        annotations.append(
-            dict(
-                text="Σ row", x=(tx0 + grid.totals_w / 2) / width, y=1.0 - (ty0 + grid.totals_h / 2) / height,
-                xref="paper", yref="paper", showarrow=False, font=note,
-            )
-        )  # fmt: skip
-        annotations.append(
-            dict(
-                text="Σ column", x=(gx0 - 6) / width, y=1.0 - (ty0 + grid.totals_h / 2) / height, xref="paper",
-                yref="paper", xanchor="right", showarrow=False, font=note,
-            )
-        )  # fmt: skip
+        total_traces, total_axes, labels = _totals(panel, at, style, colours)
+        traces += total_traces
+        axes.update(total_axes)
+        annotations += labels
     if panel.heading:
+        width, height = canvas
         annotations.append(
             dict(
-                text=panel.heading, x=(ox + grid.left) / width, y=1.0 - (oy - 4) / height, xref="paper", yref="paper",
-                xanchor="left", yanchor="bottom", align="left", showarrow=False,
+                text=panel.heading, x=(origin[0] + grid.left) / width, y=1.0 - (origin[1] - 4) / height,
+                xref="paper", yref="paper", xanchor="left", yanchor="bottom", align="left", showarrow=False,
                 font=dict(size=style.font(13), color=colours.text),
             )
         )  # fmt: skip
+    shapes, ranks = _marks(panel, at, style, colours)
+    return traces, axes, shapes, annotations + ranks
 
-    shapes: list[dict[str, Any]] = []
-    line = 2.5 if grid.cell >= 20 else 1.5
-    ranks = len(panel.marks) <= RANK_LABELS_UP_TO and grid.cell >= 20
-    for i, j, rank in panel.marks:
-        shapes.append(
-            dict(
-                type="rect", xref=ids["x"], yref=ids["y"], x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
-                line=dict(color=colours.outline, width=line), fillcolor="rgba(0,0,0,0)", layer="above",
-            )
-        )  # fmt: skip
-        if ranks:
-            annotations.append(
-                dict(
-                    x=j, y=i, xref=ids["x"], yref=ids["y"], text=str(rank), showarrow=False,
-                    font=dict(size=style.font(10), color=colours.outline), bgcolor=colours.rank_bg, borderpad=1,
-                )
-            )  # fmt: skip
-    return traces, axes, shapes, annotations
+
+STRONG_CELL = 0.6  # |value| / colour limit from which a cell's colour is dark (light theme) or bright (dark)
+
+
+def outline_colour(panel: MapPanel, i: int, j: int, colours: Palette) -> str:
+    """The top-pair outline of cell (i, j): the theme's outline colour, or the paper colour on a cell
+    whose own colour is as dark (light theme) or as bright (dark theme) as the outline, as clipped
+    colour ranges make many cells, so every outline stays visible."""
+    value = float(np.asarray(panel.matrix)[i, j])
+    strong = math.isfinite(value) and panel.limit > 0 and abs(value) / panel.limit >= STRONG_CELL
+    return colours.paper if strong else colours.outline
 
 
 def tick_format(limit: float) -> str:
@@ -682,30 +713,8 @@ def compose(
                 font=dict(size=style.font(12), color=colours.text),
             )
         )  # fmt: skip
+    layout.update(base_layout(style, width, height, title, subtitle))
     layout.update(
-        title=dict(
-            text=title,
-            subtitle=dict(text=subtitle, font=dict(size=style.font(12), color=colours.muted)),
-            x=EDGE / width,
-            xref="container",
-            xanchor="left",
-            y=1.0 - EDGE / height,
-            yref="container",
-            yanchor="top",
-            font=dict(size=style.font(15), color=colours.text),
-        ),
-        width=math.ceil(width),
-        height=math.ceil(height),
-        autosize=False,
-        margin=dict(l=0, r=0, t=0, b=0, pad=0),
-        font=dict(family=FONT, color=colours.text),
-        paper_bgcolor=colours.paper,
-        plot_bgcolor=colours.paper,
-        hoverlabel=dict(
-            bgcolor=colours.hover_bg,
-            bordercolor=colours.hover_border,
-            font=dict(size=style.font(13), family=FONT, color=colours.text),
-        ),
         showlegend=bool(categories),
         shapes=shapes,
         annotations=annotations,
@@ -803,6 +812,7 @@ def build_heatmap(
     totals: bool = True,
     title: str | None = None,
     style: Style = PAGE,
+    shared_by: int = 1,
 ) -> go.Figure:
     """Heatmap of `result.matrix`: rows = text A tokens, columns = text B tokens.
 
@@ -812,10 +822,15 @@ def build_heatmap(
     axes, a POS legend and POS in the tick labels (ignored without POS tags). totals adds the
     row and column sums as bars beside the map. `title` is plotly HTML (escape user text).
     Square cells; the figure's width and height are set (see attribution.viz.layout).
+    shared_by > 1: `zmax` is the range of that many models' maps, and the colour bar says so.
     """
     panel = map_panel(result, top_k=top_k, pos_overlay=pos_overlay, limit=zmax, clip=clip, totals=totals, style=style)
     clipped = clip if zmax is None or zmax <= 0 else None
     subtitle = figure_subtitle(result, clipped, panel.limit if clipped is not None else None)
+    if shared_by > 1 and zmax is not None and zmax > 0:
+        panel.colorbar_title = shared_scale_title(shared_by)
+        note = "one colour scale for both models" if shared_by == 2 else f"one colour scale for all {shared_by} models"
+        subtitle = f"{subtitle} · {note}" if subtitle else note
     return compose([panel], style, title=title if title is not None else figure_title(result), subtitle=subtitle)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 FONT = "Inter, 'Segoe UI', 'Helvetica Neue', Arial, sans-serif"
 CHAR_EM = 0.64  # estimated width of one character, in font sizes (DejaVu/Inter are ~0.55-0.62)
@@ -269,3 +270,38 @@ def header_height(style: Style, subtitle_lines: int = 0, legend_rows: int = 0) -
         + (legend_rows * style.font(11) * 1.9 + 6 if legend_rows else 0)
         + 14
     )
+
+
+def base_layout(
+    style: Style, width: float, height: float, title: str, subtitle: str = "", *, hover: bool = True
+) -> dict[str, Any]:
+    """The plotly layout every figure shares: the title block at the top left (EDGE from the corner),
+    the pixel size (margins 0), fonts, paper colours and, with `hover`, the hover label's look."""
+    colours = palette(style)
+    layout: dict[str, Any] = dict(
+        title=dict(
+            text=title,
+            subtitle=dict(text=subtitle, font=dict(size=style.font(12), color=colours.muted)),
+            x=EDGE / width,
+            xref="container",
+            xanchor="left",
+            y=1.0 - EDGE / height,
+            yref="container",
+            yanchor="top",
+            font=dict(size=style.font(15), color=colours.text),
+        ),
+        width=math.ceil(width),
+        height=math.ceil(height),
+        autosize=False,
+        margin=dict(l=0, r=0, t=0, b=0, pad=0),
+        font=dict(family=FONT, color=colours.text),
+        paper_bgcolor=colours.paper,
+        plot_bgcolor=colours.paper,
+    )
+    if hover:
+        layout["hoverlabel"] = dict(
+            bgcolor=colours.hover_bg,
+            bordercolor=colours.hover_border,
+            font=dict(size=style.font(13), family=FONT, color=colours.text),
+        )
+    return layout

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from ..result import Attribution
 from .heatmap import fast_figure, figure_title, plotly_escape
-from .layout import EDGE, FONT, PAGE, Style, palette, shorten, text_width
+from .layout import EDGE, PAGE, Style, base_layout, palette, shorten, text_width
 
 ROW_PX = 19.0  # vertical room per token
 MAX_WIDTH_PX = 9.0  # line width of the strongest pair
@@ -89,21 +89,8 @@ def build_links(result: Attribution, k: int, *, style: Style = PAGE, title: str 
     traces.append(words(result.a.tokens, involved_a, x0 - 0.006, "middle left"))
     traces.append(words(result.b.tokens, involved_b, x1 + 0.006, "middle right"))
     span = max(n_a, n_b, 1)
-    layout: dict[str, Any] = dict(
-        title=dict(
-            text=title if title is not None else figure_title(result),
-            subtitle=dict(
-                text=subtitle,
-                font=dict(size=style.font(12), color=colours.muted),
-            ),
-            x=EDGE / width,
-            xref="container",
-            xanchor="left",
-            y=1.0 - EDGE / height,
-            yref="container",
-            yanchor="top",
-            font=dict(size=style.font(15), color=colours.text),
-        ),
+    layout = base_layout(style, width, height, title if title is not None else figure_title(result), subtitle)
+    layout.update(
         xaxis=dict(range=[0, 1], visible=False, fixedrange=True, domain=[0, 1]),
         yaxis=dict(
             range=[span - 0.5, -0.5],
@@ -135,18 +122,6 @@ def build_links(result: Attribution, k: int, *, style: Style = PAGE, title: str 
                 font=dict(size=style.font(12), color=colours.muted),
             ),
         ],
-        width=math.ceil(width),
-        height=math.ceil(height),
-        autosize=False,
-        margin=dict(l=0, r=0, t=0, b=0, pad=0),
-        font=dict(family=FONT, color=colours.text),
-        paper_bgcolor=colours.paper,
-        plot_bgcolor=colours.paper,
-        hoverlabel=dict(
-            bgcolor=colours.hover_bg,
-            bordercolor=colours.hover_border,
-            font=dict(size=style.font(13), family=FONT, color=colours.text),
-        ),
         showlegend=False,
         dragmode=False,
         hovermode="closest",

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from ..result import Attribution
 from .heatmap import fast_figure, plotly_escape, short_model_name, similarity_label, symmetric_limit
-from .layout import EDGE, FONT, PAGE, Style, palette
+from .layout import EDGE, PAGE, Style, base_layout, palette
 
 PANEL_PX = 160.0  # longer side of one miniature
 MAX_WIDTH_PX = 1080.0  # rows of panels wrap at this width
@@ -107,32 +107,11 @@ def build_sweep(
             )  # fmt: skip
     first = ordered[0]
     scale = "one colour range for all layers" if shared else "each layer on its own colour range"
-    layout.update(
-        title=dict(
-            text=f"<b>{plotly_escape(short_model_name(first.model_name))}</b> · every layer · "
-            f"{similarity_label(first)} {first.own_score:.3f}",
-            subtitle=dict(
-                text=f"attributions at the input of each layer · {scale}",
-                font=dict(size=style.font(12), color=colours.muted),
-            ),
-            x=EDGE / width,
-            xref="container",
-            xanchor="left",
-            y=1 - EDGE / height,
-            yref="container",
-            yanchor="top",
-            font=dict(size=style.font(15), color=colours.text),
-        ),
-        width=math.ceil(width),
-        height=math.ceil(height),
-        autosize=False,
-        margin=dict(l=0, r=0, t=0, b=0, pad=0),
-        font=dict(family=FONT, color=colours.text),
-        paper_bgcolor=colours.paper,
-        plot_bgcolor=colours.paper,
-        annotations=annotations,
-        shapes=shapes,
-        showlegend=False,
-        dragmode=False,
+    title = (
+        f"<b>{plotly_escape(short_model_name(first.model_name))}</b> · every layer · "
+        f"{similarity_label(first)} {first.own_score:.3f}"
     )
+    subtitle = f"attributions at the input of each layer · {scale}"
+    layout.update(base_layout(style, width, height, title, subtitle, hover=False))
+    layout.update(annotations=annotations, shapes=shapes, showlegend=False, dragmode=False)
     return fast_figure(traces, layout)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..result import Attribution
+from ..result.explained import explain_score, percent
 from ..settings import DEFAULT_TOLERANCE
 from .heatmap import difference_matrices, short_model_name, similarity_label
 
@@ -154,10 +155,14 @@ def decomposition(result: Attribution) -> list[Term]:
     label = similarity_label(result)
     total = f"= {label}" if result.mode != "exact" else f"= exact-mode {label}"
     return [
-        Term("token pairs (all cells)", result.attribution_sum, "the attribution sum: what the map shows"),
-        Term("reference terms", result.reference_terms, "the part of the score no token pair explains"),
+        Term("the map (all cells)", result.attribution_sum, "the attribution sum: every token pair's part added up"),
+        Term(
+            "empty reference",
+            result.reference_terms,
+            "the reference terms: what the model gives the empty input (special tokens, padding); no pair carries it",
+        ),
         Term("− integration error", -result.integration_error, "what the quadrature missed (more steps shrink it)"),
-        Term(total, result.score, "the score the map explains", kind="total"),
+        Term(total, result.score, "the score the map explains: the three bars above add up to it", kind="total"),
     ]
 
 
@@ -195,6 +200,19 @@ def _bars_html(terms: list[Term]) -> str:
     return f"<div class='pl-decomp'>{''.join(rows)}</div>"
 
 
+def explained_html(result: Attribution) -> str:
+    """How much of the score the map explains, in one number and plain words (escaped HTML)."""
+    told = explain_score(result)
+    number = html.escape(percent(told.share))
+    headline = html.escape(told.headline).replace(number, f"<b class='pl-share'>{number}</b>", 1)
+    offer = f"<div class='pl-offer'>{html.escape(told.alternative)}</div>" if told.alternative else ""
+    return (
+        f"<div class='pl-explained'><div class='pl-explained-head'>{headline}</div>"
+        f"<details><summary>What this means for reading the map</summary>"
+        f"<div class='pl-explained-read'>{html.escape(told.reading)}</div>{offer}</details></div>"
+    )
+
+
 def score_card_html(result: Attribution) -> str:
     """The score panel as HTML (classes styled by assets/style.css; all text escaped).
 
@@ -227,6 +245,7 @@ def score_card_html(result: Attribution) -> str:
         "<div class='pl-card'>"
         f"<div class='pl-headline'>{headline}</div>"
         f"{_bars_html(decomposition(result))}"
+        f"{explained_html(result)}"
         f"<dl class='pl-facts'>{''.join(lines)}</dl>"
         "</div>"
     )

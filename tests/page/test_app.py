@@ -424,10 +424,10 @@ def test_difference_map_compares_shares_by_default_and_has_downloads(toys: list)
     labels = [d.proto.label for d in at.get("download_button")]
     assert "Table (CSV)" in labels, labels
     # each model's map (CSV, JSON, HTML), the side-by-side figure (HTML), the difference map (HTML, CSV),
-    # and 4 images (PNG, SVG, slide PNG, slide SVG) of each of these 4 figures where kaleido can render
+    # and 5 images (PNG, SVG, slide PNG, slide SVG, slide PDF) of each of these 4 figures where kaleido can render
     from attribution.viz.exports import renderer_status
 
-    images = 4 * 4 if renderer_status()[0] else 0
+    images = 5 * 4 if renderer_status()[0] else 0
     assert len(labels) == 2 * 3 + 1 + 2 + images, labels
 
 

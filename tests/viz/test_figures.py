@@ -192,7 +192,9 @@ def test_downloads_are_named_after_the_pair_and_html_has_a_title() -> None:
         return build_heatmap(result, style=style)
 
     items = exports.figure_downloads(build, "stem")
-    assert [i.filename for i in items] == ["stem.html", "stem.png", "stem.svg", "stem_slide.png", "stem_slide.svg"]
+    assert [i.filename for i in items] == [
+        "stem.html", "stem.png", "stem.svg", "stem_slide.png", "stem_slide.svg", "stem_slide.pdf"
+    ]  # fmt: skip
     page = next(i for i in items if i.filename.endswith(".html")).make()
     assert isinstance(page, str) and "<title>toy-model · layer 5 of 6 · cosine 0.500</title>" in page
     assert [i.filename for i in exports.result_downloads(result, "s")] == ["s.csv", "s.json"]

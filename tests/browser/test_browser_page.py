@@ -1,0 +1,272 @@
+"""Page v3 in a real browser (Debian chromium via Playwright): every download opened, models side by side.
+
+One server per module (two models: the packaged MiniLM and a tiny BERT folder, custom models allowed).
+Run with `pytest -m browser tests/browser/test_browser_page.py`; skipped when chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, pair_url, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE_VERSION = "4.14.1"  # .ci/run installs this into tests/node_modules
+AXE_PATHS = [ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"]
+DOWNLOAD_TIMEOUT_MS = 120_000  # one image export renders in kaleido's own headless browser
+TEXT_A = "A man is playing a guitar on stage."
+TEXT_B = "Someone performs music with an instrument."
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tiny_models: Any) -> Path:
+    return Path(tiny_models["bert"])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bert: Path) -> Iterator[str]:
+    """The page on a free local port, custom model folders allowed (a one-person local run)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    with serve(env={"PAIRLENS_ALLOW_CUSTOM_MODELS": "1"}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def two_model_url(server: str, tiny_bert: Path, **params: str) -> str:
+    from urllib.parse import urlencode
+
+    query = urlencode([("a", TEXT_A), ("b", TEXT_B), ("model", "all-MiniLM-L6-v2"), ("model", str(tiny_bert))])
+    extra = urlencode(params)
+    return f"{server}/?{query}" + (f"&{extra}" if extra else "")
+
+
+def wait_maps(page: Any, count: int) -> None:
+    """Until `count` heatmaps are drawn."""
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.js-plotly-plot .nsewdrag').length >= {count}", timeout=RENDER_TIMEOUT_MS
+    )
+
+
+# ----------------------------------------------------------------------------- opening each file
+
+
+def check_file(path: Path, filename: str) -> str:
+    """Open a downloaded file by its kind and check what it holds; returns a short description."""
+    data = path.read_bytes()
+    assert data, filename
+    slide = "_slide" in filename
+    if filename.endswith(".png"):
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        width, height = image.size
+        assert width >= 300 and height >= 200, (filename, image.size)
+        if slide:
+            assert abs(width / height - 16 / 9) < 0.01, (filename, image.size)
+        return f"png {width}x{height}"
+    if filename.endswith(".svg"):
+        root = ET.fromstring(data)
+        width, height = float(root.attrib["width"]), float(root.attrib["height"])
+        if slide:
+            assert abs(width / height - 16 / 9) < 0.01, (filename, width, height)
+        text = " ".join(t for t in root.itertext())
+        assert "guitar" in text and "instrument" in text, (filename, text[:200])  # the texts, as text
+        return f"svg {width:.0f}x{height:.0f}"
+    if filename.endswith(".pdf"):
+        assert data.startswith(b"%PDF"), filename
+        return f"pdf {len(data)} bytes"
+    if filename.endswith(".html"):
+        page = data.decode()
+        assert "<title>" in page and "Plotly.newPlot" in page, filename
+        return f"html {len(data)} bytes"
+    if filename.endswith(".csv"):
+        import pandas as pd
+
+        frame = pd.read_csv(io.BytesIO(data))
+        assert frame.shape[0] >= 2 and frame.shape[1] >= 2, (filename, frame.shape)
+        return f"csv {frame.shape}"
+    if filename.endswith(".json"):
+        record = json.loads(data)
+        assert isinstance(record, dict) and record, filename
+        return f"json {len(record)} keys"
+    raise AssertionError(f"unexpected download {filename}")
+
+
+def download_everything(page: Any, menu: Any, tmp: Path) -> dict[str, str]:
+    """Open the popover `menu`, click every download button in it, check each file; {filename: what}."""
+    menu.click()
+    body = page.locator("[data-testid=stPopoverBody]").last
+    body.wait_for(timeout=30_000)
+    labels = [t.strip() for t in body.locator("[data-testid=stDownloadButton] button").all_inner_texts()]
+    assert labels, "an empty Download menu"
+    found: dict[str, str] = {}
+    for label in labels:
+        if not body.is_visible():
+            menu.click()
+            body.wait_for(timeout=30_000)
+        button = body.locator("[data-testid=stDownloadButton] button").filter(has_text=label).first
+        with page.expect_download(timeout=DOWNLOAD_TIMEOUT_MS) as info:
+            button.click()
+        download = info.value
+        assert download.failure() is None, (label, download.failure())
+        target = tmp / download.suggested_filename
+        download.save_as(target)
+        found[download.suggested_filename] = check_file(target, download.suggested_filename)
+    page.keyboard.press("Escape")
+    return found
+
+
+def test_every_format_of_every_download_menu_downloads_and_opens(
+    server: str, tiny_bert: Path, browser: Any, tmp_path: Path
+) -> None:
+    """Each model's menu, 'Download all side by side' and the difference map's menu: every file opens."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100}, accept_downloads=True)
+    try:
+        page.goto(two_model_url(server, tiny_bert, top="3"))
+        wait_maps(page, 3)  # two models and the difference map
+        menus = page.locator("[data-testid=stPopover] > div > button, [data-testid=stPopover] button").filter(
+            has_text="Download"
+        )
+        names = [t.strip() for t in menus.all_inner_texts()]
+        assert sum("Download all side by side" in n for n in names) == 1, names
+        assert len(names) >= 4, names  # two models, the combined figure, the difference map
+        everything: dict[str, str] = {}
+        for index in range(len(names)):
+            everything.update(download_everything(page, menus.nth(index), tmp_path))
+        kinds = {name.rsplit(".", 1)[-1] for name in everything}
+        assert {"png", "svg", "pdf", "html", "csv", "json"} <= kinds, everything
+        combined = [name for name in everything if "_combined" in name]
+        assert any(n.endswith("_slide.png") for n in combined) and any(n.endswith(".html") for n in combined)
+        print(json.dumps(everything, indent=1))
+    finally:
+        page.close()
+
+
+def test_the_what_if_download_menu_downloads_and_opens(server: str, browser: Any, tmp_path: Path) -> None:
+    """The what-if section's own menu (shown once an edit exists): every file opens."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100}, accept_downloads=True)
+    try:
+        page.goto(pair_url(server, TEXT_A, TEXT_B, tool="whatif", edit="a:2-5:drop"))
+        page.get_by_role("button", name="Explain the edited pair").wait_for(timeout=RENDER_TIMEOUT_MS)
+        menus = page.locator("[data-testid=stPopover] button").filter(has_text="Download")
+        found = download_everything(page, menus.last, tmp_path)
+        assert any("whatif" in name and name.endswith(".png") for name in found), found
+    finally:
+        page.close()
+
+
+MAP_BOXES_JS = """() => [...document.querySelectorAll('.st-key-pl-models .js-plotly-plot')].map(d => {
+  const r = d.getBoundingClientRect(); return {x: r.x, y: r.y + window.scrollY, w: r.width, h: r.height};
+})"""
+
+
+@pytest.mark.parametrize("width", [1440, 1000])
+def test_two_models_sit_side_by_side_from_1200_px_and_stack_below(
+    server: str, tiny_bert: Path, browser: Any, width: int
+) -> None:
+    """At 1440 px the two maps share a row (disjoint x, overlapping y); at 1000 px one is below the other."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    try:
+        page.goto(two_model_url(server, tiny_bert, top="3"))
+        wait_maps(page, 2)
+        page.wait_for_timeout(1000)
+        first, second = page.evaluate(MAP_BOXES_JS)[:2]
+        x_overlap = min(first["x"] + first["w"], second["x"] + second["w"]) - max(first["x"], second["x"])
+        y_overlap = min(first["y"] + first["h"], second["y"] + second["h"]) - max(first["y"], second["y"])
+        if width >= 1200:
+            assert x_overlap < 0 and y_overlap > 0.5 * first["h"], (first, second)
+            for box in (first, second):
+                assert box["x"] + box["w"] <= width, box  # both maps whole on screen
+            bars = page.locator(".st-key-pl-models .js-plotly-plot .colorbar .cbtitle").all_text_contents()
+            assert any("shared by 2 models" in t for t in bars), bars
+            explained = page.locator(".pl-explained-head").all_inner_texts()
+            assert len(explained) == 2 and all(re.search(r"The map explains \d+ % of the score", t) for t in explained)
+        else:
+            assert x_overlap > 0 and first["y"] + first["h"] <= second["y"], (first, second)
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe-core's axe.min.js from the npm registry (`npm install --prefix tests axe-core`, as .ci/run does)."""
+    import os
+
+    candidates = [Path(os.environ["PAIRLENS_AXE_JS"])] if os.environ.get("PAIRLENS_AXE_JS") else []
+    for path in [*candidates, *AXE_PATHS]:
+        if path.is_file():
+            return path
+    pytest.skip(
+        f"axe-core is not installed: npm install --prefix tests axe-core@{AXE_VERSION} (or set PAIRLENS_AXE_JS)"
+    )
+
+
+AXE_RUN_JS = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map(n => ({target: n.target.join(' '), html: n.html.slice(0, 160), summary: n.failureSummary})),
+  }));
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_in_either_theme(
+    server: str, tiny_bert: Path, browser: Any, axe_script: Path, scheme: str
+) -> None:
+    """axe-core on the page with two models, light and dark: no serious or critical violation."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100}, color_scheme=scheme)
+    try:
+        page.goto(two_model_url(server, tiny_bert, top="3"))
+        wait_maps(page, 3)
+        page.locator(".pl-explained-head").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_timeout(1500)
+        background = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
+        assert (background == "rgb(14, 17, 23)") == (scheme == "dark"), background
+        page.add_script_tag(path=str(axe_script))
+        violations = page.evaluate(AXE_RUN_JS)
+        assert violations == [], json.dumps(violations, indent=1)
+    finally:
+        page.close()
+
+
+def test_hovering_a_token_of_the_text_view_outlines_its_partners(server: str, browser: Any) -> None:
+    """'guitar' in text A: its strongest partner in text B gets an outline; before the hover none has one."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    try:
+        page.goto(pair_url(server, TEXT_A, TEXT_B))
+        view = page.locator(".pl-tv-0")
+        view.wait_for(timeout=RENDER_TIMEOUT_MS)
+        outlined = (
+            "() => [...document.querySelectorAll('.pl-tv-0 .pl-tok[data-b]')]"
+            ".filter(t => getComputedStyle(t).outlineStyle === 'solid').map(t => t.textContent)"
+        )
+        assert page.evaluate(outlined) == []
+        view.locator(".pl-tok[data-a]", has_text="guitar").first.hover()
+        page.wait_for_function(f"() => ({outlined})().length === 3", timeout=10_000)
+        assert "instrument" in page.evaluate(outlined)
+    finally:
+        page.close()
