@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import streamlit as st
 
+from attribution import explain
 from attribution.core.cost import CostEstimate, estimate_cost, measured_rate, result_units
 from attribution.core.execution import Cancelled
 from attribution.core.options import ExplainOptions
@@ -42,7 +43,7 @@ from attribution.service.scheduler import (
     NotFinished,
     UnknownJob,
 )
-from attribution.settings import get_settings
+from attribution.settings import EXAMPLE_PAIR, get_settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 POLL_SECONDS = 0.25  # how often a waiting page asks for progress
@@ -486,9 +487,6 @@ def rate_of(name: str) -> float | None:
 def calibrate(name: str) -> float | None:
     """Measure the rate once: the example pair repeated to about 60 tokens, 2 steps at the default layer
     (a pair that short would measure mostly fixed overhead)."""
-    from attribution import explain
-    from attribution.settings import EXAMPLE_PAIR
-
     text_a, text_b = " ".join([EXAMPLE_PAIR[0]] * 6), " ".join([EXAMPLE_PAIR[1]] * 6)
     try:
         result = explain(get_model(name), text_a, text_b, steps=2, pos=False)

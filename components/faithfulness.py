@@ -17,15 +17,18 @@ from typing import Any
 import streamlit as st
 
 from attribution.core.options import ExplainOptions
+from attribution.core.work import estimate_work, limit_work
 from attribution.errors import PairLensError
 from attribution.faithfulness.curves import DEFAULT_DRAWS, RANDOM
 from attribution.faithfulness.methods import METHODS, method_label
-from attribution.faithfulness.report import FaithfulnessReport
+from attribution.faithfulness.report import FaithfulnessReport, faithfulness_report
 from attribution.result import Attribution
 from attribution.settings import get_settings
 from attribution.viz.faithfulness import build_curves, build_sweep_bars
 from attribution.viz.heatmap import short_model_name
 from attribution.viz.layout import Style
+from components import backend
+from components.backend import get_model
 
 REPORT = "fa_report"  # session key: (inputs key, FaithfulnessReport)
 MAX_PAGE_DRAWS = 20
@@ -38,10 +41,6 @@ def compute_report(
     model_name: str, text_a: str, text_b: str, options: ExplainOptions, *, op: str, level: str, order: str, draws: int
 ) -> FaithfulnessReport:
     """Both methods' report for the pair, within the page's work cap (PAIRLENS_MAX_PAGE_WORK)."""
-    from attribution.core.work import estimate_work, limit_work
-    from attribution.faithfulness.report import faithfulness_report
-    from components.backend import get_model
-
     model = get_model(model_name)
     settings = get_settings()
     limits = settings.limits
@@ -53,8 +52,6 @@ def compute_report(
 
 
 def remote_backend() -> bool:
-    from components import backend
-
     return isinstance(backend.get_backend(), backend.HttpBackend)
 
 

@@ -15,10 +15,12 @@ import warnings
 from typing import Any
 
 from ..core.options import add_explain_options, options_from_args
-from ..settings import DEFAULT_MODEL
+from ..core.tokens import check_text
+from ..models import load_model
+from ..settings import DEFAULT_MODEL, get_settings
 from .curves import DEFAULT_DRAWS, ORDERS, RANDOM
 from .methods import DEFAULT_METHOD, METHODS, SECOND_METHOD, method_label
-from .report import FaithfulnessReport
+from .report import FaithfulnessReport, faithfulness_report
 from .scoring import OPS
 from .units import LEVELS
 
@@ -53,11 +55,6 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.tokens import check_text
-    from ..models import load_model
-    from ..settings import get_settings
-    from .report import faithfulness_report
-
     limits = get_settings().limits
     check_text(args.text_a, "A", limits.max_text_chars)  # every check before the model loads
     check_text(args.text_b, "B", limits.max_text_chars)

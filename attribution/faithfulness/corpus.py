@@ -30,8 +30,9 @@ import numpy as np
 
 from ..core.options import ExplainOptions, Limits, add_explain_options, options_from_args
 from ..errors import InputError
-from ..models import LoadedModel
-from ..settings import DEFAULT_MODEL
+from ..models import LoadedModel, load_model
+from ..settings import DEFAULT_MODEL, get_settings
+from ..workflows.data import read_pairs
 from .curves import DEFAULT_DRAWS, ORDERS, RANDOM
 from .methods import DEFAULT_METHOD, METHODS, SECOND_METHOD, method_label
 from .report import check_methods, faithfulness_report
@@ -233,10 +234,6 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import load_model
-    from ..settings import get_settings
-    from ..workflows.data import read_pairs
-
     if not 1 <= args.sample <= MAX_SAMPLE:
         raise InputError(f"--sample must be from 1 to {MAX_SAMPLE} pairs (got {args.sample}).")
     if args.draws < 1 or args.draws > 100:

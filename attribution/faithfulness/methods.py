@@ -15,14 +15,16 @@ it cannot be added faithfully as a wrapper of the existing engine.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, get_args
 
 from ..core.engine import explain, resolve
 from ..core.execution import Run
 from ..core.options import ExplainOptions, Limits, RunOptions
-from ..errors import InputError
+from ..errors import InputError, PairLensWarning
 from ..models import LoadedModel
 from ..result import Attribution
+from .units import operator_limits
 
 Method = Literal["integrated-jacobians", "hessian-x-input"]
 METHODS: tuple[Method, ...] = get_args(Method)
@@ -78,17 +80,11 @@ def explain_method(
     """`explain` by the attribution method `method` ("integrated-jacobians" | "hessian-x-input"). The options'
     steps and rule are replaced for Hessian x input, whose result carries HXI_NOTE in its warnings.
     limits: the operator's (None: PAIRLENS_*, as attribution.explain)."""
-    from .units import operator_limits
-
     chosen = check_method(method)
     loaded, resolved = resolve(model, options, option_values, operator_limits(limits))
     options = method_options(resolved, chosen)
     if chosen == "integrated-jacobians":
         return explain(loaded, text_a, text_b, options, pos=pos, run=run)
-    import warnings
-
-    from ..errors import PairLensWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PairLensWarning)
         result = explain(loaded, text_a, text_b, options, pos=pos, run=run)

@@ -23,6 +23,8 @@ from ..core.tokens import encode_text
 from ..errors import InputError
 from ..models import LoadedModel
 from ..result import Attribution, TextSide
+from ..result.linguistics import annotate_side
+from ..settings import get_settings
 from .scoring import DEFAULT_CHUNK, PairScorer, TextIds
 
 Level = Literal["token", "word"]
@@ -53,8 +55,6 @@ def text_units(side: TextSide, label: str, level: Level) -> list[Unit]:
     if level == "token":
         return [Unit(label, (i,), side.tokens[i], k) for k, i in enumerate(free)]
     if side.word_index is None or side.words is None:
-        from ..result.linguistics import annotate_side
-
         side = annotate_side(side)
     assert side.word_index is not None and side.words is not None
     groups: dict[int, list[int]] = {}
@@ -102,8 +102,6 @@ def operator_limits(limits: Limits | None) -> Limits:
     edge like attribution.api."""
     if limits is not None:
         return limits
-    from ..settings import get_settings
-
     return get_settings().limits
 
 

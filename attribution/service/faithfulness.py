@@ -23,7 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_v
 from pydantic_core import PydanticCustomError
 
 from ..core.execution import Run
+from ..core.work import estimate_work, limit_work
 from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD
+from ..faithfulness.report import faithfulness_report
+from ..models import load_model
 from ..settings import DEFAULT_MODEL, get_settings
 from .scheduler import ExplainRequest, JobManager
 
@@ -65,10 +68,6 @@ class FaithfulnessBody(BaseModel):
 
 def compute(body: FaithfulnessBody, jobs: JobManager, cancel: threading.Event | None = None) -> dict[str, Any]:
     """The report's JSON for a checked body (runs in a worker thread; `cancel` stops it at its next step)."""
-    from ..core.work import estimate_work, limit_work
-    from ..faithfulness.report import faithfulness_report
-    from ..models import load_model
-
     request = ExplainRequest.create(body.text_a, body.text_b, body.model, body.options, pos=False)
     settings = get_settings()  # read per request, as the job queue does
     limits = settings.limits

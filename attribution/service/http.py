@@ -42,6 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -267,8 +268,6 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
 
 def _methods_of(app: FastAPI, request: Request) -> list[str]:
     """Every method some route serves at the request's path (Starlette's Allow names only the first route's)."""
-    from starlette.routing import Match
-
     methods: set[str] = set()
     for route in app.router.routes:
         match, _ = route.matches(request.scope)
