@@ -7,6 +7,7 @@ nodes (quadrature) -> Jacobian-vector products (jacobian) -> E_a, E_b -> A = E_a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -48,6 +49,7 @@ class TextPath:
     f: torch.Tensor  # (D,) pooled embedding of the text
     f_ref: torch.Tensor  # (D,) pooled embedding of the reference
     evaluated: dict[float, torch.Tensor] = field(default_factory=dict)  # node -> (D, S) slice
+    prompt_length: int | None = None  # the bound prompt's token count, as the tail pools it (LoadedModel)
 
     def side(self) -> TextSide:
         """The text's part of the result (not yet annotated)."""
@@ -70,6 +72,7 @@ class NodeEvaluator:
 
     def __init__(self, model: LoadedModel, options: ExplainOptions, run: Run) -> None:
         assert options.layer is not None, "resolve the options with for_model() first"
+        self.layer = options.layer
         self.tail: Tail = model.tail(options.layer)
         self.model = model
         self.budget = options.budget_bytes
@@ -77,6 +80,23 @@ class NodeEvaluator:
         self.run = run
         self.structured = StructuredColumns.for_model(model, options.layer) if self.direction != "reverse" else None
         self.precision = options.precision
+        # tail and structured entry per prompt length: texts with different prompts (role_a / role_b) pool alike
+        # only when the model's Pooling includes the prompt
+        self._by_prompt: dict[int | None, tuple[Tail, StructuredColumns | None]] = {
+            model.prompt_length: (self.tail, self.structured)
+        }
+
+    def parts(self, path: TextPath) -> tuple[Tail, StructuredColumns | None]:
+        """The tail and structured entry for this path's prompt (None: no structured entry)."""
+        key = path.prompt_length
+        if key not in self._by_prompt:
+            model = dataclasses.replace(self.model, prompt_length=key)
+            structured = StructuredColumns.for_model(model, self.layer) if self.direction != "reverse" else None
+            self._by_prompt[key] = (model.tail(self.layer), structured)
+        return self._by_prompt[key]
+
+    def tail_for(self, path: TextPath) -> Tail:
+        return self.parts(path)[0]
 
     def direction_for(self, seq_len: int) -> str:
         """S JVPs or D VJPs per node: "auto" takes the fewer."""
@@ -99,11 +119,11 @@ class NodeEvaluator:
     def _slices(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
         seq_len = path.h.shape[0]
         direction = self.direction_for(seq_len)
-        fast = self.structured
+        tail, fast = self.parts(path)
         if direction == "forward" and fast is not None and self.use_structured and fast.check(path.h[None]):
             return fast(path.h, path.r, nodes, budget_bytes=self.budget, run=self.run)
         return node_contributions(
-            self.tail,
+            tail,
             path.h,
             path.r,
             nodes,
@@ -116,7 +136,7 @@ class NodeEvaluator:
     def derivative(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
         """d f / da at these nodes of the path, (N, D): what a slice's columns sum to, for one tangent pass."""
         return path_derivative(
-            self.tail,
+            self.tail_for(path),
             path.h,
             path.r,
             nodes,
@@ -170,7 +190,9 @@ def prepare_path(model: LoadedModel, text: str, layer: int, label: str) -> TextP
         ref_states = model.hidden_states(reference_ids(tokens, model.tokenizer))
         f = model.pool(states[-1])[0]
         f_ref = model.pool(ref_states[-1])[0]
-    return TextPath(tokens, states[layer][0].clone(), ref_states[layer][0].clone(), f, f_ref)
+    return TextPath(
+        tokens, states[layer][0].clone(), ref_states[layer][0].clone(), f, f_ref, prompt_length=model.prompt_length
+    )
 
 
 def prepare_pair(
@@ -178,11 +200,18 @@ def prepare_pair(
 ) -> PairPaths:
     """Both paths for options already resolved with `options.for_model(model)`."""
     assert options.layer is not None and options.mode is not None and options.similarity is not None
-    model = model.prompted(options.prompt_name, options.prompt)  # both texts get the prompt, as in encode()
-    path_a = prepare_path(model, text_a, options.layer, "A")
-    path_b = prepare_path(model, text_b, options.layer, "B")
+    model_a, model_b = side_models(model, options)
+    path_a = prepare_path(model_a, text_a, options.layer, "A")
+    path_b = prepare_path(model_b, text_b, options.layer, "B")
     check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
-    return PairPaths(path_a, path_b, check, NodeEvaluator(model, options, run or Run()))
+    return PairPaths(path_a, path_b, check, NodeEvaluator(model_a, options, run or Run()))
+
+
+def side_models(model: LoadedModel, options: ExplainOptions) -> tuple[LoadedModel, LoadedModel]:
+    """The model with A's and with B's prompt bound (the same copy when the prompts agree)."""
+    prompt_a, prompt_b = options.side_prompts(model)
+    model_a = model.prompted(prompt=prompt_a or "")
+    return model_a, model_a if prompt_b == prompt_a else model.prompted(prompt=prompt_b or "")
 
 
 def explain(

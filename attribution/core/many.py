@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..models import LoadedModel
 from ..result import Attribution
 from .completeness import completeness
-from .engine import NodeEvaluator, PairPaths, TextPath, as_model, explain_prepared
+from .engine import NodeEvaluator, PairPaths, TextPath, as_model, explain_prepared, side_models
 from .execution import Run
 from .jacobian import Tail
 from .options import ExplainOptions, given_options
@@ -105,26 +105,36 @@ def explain_outcomes(
     run = run or Run()
     run.check()
     started = time.perf_counter()
-    prompted = loaded.prompted(options.prompt_name, options.prompt)
+    model_a, model_b = side_models(loaded, options)  # one copy when both texts get the same prompt
+    same = model_a is model_b
 
     sides = [(_check(a, "A"), _check(b, "B")) for a, b in pairs]
-    tokens, refused = _tokenize(prompted, [s.text for pair in sides for s in pair if s.text is not None])
+    texts_a = [pair[0].text for pair in sides if pair[0].text is not None]
+    texts_b = [pair[1].text for pair in sides if pair[1].text is not None]
+    tokens_a, refused_a = _tokenize(model_a, texts_a + texts_b if same else texts_a)
+    tokens_b, refused_b = (tokens_a, refused_a) if same else _tokenize(model_b, texts_b)
     outcomes: list[Attribution | InputError | None] = [None] * len(pairs)
     for index, pair in enumerate(sides):
-        for side, label in zip(pair, "AB", strict=True):
+        for side, label, model_x, refused in zip(pair, "AB", (model_a, model_b), (refused_a, refused_b), strict=True):
             if side.error is not None or side.text in refused:
-                error = side.error or _encode_error(prompted, side.text or "", label)
+                error = side.error or _encode_error(model_x, side.text or "", label)
                 if check_first:
                     raise InputError(f"Pair {index}: {error}") from None
                 outcomes[index] = error
                 break
 
     wanted = [i for i, o in enumerate(outcomes) if o is None]
-    used = {s.text for i in wanted for s in sides[i] if s.text is not None}
-    paths = _prepare_paths(prompted, {t: tokens[t] for t in tokens if t in used}, options.layer)
-    evaluator = NodeEvaluator(prompted, options, run)
+    used_a = {sides[i][0].text for i in wanted} | (set() if not same else {sides[i][1].text for i in wanted})
+    paths_a = _prepare_paths(model_a, {t: tokens_a[t] for t in tokens_a if t in used_a}, options.layer)
+    if same:
+        paths_b = paths_a
+    else:
+        used_b = {sides[i][1].text for i in wanted}
+        paths_b = _prepare_paths(model_b, {t: tokens_b[t] for t in tokens_b if t in used_b}, options.layer)
+    evaluator = NodeEvaluator(model_a, options, run)
     if options.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
-        _first_round(evaluator, list(paths.values()), options)
+        everything = list(paths_a.values()) + ([] if same else list(paths_b.values()))
+        _first_round(evaluator, everything, options)
     shared = (time.perf_counter() - started) / max(1, len(wanted))
 
     finished = len(pairs) - len(wanted)
@@ -134,7 +144,7 @@ def explain_outcomes(
         run.check()
         text_a, text_b = (s.text for s in sides[index])
         assert text_a is not None and text_b is not None
-        path_a, path_b = paths[text_a], paths[text_b]
+        path_a, path_b = paths_a[text_a], paths_b[text_b]
         check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
         prepared = PairPaths(path_a, path_b, check, evaluator)
         with warnings.catch_warnings():
@@ -211,7 +221,12 @@ def _prepare_paths(model: LoadedModel, tokens: dict[str, TokenizedText], layer: 
                         references[ref] = (ref_states[layer][0].clone(), model.pool(ref_states[-1])[0])
                     r, f_ref = references[ref]
                     paths[text] = TextPath(
-                        tokens=tok, h=states[layer][j].clone(), r=r, f=pooled[j].clone(), f_ref=f_ref
+                        tokens=tok,
+                        h=states[layer][j].clone(),
+                        r=r,
+                        f=pooled[j].clone(),
+                        f_ref=f_ref,
+                        prompt_length=model.prompt_length,
                     )
     return paths
 
@@ -231,20 +246,20 @@ def first_round_nodes(options: ExplainOptions) -> np.ndarray:
 def _first_round(evaluator: NodeEvaluator, paths: list[TextPath], options: ExplainOptions) -> None:
     """Evaluate the first round's nodes of every forward-mode path, texts of equal length sharing calls."""
     nodes = first_round_nodes(options)
-    by_length: dict[int, list[TextPath]] = defaultdict(list)
+    by_length: dict[tuple[int, int | None], list[TextPath]] = defaultdict(list)  # (S, prompt length): one tail
     for path in paths:
         seq_len = path.h.shape[0]
         if evaluator.direction_for(seq_len) == "forward" and evaluator.missing(path, nodes):
-            by_length[seq_len].append(path)
+            by_length[seq_len, path.prompt_length].append(path)
     run = evaluator.run
     run.plan(sum(evaluator.units(p, len(evaluator.missing(p, nodes))) for group in by_length.values() for p in group))
-    for seq_len, group in by_length.items():
+    for (seq_len, _), group in by_length.items():
         items = [(path, float(a)) for path in group for a in evaluator.missing(path, nodes)]
         r = torch.stack([p.r for p, _ in items])  # (B, S, H)
         delta = torch.stack([p.h for p, _ in items]) - r
         alphas = torch.tensor([a for _, a in items], dtype=r.dtype, device=r.device)
         x = r + alphas[:, None, None] * delta
-        fast = evaluator.structured
+        tail, fast = evaluator.parts(group[0])
         if fast is not None and evaluator.use_structured and fast.check(group[0].h[None]):
             # The structured entry layer takes items of different texts in one call, as the generic path does.
             per_call = fast.nodes_per_call(seq_len, evaluator.budget // 4)
@@ -257,7 +272,7 @@ def _first_round(evaluator: NodeEvaluator, paths: list[TextPath], options: Expla
                 )
         else:
             slices = batched_columns(
-                evaluator.tail,
+                tail,
                 x,
                 delta,
                 budget_bytes=evaluator.budget,

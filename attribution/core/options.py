@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from ..devices import check_device
 from ..errors import InputError
 from ..settings import DEFAULT_RULE, DEFAULT_TOLERANCE, get_settings
+from .prompts import ROLES, SIDES, Role, check_role, check_sides, role_prompt_name
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
@@ -62,6 +63,11 @@ class ExplainOptions:
     precision: "fp32" (default) or "bf16" (the tangent passes run under bfloat16 autocast: faster
     where bf16 matmuls are, less exact; the completeness error reported with the result includes
     its effect).
+    Per text (instead of prompt_name / prompt, for retrieval models that encode queries and documents
+    differently): role_a / role_b "query" or "document" picks the model's own prompt as
+    sentence-transformers' encode_query / encode_document do (attribution.core.prompts);
+    prompt_name_a / prompt_a (and _b) name a prompt or give its text. One of the three per text; a
+    text with none gets the model's default prompt. `for_model` turns roles into prompt names.
     """
 
     layer: int | None = None
@@ -77,6 +83,12 @@ class ExplainOptions:
     prompt: str | None = None
     device: str | None = None
     precision: Precision = "fp32"
+    role_a: Role | None = None
+    role_b: Role | None = None
+    prompt_name_a: str | None = None
+    prompt_name_b: str | None = None
+    prompt_a: str | None = None
+    prompt_b: str | None = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -98,8 +110,14 @@ class ExplainOptions:
             "device": None if self.device is None else check_device(self.device),
             "precision": choice(self.precision, "precision", PRECISIONS),
         }
+        for side in SIDES:
+            role, name, text = (getattr(self, f"{kind}_{side}") for kind in ("role", "prompt_name", "prompt"))
+            checked[f"role_{side}"] = None if role is None else check_role(role, f"role_{side}")
+            checked[f"prompt_name_{side}"] = None if name is None else check_prompt_name(name)
+            checked[f"prompt_{side}"] = None if text is None else check_prompt(text)
         if checked["prompt_name"] is not None and checked["prompt"] is not None:
             raise InputError("Give either prompt_name (one of the model's prompts) or prompt (its text), not both.")
+        check_sides(checked)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -129,23 +147,52 @@ class ExplainOptions:
     def replace(self, **changes: Any) -> ExplainOptions:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def per_side(self) -> bool:
+        """True when the texts have prompts of their own (role_a, prompt_name_b, ...)."""
+        return any(
+            getattr(self, f"{kind}_{side}") is not None for side in SIDES for kind in ("role", "prompt_name", "prompt")
+        )
+
+    def side_prompts(self, model: LoadedModel) -> tuple[str | None, str | None]:
+        """The prompt texts of A and B (None: no prompt), as sentence-transformers would prepend them."""
+        if not self.per_side:
+            shared = model.resolve_prompt(self.prompt_name, self.prompt)
+            return shared, shared
+        first, second = (model.resolve_prompt(*self._side_prompt(model, side)) for side in SIDES)
+        return first, second
+
+    def _side_prompt(self, model: LoadedModel, side: str) -> tuple[str | None, str | None]:
+        """(prompt name, prompt text) of one text, its role resolved; both None: the model's default."""
+        role, name, text = (getattr(self, f"{kind}_{side}") for kind in ("role", "prompt_name", "prompt"))
+        if role is not None:
+            name = role_prompt_name(model.prompts, role)
+        return name, text
+
     def for_model(self, model: LoadedModel) -> ExplainOptions:
-        """These options with the model's defaults filled in (layer, mode, similarity, default prompt), the
-        layer checked against its depth and the prompt name against its prompts."""
+        """These options with the model's defaults filled in (layer, mode, similarity, default prompt, roles
+        as prompt names), the layer checked against its depth and the prompt names against its prompts."""
         layer = model.default_layer if self.layer is None else self.layer
         if layer > model.num_layers:
             raise InputError(
                 f"layer must be a whole number from 0 to {model.num_layers} for {model.name} (got {layer})."
             )
-        model.resolve_prompt(self.prompt_name, self.prompt)  # InputError for a name the model lacks
-        prompt_name = self.prompt_name
-        if prompt_name is None and self.prompt is None:
-            prompt_name = model.default_prompt_name
+        prompts: dict[str, Any] = {}
+        if self.per_side:
+            for side in SIDES:
+                name, text = self._side_prompt(model, side)
+                model.resolve_prompt(name, text)  # InputError for a name the model lacks
+                if name is None and text is None:
+                    name = model.default_prompt_name
+                prompts.update({f"role_{side}": None, f"prompt_name_{side}": name, f"prompt_{side}": text})
+        else:
+            model.resolve_prompt(self.prompt_name, self.prompt)  # InputError for a name the model lacks
+            prompt_name = self.prompt_name
+            if prompt_name is None and self.prompt is None:
+                prompt_name = model.default_prompt_name
+            prompts["prompt_name"] = prompt_name
         return self.replace(
-            layer=layer,
-            mode=self.mode or model.default_mode,
-            similarity=self.similarity or model.similarity,
-            prompt_name=prompt_name,
+            layer=layer, mode=self.mode or model.default_mode, similarity=self.similarity or model.similarity, **prompts
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -291,6 +338,20 @@ def add_explain_options(parser: argparse.ArgumentParser) -> None:
     prompts.add_argument(
         "--prompt", default=None, metavar="TEXT", help="prompt text prepended to both texts ('' for none)"
     )
+    for side in SIDES:
+        text = side.upper()
+        mine = parser.add_mutually_exclusive_group()
+        mine.add_argument(
+            f"--role-{side}", choices=ROLES, default=None,
+            help=f"text {text} is a query or a document: the model's own "
+            "prompt for it, as sentence-transformers' encode_query / encode_document pick it",
+        )  # fmt: skip
+        mine.add_argument(
+            f"--prompt-name-{side}", default=None, metavar="NAME", help=f"one of the model's prompts, for text {text}"
+        )
+        mine.add_argument(
+            f"--prompt-{side}", default=None, metavar="TEXT", help=f"prompt text prepended to text {text}"
+        )
     parser.add_argument(
         "--device",
         default=None,
@@ -312,4 +373,9 @@ def options_from_args(args: argparse.Namespace) -> ExplainOptions:
         prompt=getattr(args, "prompt", None),
         device=getattr(args, "device", None),
         precision=getattr(args, "precision", "fp32"),
+        **{
+            f"{kind}_{side}": getattr(args, f"{kind}_{side}", None)
+            for side in SIDES
+            for kind in ("role", "prompt_name", "prompt")
+        },
     )
