@@ -12,6 +12,7 @@
     GET    /models             the models this backend serves
     GET    /models/{name}      layers, default layer, mode and similarity of one model (loads it)
     GET    /health             status, job counts, cache statistics, engine version
+    POST   /rank ...           rankings of candidates against a query, as jobs (attribution.service.rank_http)
 
 Bad input never gets a traceback: malformed JSON 400, wrong types and bad values 422, an unknown
 model 404, a body over the size limit 413, a full queue 503; every error body is
@@ -39,6 +40,7 @@ from ..core.engine import ENGINE_VERSION
 from ..core.execution import Cancelled
 from ..errors import InputError, ModelError, PairLensError
 from ..settings import DEFAULT_MODEL, get_settings
+from .rank_http import rank_router
 from .scheduler import Busy, ExplainRequest, JobFailed, JobManager, JobState, NotFinished, UnknownJob
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,7 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
     )
     app.state.jobs = jobs
     app.add_middleware(BodyLimit)
+    app.include_router(rank_router(jobs))  # POST /rank, GET/DELETE /rank/{id}, GET /rank/{id}/result
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
