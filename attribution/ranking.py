@@ -470,34 +470,53 @@ def explain_ranking(
     assert options.layer is not None and options.mode is not None and options.similarity is not None
     run = run or Run()
     run.check()
-    scores = _scores(prepared)
-    ranking = _ranking(prepared, scores, {}, started)
-    chosen = [e.index for e in ranking.entries[:wanted]]
-    maps = _explain_chosen(prepared, chosen, run, progress, pos)
+    if wanted == count:  # every candidate explained: the scores come from the paths' own embeddings
+        paths = _paths(prepared, list(range(count)))
+        query_path = paths[0]
+        scores = [_similarity(query_path.f, p.f, options.similarity) for p in paths[1:]]
+        chosen = list(range(count))
+    else:
+        scores = _scores(prepared)
+        chosen = [e.index for e in _ranking(prepared, scores, {}, started).entries[:wanted]]
+        paths = _paths(prepared, chosen) if chosen else []
+    maps = _explain_chosen(prepared, chosen, paths, run, progress, pos)
     return dataclasses.replace(_ranking(prepared, scores, maps, started), seconds=time.perf_counter() - started)
 
 
+def _paths(prepared: _Prepared, chosen: list[int]) -> list[TextPath]:
+    """The query's path, then each chosen candidate's (input indices), at the options' layer."""
+    layer = prepared.options.layer
+    assert layer is not None
+    model_q, model_c = prepared.models
+    query_path = _prepare_paths(model_q, {prepared.query: prepared.query_tokens}, layer)[prepared.query]
+    texts = [prepared.texts[k] for k in chosen]
+    paths = _prepare_paths(model_c, {t: prepared.tokens[t] for t in texts}, layer)
+    return [query_path, *(paths[t] for t in texts)]
+
+
 def _explain_chosen(
-    prepared: _Prepared, chosen: list[int], run: Run, progress: CandidateProgress | None, pos: bool
+    prepared: _Prepared,
+    chosen: list[int],
+    paths: list[TextPath],
+    run: Run,
+    progress: CandidateProgress | None,
+    pos: bool,
 ) -> dict[int, Attribution]:
-    """The maps of the chosen candidates (input indices), the query's slices shared."""
+    """The maps of the chosen candidates (input indices; `paths`: the query's, then theirs), the query's
+    slices shared."""
     if not chosen:
         return {}
     options = prepared.options
     assert options.layer is not None and options.mode is not None and options.similarity is not None
-    model_q, model_c = prepared.models
-    query_path = _prepare_paths(model_q, {prepared.query: prepared.query_tokens}, options.layer)[prepared.query]
-    texts = [prepared.texts[k] for k in chosen]
-    paths = _prepare_paths(model_c, {t: prepared.tokens[t] for t in texts}, options.layer)
-    evaluator = _SharedQueryEvaluator(model_q, options, run, query_path)
+    query_path, candidate_paths = paths[0], paths[1:]
+    evaluator = _SharedQueryEvaluator(prepared.models[0], options, run, query_path)
     if options.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
-        _first_round(evaluator, [query_path, *paths.values()], options)
+        _first_round(evaluator, paths, options)
     maps: dict[int, Attribution] = {}
-    for done, (k, text) in enumerate(zip(chosen, texts, strict=True), start=1):
+    for done, (k, path) in enumerate(zip(chosen, candidate_paths, strict=True), start=1):
         run.check()
         begin = time.perf_counter()
         view = dataclasses.replace(query_path, evaluated={})
-        path = paths[text]
         check = completeness(view.f, view.f_ref, path.f, path.f_ref, options.mode, options.similarity)
         pair = PairPaths(view, path, check, evaluator)
         with warnings.catch_warnings():

@@ -4,9 +4,12 @@ and the contrast of two candidates built from their maps (the maths is attributi
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from attribution.core.options import ExplainOptions
@@ -87,20 +90,18 @@ def contrast_of(ranking: Ranking, maps: Mapping[str, Attribution], first: str, s
 def contrast_downloads(contrast: Contrast, model_name: str) -> list[exports.Download]:
     """HTML, PNG/SVG and the 16:9 slide of the contrast figure, plus its numbers as JSON."""
 
-    def build(style: Style):  # type: ignore[no-untyped-def]
+    def build(style: Style) -> go.Figure:
         return build_contrast_figure(contrast, style=style, model_name=short_model_name(model_name))
 
     stem = f"pairlens_why_{contrast.higher.rank}_over_{contrast.lower.rank}_{short_model_name(model_name)}"
-    import json
-
     data = exports.Download(
         "Contrast (JSON)", f"{stem}.json", "application/json", lambda: json.dumps(contrast.to_dict(), indent=1)
     )
     return [*exports.figure_downloads(build, stem, slide=True), data]
 
 
-def contrast_config(fig: object, model_name: str) -> dict:  # type: ignore[type-arg]
-    return chart_config(fig, f"pairlens_contrast_{short_model_name(model_name)}")  # type: ignore[arg-type]
+def contrast_config(fig: go.Figure, model_name: str) -> dict[str, Any]:
+    return chart_config(fig, f"pairlens_contrast_{short_model_name(model_name)}")
 
 
 def render_pulled_up(contrast: Contrast) -> None:

@@ -10,6 +10,8 @@ components.rank, the maths attribution.ranking. A page of app.py's navigation; a
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from attribution.errors import PairLensError
@@ -99,7 +101,7 @@ def map_of(name: str, query: str, candidate: str) -> Attribution | None:
     return outcome
 
 
-def show_rankings(results: dict) -> None:  # type: ignore[type-arg]
+def show_rankings(results: dict[str, Any]) -> None:
     rankings: dict[str, Ranking] = results["rankings"]
     query: str = results["query"]
     texts = results["candidates"]
@@ -117,7 +119,7 @@ def show_rankings(results: dict) -> None:  # type: ignore[type-arg]
     if right.button("Show its map", key="rank_map_go", icon=":material/grid_on:"):
         st.session_state["rank_map_for"] = pick
     chosen = st.session_state.get("rank_map_for")
-    if chosen in texts:
+    if isinstance(chosen, str) and chosen in texts:
         for column, (name, ranking) in zip(st.columns(len(rankings)), rankings.items(), strict=True):
             with column:
                 result = map_of(name, query, chosen)
