@@ -12,10 +12,9 @@ completeness, engine) -> models (states at layer L, the tail) -> result (record,
 linguistics) -> viz (figures); workflows (data, evaluate, finetune, corpus) build on them.
 """
 
-from .core.engine import explain
+from .api import explain, explain_many
 from .core.execution import Cancelled, Progress, Run
-from .core.many import explain_many
-from .core.options import ExplainOptions
+from .core.options import ExplainOptions, Limits, RunOptions
 from .errors import InputError, ModelError, PairLensError
 from .models import LoadedModel, list_models, load_model
 from .ranking import Contrast, RankedCandidate, Ranking, explain_ranking, rank_scores
@@ -27,6 +26,7 @@ __all__ = [
     "Contrast",
     "ExplainOptions",
     "InputError",
+    "Limits",
     "LoadedModel",
     "ModelError",
     "PairLensError",
@@ -34,6 +34,7 @@ __all__ = [
     "RankedCandidate",
     "Ranking",
     "Run",
+    "RunOptions",
     "TextSide",
     "annotate",
     "explain",

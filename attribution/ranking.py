@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from .core.completeness import completeness
-from .core.engine import NodeEvaluator, PairPaths, TextPath, as_model, explain_prepared, side_models
+from .core.engine import NodeEvaluator, PairPaths, TextPath, explain_prepared, resolve, side_models
 from .core.execution import Run
 from .core.many import _first_round, _prepare_paths
-from .core.options import ExplainOptions, given_options
+from .core.options import ExplainOptions, Limits, RunOptions, given_options
 from .core.quadrature import node_key
 from .core.tokens import TokenizedText, check_text, encode_text
 from .errors import InputError
@@ -254,10 +254,15 @@ def _candidate_words(result: Attribution) -> list[tuple[str, float, str]]:
 # ----------------------------------------------------------------------------- input
 
 
-def check_candidates(query: object, candidates: object, limit: int = MAX_RANKED) -> tuple[str, list[str]]:
-    """The query and candidate texts, or an InputError saying what to fix (nothing is computed before)."""
+def check_candidates(
+    query: object, candidates: object, limit: int = MAX_RANKED, max_chars: int | None = None
+) -> tuple[str, list[str]]:
+    """The query and candidate texts, or an InputError saying what to fix (nothing is computed before).
+
+    limit: the most candidates; max_chars: characters per text (None: the documented default)."""
+    max_chars = max_chars or Limits().max_text_chars
     try:
-        query_text = check_text(query, "query")
+        query_text = check_text(query, "query", max_chars)
     except InputError as exc:
         raise InputError(str(exc).replace("Text query", "The query")) from None
     if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence):
@@ -273,7 +278,7 @@ def check_candidates(query: object, candidates: object, limit: int = MAX_RANKED)
     seen: dict[str, int] = {}
     for index, text in enumerate(candidates):
         try:
-            texts.append(check_text(text, f"of candidate {index}"))
+            texts.append(check_text(text, f"of candidate {index}", max_chars))
         except InputError as exc:
             raise InputError(str(exc).replace("Text of candidate", "Candidate")) from None
         key = " ".join(str(text).split())
@@ -296,7 +301,7 @@ def ranking_options(options: ExplainOptions) -> ExplainOptions:
 @dataclass
 class _Prepared:
     loaded: LoadedModel
-    options: ExplainOptions
+    options: RunOptions
     query: str
     texts: list[str]
     query_tokens: TokenizedText
@@ -304,19 +309,24 @@ class _Prepared:
     models: tuple[LoadedModel, LoadedModel]
 
 
-def _prepare(model: LoadedModel | str, query: object, candidates: object, options: ExplainOptions) -> _Prepared:
-    loaded = as_model(model, options.device)
-    query_text, texts = check_candidates(query, candidates)
-    options = ranking_options(options).for_model(loaded)
-    model_q, model_c = side_models(loaded, options)
-    query_tokens = encode_text(model_q, query_text, "query")
+def _prepare(
+    model: LoadedModel | str, query: object, candidates: object, options: ExplainOptions, limits: Limits | None
+) -> _Prepared:
+    if limits is None:  # the Python API's edge: the operator's limits from PAIRLENS_* (as attribution.explain)
+        from .settings import get_settings
+
+        limits = get_settings().limits
+    query_text, texts = check_candidates(query, candidates, MAX_RANKED, limits.max_text_chars)
+    loaded, resolved = resolve(model, ranking_options(options), {}, limits)
+    model_q, model_c = side_models(loaded, resolved)
+    query_tokens = encode_text(model_q, query_text, "query", resolved.max_tokens)
     tokens = {}
     for index, text in enumerate(texts):
         try:
-            tokens[text] = encode_text(model_c, text, f"candidate {index}")
+            tokens[text] = encode_text(model_c, text, f"candidate {index}", resolved.max_tokens)
         except InputError as exc:
             raise InputError(f"Candidate {index}: {exc}") from None
-    return _Prepared(loaded, options, query_text, texts, query_tokens, tokens, (model_q, model_c))
+    return _Prepared(loaded, resolved, query_text, texts, query_tokens, tokens, (model_q, model_c))
 
 
 def _similarity(f_q: torch.Tensor, f_c: torch.Tensor, similarity: str) -> float:
@@ -349,14 +359,14 @@ def _notes(prepared: _Prepared) -> list[str]:
 
 def rank_scores(
     model: LoadedModel | str, query: str, candidates: Sequence[str], options: ExplainOptions | None = None,
-    **option_values: Any,
+    *, limits: Limits | None = None, **option_values: Any,
 ) -> Ranking:  # fmt: skip
     """The model's own ranking of `candidates` against `query`, scores only (no maps): encoder forwards only.
 
-    Options as for explain_ranking (only the prompts, similarity and device matter here).
+    Options and limits as for explain_ranking (only the prompts, similarity, tokens and device matter here).
     """
     started = time.perf_counter()
-    prepared = _prepare(model, query, candidates, given_options(options, option_values))
+    prepared = _prepare(model, query, candidates, given_options(options, option_values), limits)
     scores = _scores(prepared)
     return _ranking(prepared, scores, {}, started)
 
@@ -364,7 +374,6 @@ def rank_scores(
 def _scores(prepared: _Prepared) -> list[float]:
     model_q, model_c = prepared.models
     similarity = prepared.options.similarity
-    assert similarity is not None
     (f_q,) = _embed_by_length(model_q, [prepared.query_tokens])
     f_c = _embed_by_length(model_c, [prepared.tokens[t] for t in prepared.texts])
     return [_similarity(f_q, f, similarity) for f in f_c]
@@ -384,16 +393,15 @@ def _ranking(prepared: _Prepared, scores: list[float], maps: dict[int, Attributi
         for rank, k in enumerate(order, start=1)
     ]
     options = prepared.options
-    query_prompt, document_prompt = options.side_prompts(prepared.loaded)
-    assert options.similarity is not None
+    query_prompt, document_prompt = options.side_prompts
     return Ranking(
         query=prepared.query,
         entries=entries,
         model_name=prepared.loaded.name,
         similarity=options.similarity,
         options=options.to_dict(),
-        query_prompt=query_prompt,
-        document_prompt=document_prompt,
+        query_prompt=query_prompt or None,
+        document_prompt=document_prompt or None,
         query_truncated=prepared.query_tokens.truncated,
         seconds=time.perf_counter() - started,
         warnings=_notes(prepared),
@@ -408,7 +416,7 @@ class _SharedQueryEvaluator(NodeEvaluator):
     copied in instead of being computed again.
     """
 
-    def __init__(self, model: LoadedModel, options: ExplainOptions, run: Run, query: TextPath) -> None:
+    def __init__(self, model: LoadedModel, options: RunOptions, run: Run, query: TextPath) -> None:
         super().__init__(model, options, run)
         self.query_h = query.h
         self.store = query.evaluated  # node key -> (D, S_q) slice, shared by every pair's view
@@ -443,6 +451,7 @@ def explain_ranking(
     run: Run | None = None,
     progress: CandidateProgress | None = None,
     max_explained: int = MAX_EXPLAINED,
+    limits: Limits | None = None,
     **option_values: Any,
 ) -> Ranking:
     """Rank `candidates` by the model's own similarity to `query` and explain each score by token pairs.
@@ -451,12 +460,12 @@ def explain_ranking(
     gets the model's query prompt and the candidates its document prompt (see `ranking_options`).
     top: maps for the best `top` candidates only (all are ranked); None: every candidate (at most
     `max_explained`). pos: annotate words and POS tags. run: cancellation (raises Cancelled); progress:
-    called with (maps finished, maps in all). Refusals (empty query or list, duplicates, too many, an
+    called with (maps finished, maps in all). limits: the operator's limits (None: PAIRLENS_*, as
+    attribution.explain reads them). Refusals (empty query or list, duplicates, too many, an
     unknown prompt name) are InputErrors raised before anything is computed.
     """
     started = time.perf_counter()
-    options = given_options(options, option_values)
-    prepared = _prepare(model, query, candidates, options)
+    prepared = _prepare(model, query, candidates, given_options(options, option_values), limits)
     count = len(prepared.texts)
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
         raise InputError(f"top must be a whole number of candidates to explain, such as 5 (got {top!r}).")
@@ -466,14 +475,12 @@ def explain_ranking(
             f"Explaining {wanted} candidates is more than the {max_explained} maps one ranking computes: pass "
             f"top=K (K <= {max_explained}) to explain the best K only, or rank by score alone (rank_scores)."
         )
-    options = prepared.options
-    assert options.layer is not None and options.mode is not None and options.similarity is not None
     run = run or Run()
     run.check()
     if wanted == count:  # every candidate explained: the scores come from the paths' own embeddings
         paths = _paths(prepared, list(range(count)))
         query_path = paths[0]
-        scores = [_similarity(query_path.f, p.f, options.similarity) for p in paths[1:]]
+        scores = [_similarity(query_path.f, p.f, prepared.options.similarity) for p in paths[1:]]
         chosen = list(range(count))
     else:
         scores = _scores(prepared)
@@ -486,7 +493,6 @@ def explain_ranking(
 def _paths(prepared: _Prepared, chosen: list[int]) -> list[TextPath]:
     """The query's path, then each chosen candidate's (input indices), at the options' layer."""
     layer = prepared.options.layer
-    assert layer is not None
     model_q, model_c = prepared.models
     query_path = _prepare_paths(model_q, {prepared.query: prepared.query_tokens}, layer)[prepared.query]
     texts = [prepared.texts[k] for k in chosen]
@@ -507,7 +513,6 @@ def _explain_chosen(
     if not chosen:
         return {}
     options = prepared.options
-    assert options.layer is not None and options.mode is not None and options.similarity is not None
     query_path, candidate_paths = paths[0], paths[1:]
     evaluator = _SharedQueryEvaluator(prepared.models[0], options, run, query_path)
     if options.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast

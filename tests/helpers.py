@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from attribution.core.options import RunOptions
 from attribution.result import Attribution
 
 
 def flat_attribution(**fields: Any) -> Attribution:
     """An Attribution from flat keyword fields (`tokens_a`, `pos_b`, `tag_a`, ... as in to_dict())."""
     return Attribution.from_dict(fields)
+
+
+def run_options(**changes: Any) -> RunOptions:
+    """Resolved options as MiniLM gets them by default (layer 5, cos, defaults limits on the CPU), changed."""
+    values: dict[str, Any] = {
+        "layer": 5, "steps": "auto", "rule": "gauss-legendre", "mode": "approximate", "similarity": "cos",
+        "tolerance": 1e-3, "direction": "auto", "step_cap": 1024, "max_steps": 1024, "memory_budget_mb": 2048,
+        "max_tokens": 256, "max_text_chars": 20_000, "device": "cpu", "precision": "fp32", "prompt_name": None,
+        "prompt": "",
+    }  # fmt: skip
+    return RunOptions(**{**values, **changes})
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0, poll: float = 0.002) -> None:
+    """Poll `condition` until it is true; AssertionError naming `what` after `timeout` seconds (never a hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(poll)
 
 
 def shown_text(markdown: str) -> str:

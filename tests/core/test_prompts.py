@@ -126,10 +126,12 @@ def test_prompts_left_out_of_pooling_match_the_oracle(tiny_models: Mapping[str, 
 def test_resolved_options_name_the_prompts(prompt_models: dict[str, Path], loaded: Any) -> None:
     model = loaded(prompt_models["query-document"])
     resolved = ExplainOptions(role_a="query", role_b="document").for_model(model)
-    assert (resolved.role_a, resolved.prompt_name_a, resolved.prompt_name_b) == (None, "query", "document")
-    assert resolved.side_prompts(model) == ("search_query: ", "search_document: ")
+    assert (resolved.prompt_name, resolved.prompt_name_b) == ("query", "document")
+    assert resolved.side_prompts == ("search_query: ", "search_document: ")
+    assert resolved.result_fields()["prompt_b"] == "search_document: "  # in the cache key
     symmetric = ExplainOptions(prompt_name="query").for_model(model)
-    assert symmetric.side_prompts(model) == ("search_query: ", "search_query: ")
+    assert symmetric.side_prompts == ("search_query: ", "search_query: ")
+    assert "prompt_b" not in symmetric.result_fields()  # one prompt for both: the key as before
 
 
 def test_unknown_prompt_names_and_mixed_prompts_are_refused(prompt_models: dict[str, Path], loaded: Any) -> None:
