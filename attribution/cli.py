@@ -27,6 +27,7 @@ SUBCOMMANDS = (
     "attribution.workflows.evaluate",
     "attribution.workflows.corpus",
     "attribution.workflows.rank",
+    "attribution.workflows.corpus_ranking",
 )
 # JSON keys that --pos adds (they are left out of `explain --json` without it).
 POS_KEYS = (
