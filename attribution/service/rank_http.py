@@ -9,7 +9,8 @@
 Input is checked when the job is submitted (empty query or list, duplicates, too many candidates,
 options): a 422 with a sentence, before anything is queued. Rankings run in their own threads and
 take their turns at the backend's differentiation gate (the JobManager's), so they share the
-machine fairly with /jobs.
+machine fairly with /jobs; each map is held to the operator's work cap per request
+(PAIRLENS_MAX_PAGE_WORK, judged on the query and the longest candidate) as /jobs holds one pair.
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from ..core.execution import Cancelled, Progress, Run
-from ..core.options import ExplainOptions
+from ..core.options import ExplainOptions, Limits
+from ..core.work import estimate_work, limit_work
 from ..errors import InputError, ModelError, PairLensError
-from ..ranking import MAX_EXPLAINED, MAX_RANKED, Ranking, check_candidates, explain_ranking, rank_scores
-from ..settings import DEFAULT_MODEL
+from ..ranking import (
+    MAX_EXPLAINED,
+    MAX_RANKED,
+    Ranking,
+    check_candidates,
+    explain_ranking,
+    rank_scores,
+    ranking_options,
+)
+from ..settings import DEFAULT_MODEL, get_settings
 from .scheduler import Busy, JobFailed, JobManager, JobState, UnknownJob, check_model_name
 
 CANCEL_WAIT_SECONDS = 5.0
@@ -97,7 +107,7 @@ class RankJobs:
         self._jobs: OrderedDict[str, RankJob] = OrderedDict()
 
     def submit(self, body: RankBody) -> RankJob:
-        check_candidates(body.query, body.candidates, MAX_RANKED)
+        check_candidates(body.query, body.candidates, MAX_RANKED, get_settings().limits.max_text_chars)
         if not isinstance(body.options, dict):
             raise InputError("options must be an object of option names and values.")
         options = ExplainOptions.create(**{str(k): v for k, v in body.options.items()})
@@ -145,16 +155,18 @@ class RankJobs:
 
         run = Run(cancel=job.cancel, on_progress=on_progress, gate=self.manager.gate)
         body = job.body
+        limits = get_settings().limits
         try:
             run.check()
             model = (self.manager.load or _load)(job.model)
             if body.scores_only:
-                result = rank_scores(model, body.query, body.candidates, job.options)
+                result = rank_scores(model, body.query, body.candidates, job.options, limits=limits)
             else:
+                options = self._work_capped(model, body, job.options, limits)
                 job.maps_planned = min(body.top or len(body.candidates), len(body.candidates))
                 result = explain_ranking(
-                    model, body.query, body.candidates, job.options, top=body.top, pos=body.pos, run=run,
-                    progress=on_maps,
+                    model, body.query, body.candidates, options, top=body.top, pos=body.pos, run=run,
+                    progress=on_maps, limits=limits,
                 )  # fmt: skip
         except Cancelled:
             self._end(job, JobState.CANCELLED, "The ranking was cancelled.")
@@ -167,6 +179,17 @@ class RankJobs:
         else:
             job.result = result
             self._end(job, JobState.DONE, None)
+
+    def _work_capped(self, model: Any, body: RankBody, options: ExplainOptions, limits: Limits) -> ExplainOptions:
+        """The options within the operator's work cap per map (PAIRLENS_MAX_PAGE_WORK, as /jobs applies it to
+        one pair), judged on the query and the longest candidate."""
+        chosen = getattr(self.manager, "_max_work", "default")
+        max_work = get_settings().max_page_work if chosen == "default" else chosen
+        if not isinstance(max_work, int):
+            return options
+        longest = max(body.candidates, key=len)
+        estimate = estimate_work(model, body.query, longest, ranking_options(options), limits)
+        return limit_work(estimate, options, max_work)
 
     def _end(self, job: RankJob, state: JobState, error: str | None) -> None:
         with self._lock:

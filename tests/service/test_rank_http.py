@@ -101,3 +101,14 @@ def test_bad_input_is_a_sentence(client: TestClient, body: dict[str, Any], statu
 def test_unknown_ranking_is_404(client: TestClient) -> None:
     response = client.get("/rank/nope")
     assert response.status_code == 404 and "No ranking" in response.json()["detail"]
+
+
+def test_the_work_cap_holds_each_map(minilm: Any) -> None:
+    """A server's cap on one request's work (PAIRLENS_MAX_PAGE_WORK) holds every map of a ranking, as it holds
+    one pair on /jobs: a fixed N over it is refused with the sentence /jobs gives."""
+    manager = JobManager(workers=1, max_jobs=2, cache=None, max_work=1000)
+    with TestClient(create_app(manager, own_manager=True), raise_server_exceptions=False) as capped:
+        job = capped.post("/rank", json={"query": QUERY, "candidates": CANDIDATES, "options": {"steps": 64}}).json()
+        status = wait_finished(capped, job["id"])
+        assert status["state"] == "failed" and "too large for this server" in status["error"]
+        assert capped.get(f"/rank/{job['id']}/result").status_code == 422
