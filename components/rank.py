@@ -25,6 +25,16 @@ from attribution.workflows.rank import parse_candidates
 UPLOAD_TYPES = ["json", "csv", "tsv", "txt"]
 MAX_URL_CANDIDATES = 50  # more than this are not put in a share link (it would be too long to carry)
 MAP_OPTIONS = ranking_options(ExplainOptions())  # the query with the query prompt, candidates the document one
+# The page's prompt choices: the model's retrieval prompts (query / document), or none on either text.
+PROMPT_CHOICES = {
+    "retrieval": ("The model's query and document prompts (as in retrieval)", MAP_OPTIONS),
+    "none": ("No prompts", ExplainOptions(prompt_a="", prompt_b="")),
+}
+
+
+def options_for(choice: str) -> ExplainOptions:
+    """The options a prompt choice of the page stands for (unknown: the retrieval prompts)."""
+    return PROMPT_CHOICES.get(choice, PROMPT_CHOICES["retrieval"])[1]
 
 
 def typed_candidates(text: str) -> list[str]:
@@ -42,8 +52,10 @@ def uploaded_candidates(name: str, data: bytes) -> list[str]:
 
 
 def url_state(params: Mapping[str, Sequence[str]]) -> dict[str, object]:
-    """What a shared link asks for: query (q), candidates (c, repeated), models (m, repeated), contrast (why)."""
+    """What a shared link asks for: query (q), candidates (c, repeated), models (m, repeated), contrast (why),
+    prompts (retrieval | none)."""
     return {
+        "prompts": (params.get("prompts") or ["retrieval"])[-1],
         "query": (params.get("q") or [""])[-1],
         "candidates": [c for c in params.get("c", []) if c.strip()],
         "models": list(params.get("m", [])),
@@ -52,10 +64,12 @@ def url_state(params: Mapping[str, Sequence[str]]) -> dict[str, object]:
 
 
 def share_query(
-    query: str, candidates: Sequence[str], models: Sequence[str], why: Sequence[str] = ()
+    query: str, candidates: Sequence[str], models: Sequence[str], why: Sequence[str] = (), prompts: str = "retrieval"
 ) -> dict[str, str | list[str]]:
     """The URL parameters that reopen this ranking (the candidates only while the link stays short)."""
     out: dict[str, str | list[str]] = {"q": query, "m": list(models)}
+    if prompts != "retrieval":
+        out["prompts"] = prompts
     if len(candidates) <= MAX_URL_CANDIDATES:
         out["c"] = list(candidates)
     if len(why) == 2:

@@ -35,6 +35,8 @@ def read_url_once() -> None:
         st.session_state["rank_query"] = wanted["query"]
     if wanted["candidates"]:
         st.session_state["rank_candidates"] = "\n".join(wanted["candidates"])  # type: ignore[arg-type]
+    if wanted["prompts"] in rk.PROMPT_CHOICES:
+        st.session_state["rank_prompts"] = wanted["prompts"]
     if wanted["models"]:
         st.session_state["rank_models_wanted"] = wanted["models"]
     if wanted["query"] and wanted["candidates"]:
@@ -66,26 +68,39 @@ def inputs(installed: list[str]) -> tuple[str, list[str], list[str], bool]:
         st.session_state["rank_models"] = [m for m in wanted if m in installed] or installed[:1]
     default = [DEFAULT_MODEL] if DEFAULT_MODEL in installed else installed[:1]
     models = st.multiselect("Models (side by side)", installed, default=default, key="rank_models")
+    st.radio(
+        "Prompts",
+        list(rk.PROMPT_CHOICES),
+        format_func=lambda k: rk.PROMPT_CHOICES[k][0],
+        key="rank_prompts",
+        horizontal=True,
+        help="Retrieval models encode queries and documents with different prompts (E5's 'query: ' and "
+        "'passage: ', ...); the scores and maps are those of the model with these prompts.",
+    )
     pressed = st.button("Rank", type="primary", key="rank_go", icon=":material/sort:")
     return query, candidates, models, pressed
 
 
 def rank_all(query: str, candidates: list[str], models: list[str]) -> None:
     """Scores-only rankings for every model into the session (nothing half: the first refusal stops all)."""
+    prompts = st.session_state.get("rank_prompts", "retrieval")
+    options = rk.options_for(prompts)
     rankings: dict[str, Ranking] = {}
     try:
         for name in models:
-            rankings[name] = rank_scores(backend.get_model(name), query, candidates, rk.MAP_OPTIONS)
+            rankings[name] = rank_scores(backend.get_model(name), query, candidates, options)
     except PairLensError as exc:
         st.session_state.pop("rank_results", None)
         st.session_state["rank_error"] = str(exc)
         return
     st.session_state.pop("rank_error", None)
-    st.session_state["rank_results"] = {"query": query, "candidates": candidates, "rankings": rankings}
+    st.session_state["rank_results"] = {
+        "query": query, "candidates": candidates, "rankings": rankings, "prompts": prompts,
+    }  # fmt: skip
     st.session_state.pop("rank_map_for", None)
 
 
-def map_of(name: str, query: str, candidate: str) -> Attribution | None:
+def map_of(name: str, query: str, candidate: str, prompts: str) -> Attribution | None:
     """The candidate's map against the query by `name` (the page's backend), None with a message if refused."""
     slot = st.empty()
 
@@ -93,7 +108,7 @@ def map_of(name: str, query: str, candidate: str) -> Attribution | None:
         fraction, text = backend.progress_text(name, computation.status)
         render.render_progress(slot, fraction, text)
 
-    outcome = backend.explain_cached(name, query, candidate, rk.MAP_OPTIONS, show)
+    outcome = backend.explain_cached(name, query, candidate, rk.options_for(prompts), show)
     slot.empty()
     if isinstance(outcome, backend.Failure):
         render.render_failure(short_model_name(name), outcome.message)
@@ -122,7 +137,7 @@ def show_rankings(results: dict[str, Any]) -> None:
     if isinstance(chosen, str) and chosen in texts:
         for column, (name, ranking) in zip(st.columns(len(rankings)), rankings.items(), strict=True):
             with column:
-                result = map_of(name, query, chosen)
+                result = map_of(name, query, chosen, results["prompts"])
                 if result is not None:
                     entry = next(e for e in ranking.entries if e.text == chosen)
                     st.caption(f"#{entry.rank} by {short_model_name(name)}, score {entry.score:+.4f}")
@@ -140,16 +155,16 @@ def show_rankings(results: dict[str, Any]) -> None:
         if pair[0] == pair[1]:
             st.info("Pick two different candidates to contrast.")
         else:
-            show_contrasts(rankings, query, pair)
-    render_share(query, texts, list(rankings), pair)
+            show_contrasts(rankings, query, pair, results["prompts"])
+    render_share(query, texts, list(rankings), pair, results["prompts"])
 
 
-def show_contrasts(rankings: dict[str, Ranking], query: str, pair: tuple[str, str]) -> None:
+def show_contrasts(rankings: dict[str, Ranking], query: str, pair: tuple[str, str], prompts: str) -> None:
     for column, (name, ranking) in zip(st.columns(len(rankings)), rankings.items(), strict=True):
         with column:
             maps = {}
             for text in pair:
-                result = map_of(name, query, text)
+                result = map_of(name, query, text, prompts)
                 if result is None:
                     return
                 maps[text] = result
@@ -160,8 +175,8 @@ def show_contrasts(rankings: dict[str, Ranking], query: str, pair: tuple[str, st
             render.render_downloads(rk.contrast_downloads(contrast, name), key=f"rank-why-dl-{name}", label="Export")
 
 
-def render_share(query: str, texts: list[str], models: list[str], pair: tuple[str, str] | None) -> None:
-    params = rk.share_query(query, texts, models, pair or ())
+def render_share(query: str, texts: list[str], models: list[str], pair: tuple[str, str] | None, prompts: str) -> None:
+    params = rk.share_query(query, texts, models, pair or (), prompts)
     render.write_query(params)
     with st.expander("Share this ranking", icon=":material/link:"):
         st.code(share_url(st.context.url, params), language=None, wrap_lines=True)

@@ -157,3 +157,39 @@ def test_uploaded_and_shared_helpers() -> None:
         rk.uploaded_candidates("c.txt", b"\xff\xfe\x00bad")
     many = [f"t{i}" for i in range(rk.MAX_URL_CANDIDATES + 1)]
     assert "c" not in rk.share_query(QUERY, many, ["m"])
+
+
+def test_prompt_choice_changes_the_scores_as_sentence_transformers(
+    minilm, minilm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """With an E5-style model, the default ranks with its query/document prompts (encode_query /
+    encode_document); "No prompts" ranks the plain texts, and the link says so."""
+    from sentence_transformers import SentenceTransformer
+    from tiny_models import build_tiny_model
+
+    from attribution.models import ModelInfo
+
+    folder = str(build_tiny_model(tmp_path, "bert", minilm_dir, prompts={"query": "query: ", "document": "passage: "}))
+    original = backend.available_models
+    monkeypatch.setattr(backend, "available_models", lambda: [*original(), ModelInfo(folder, "builtin", True, "", "")])
+    st_model = SentenceTransformer(folder, device="cpu", local_files_only=True)
+    retrieval = st_model.similarity(st_model.encode_query([QUERY]), st_model.encode_document(CANDIDATES))[0].numpy()
+    plain = st_model.similarity(st_model.encode([QUERY]), st_model.encode(CANDIDATES))[0].numpy()
+    assert np.abs(retrieval - plain).max() > 1e-3  # the prompts matter for this model
+
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["q"] = QUERY
+    at.query_params["c"] = CANDIDATES
+    at.query_params["m"] = folder
+    at = at.run()
+    assert not at.exception
+    shown = table(at).sort_values("candidate")
+    wanted = dict(zip(CANDIDATES, retrieval, strict=True))
+    assert np.allclose(shown["score"], [round(float(wanted[c]), 4) for c in shown["candidate"]], atol=2e-4)
+
+    at.radio(key="rank_prompts").set_value("none")
+    at = button(at, "rank_go").click().run()
+    shown = table(at).sort_values("candidate")
+    wanted = dict(zip(CANDIDATES, plain, strict=True))
+    assert np.allclose(shown["score"], [round(float(wanted[c]), 4) for c in shown["candidate"]], atol=2e-4)
+    assert at.query_params["prompts"] == "none"
