@@ -29,16 +29,17 @@ import numpy as np
 import torch
 
 from .core.completeness import completeness
-from .core.engine import NodeEvaluator, PairPaths, TextPath, explain_prepared, resolve, side_models
+from .core.engine import explain_prepared, resolve
 from .core.execution import Run
-from .core.many import _first_round, _prepare_paths
 from .core.options import ExplainOptions, Limits, RunOptions, given_options
+from .core.paths import NodeEvaluator, PairPaths, TextPath, evaluate_first_round, prepare_paths, side_models
 from .core.quadrature import node_key
 from .core.tokens import TokenizedText, check_text, encode_text
 from .errors import InputError
 from .jsonable import json_ready
 from .models import LoadedModel
 from .result import Attribution
+from .settings import get_settings
 
 MAX_RANKED = 1000  # candidates one ranking scores
 MAX_EXPLAINED = 100  # attribution maps one ranking computes
@@ -313,8 +314,6 @@ def _prepare(
     model: LoadedModel | str, query: object, candidates: object, options: ExplainOptions, limits: Limits | None
 ) -> _Prepared:
     if limits is None:  # the Python API's edge: the operator's limits from PAIRLENS_* (as attribution.explain)
-        from .settings import get_settings
-
         limits = get_settings().limits
     query_text, texts = check_candidates(query, candidates, MAX_RANKED, limits.max_text_chars)
     loaded, resolved = resolve(model, ranking_options(options), {}, limits)
@@ -494,9 +493,9 @@ def _paths(prepared: _Prepared, chosen: list[int]) -> list[TextPath]:
     """The query's path, then each chosen candidate's (input indices), at the options' layer."""
     layer = prepared.options.layer
     model_q, model_c = prepared.models
-    query_path = _prepare_paths(model_q, {prepared.query: prepared.query_tokens}, layer)[prepared.query]
+    query_path = prepare_paths(model_q, {prepared.query: prepared.query_tokens}, layer)[prepared.query]
     texts = [prepared.texts[k] for k in chosen]
-    paths = _prepare_paths(model_c, {t: prepared.tokens[t] for t in texts}, layer)
+    paths = prepare_paths(model_c, {t: prepared.tokens[t] for t in texts}, layer)
     return [query_path, *(paths[t] for t in texts)]
 
 
@@ -516,7 +515,7 @@ def _explain_chosen(
     query_path, candidate_paths = paths[0], paths[1:]
     evaluator = _SharedQueryEvaluator(prepared.models[0], options, run, query_path)
     if options.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
-        _first_round(evaluator, paths, options)
+        evaluate_first_round(evaluator, paths, options)
     maps: dict[int, Attribution] = {}
     for done, (k, path) in enumerate(zip(chosen, candidate_paths, strict=True), start=1):
         run.check()

@@ -31,6 +31,7 @@ from ..core.execution import Cancelled, Progress, Run
 from ..core.options import ExplainOptions, Limits
 from ..core.work import estimate_work, limit_work
 from ..errors import InputError, ModelError, PairLensError
+from ..models import load_model
 from ..ranking import (
     MAX_EXPLAINED,
     MAX_RANKED,
@@ -198,8 +199,6 @@ class RankJobs:
 
 
 def _load(name: str) -> Any:
-    from ..models import load_model
-
     return load_model(name)
 
 

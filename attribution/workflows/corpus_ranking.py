@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +26,9 @@ from typing import Any
 from ..core.options import ExplainOptions, Limits, add_explain_options, options_from_args
 from ..errors import InputError
 from ..jsonable import json_ready
-from ..models import LoadedModel
+from ..models import LoadedModel, load_model
 from ..ranking import Contrast, explain_ranking, rank_scores
-from ..settings import DEFAULT_MODEL
+from ..settings import DEFAULT_MODEL, get_settings
 
 MAX_QUERIES = 10_000
 
@@ -254,17 +255,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run_margins(args: argparse.Namespace) -> int:
-    from ..models import load_model
-    from ..settings import get_settings
-
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be 1 or more (got {args.limit}).")
     examples = read_examples(args.data, args.limit)  # every check before the model loads
     options = options_from_args(args)
     limits = get_settings().limits
     model = load_model(args.model, device=options.device)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = margin_report(model, examples, options, limits=limits)

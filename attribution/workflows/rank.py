@@ -20,6 +20,9 @@ from typing import Any
 
 from ..core.options import add_explain_options, options_from_args
 from ..errors import InputError
+from ..models import load_model
+from ..ranking import MAX_EXPLAINED, MAX_RANKED, check_candidates, explain_ranking, rank_scores
+from ..result.output import explain_json
 from ..settings import DEFAULT_MODEL
 
 FORMATS = ("auto", "json", "csv", "tsv", "lines")
@@ -115,9 +118,6 @@ def parse_candidates(raw: str, fmt: str = "auto", column: str | None = None, nam
 
 
 def run_rank(args: argparse.Namespace) -> int:
-    from ..models import load_model
-    from ..ranking import MAX_EXPLAINED, MAX_RANKED, check_candidates, explain_ranking, rank_scores
-
     candidates = read_candidates(args.candidates, args.format, args.column)
     check_candidates(args.query, candidates, MAX_RANKED)  # every check before the model loads
     options = options_from_args(args)
@@ -150,8 +150,6 @@ def run_rank(args: argparse.Namespace) -> int:
 
 def ranking_json(ranking: Any, pos: bool, words: bool, top: int | None) -> dict[str, Any]:
     """Ranking.to_dict() with the best `top` entries, each map as `explain --json` gives it."""
-    from ..cli import explain_json
-
     payload = ranking.to_dict()
     entries = ranking.entries[:top] if top is not None else ranking.entries
     payload["entries"] = [
