@@ -32,7 +32,7 @@ SUBCOMMANDS = (
     "attribution.workflows.evaluate",
     "attribution.workflows.corpus",
     "attribution.workflows.rank",
-    "attribution.workflows.corpus_ranking",
+    "attribution.workflows.corpus.ranking",
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from attribution import InputError, explain
 from attribution.cli import main
-from attribution.workflows.corpus_ranking import margin_report, read_examples
+from attribution.workflows.corpus.ranking import margin_report, read_examples
 
 LINES = [
     {"query": "How do cats spend the day?", "positives": ["Cats sleep for most of the day."],

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.options import ExplainOptions, Limits, add_explain_options, options_from_args
-from ..errors import InputError
-from ..jsonable import json_ready
-from ..models import LoadedModel, load_model
-from ..ranking import Contrast, explain_ranking, rank_scores
-from ..settings import DEFAULT_MODEL, get_settings
+from ...core.options import ExplainOptions, Limits, add_explain_options, options_from_args
+from ...errors import InputError
+from ...jsonable import json_ready
+from ...models import LoadedModel, load_model
+from ...ranking import Contrast, explain_ranking, rank_scores
+from ...settings import DEFAULT_MODEL, get_settings
 
 MAX_QUERIES = 10_000
 
