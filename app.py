@@ -18,6 +18,7 @@ st.set_page_config(
 pages = [
     st.Page(PAGES / "explain.py", title="Explain a pair", icon=":material/compare_arrows:", default=True),
     st.Page(PAGES / "corpus.py", title="Corpus analysis", icon=":material/dataset:", url_path="Corpus"),
+    st.Page(PAGES / "rank.py", title="Rank candidates", icon=":material/sort:", url_path="Rank"),
 ]
 # Streamlit's own sidebar menu is off (.streamlit/config.toml): with a pages/ folder it first lists
 # the files (app, corpus, explain) until this script has run. These links are the only menu.

@@ -33,6 +33,8 @@ SUBCOMMANDS = (
     "attribution.workflows.corpus",
     "attribution.faithfulness.cli",
     "attribution.faithfulness.corpus",
+    "attribution.workflows.rank",
+    "attribution.workflows.corpus.ranking",
 )
 
 

@@ -174,7 +174,7 @@ class AdaptivePath:
             part = missing[k : k + self.batch]
             a = torch.tensor(part, dtype=h.dtype, device=h.device)
             with torch.no_grad():
-                out = self.evaluator.tail(r + a[:, None, None] * delta).double().cpu()
+                out = self.evaluator.tail_for(self.path)(r + a[:, None, None] * delta).double().cpu()
             self.values.update(zip(part, out, strict=True))
         self.n_primal += len(missing)
         return [self.values[node_key(a)] for a in alphas]

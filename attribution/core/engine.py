@@ -41,6 +41,7 @@ from .paths import (
     prepare_pair,
     prepare_path,
     prepare_paths,
+    side_models,
 )
 from .quadrature import auto_schedule
 from .tokens import TokenizedText, check_text, encode_text
@@ -112,27 +113,36 @@ def explain_pairs(
     run = run or Run()
     run.check()
     started = time.perf_counter()
-    prompted = loaded.prompted(prompt=resolved.prompt)
+    model_a, model_b = side_models(loaded, resolved)  # one copy when both texts get the same prompt
+    same = model_a is model_b
 
     sides = [(_check(a, "A", resolved.max_text_chars), _check(b, "B", resolved.max_text_chars)) for a, b in pairs]
-    texts = [s.text for pair in sides for s in pair if s.text is not None]
-    tokens, refused = _tokenize(prompted, texts, resolved.max_tokens)
+    texts_a = [pair[0].text for pair in sides if pair[0].text is not None]
+    texts_b = [pair[1].text for pair in sides if pair[1].text is not None]
+    tokens_a, refused_a = _tokenize(model_a, texts_a + texts_b if same else texts_a, resolved.max_tokens)
+    tokens_b, refused_b = (tokens_a, refused_a) if same else _tokenize(model_b, texts_b, resolved.max_tokens)
     outcomes: list[Attribution | InputError | None] = [None] * len(pairs)
     for index, pair in enumerate(sides):
-        for side, label in zip(pair, "AB", strict=True):
+        for side, label, model_x, refused in zip(pair, "AB", (model_a, model_b), (refused_a, refused_b), strict=True):
             if side.error is not None or side.text in refused:
-                error = side.error or _encode_error(prompted, side.text or "", label, resolved.max_tokens)
+                error = side.error or _encode_error(model_x, side.text or "", label, resolved.max_tokens)
                 if check_first:
                     raise InputError(f"Pair {index}: {error}") from None
                 outcomes[index] = error
                 break
 
     wanted = [i for i, o in enumerate(outcomes) if o is None]
-    used = {s.text for i in wanted for s in sides[i] if s.text is not None}
-    paths = prepare_paths(prompted, {t: tokens[t] for t in tokens if t in used}, resolved.layer)
-    evaluator = NodeEvaluator(prompted, resolved, run)
+    used_a = {sides[i][0].text for i in wanted} | (set() if not same else {sides[i][1].text for i in wanted})
+    paths_a = prepare_paths(model_a, {t: tokens_a[t] for t in tokens_a if t in used_a}, resolved.layer)
+    if same:
+        paths_b = paths_a
+    else:
+        used_b = {sides[i][1].text for i in wanted}
+        paths_b = prepare_paths(model_b, {t: tokens_b[t] for t in tokens_b if t in used_b}, resolved.layer)
+    evaluator = NodeEvaluator(model_a, resolved, run)
     if resolved.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
-        evaluate_first_round(evaluator, list(paths.values()), resolved)
+        everything = list(paths_a.values()) + ([] if same else list(paths_b.values()))
+        evaluate_first_round(evaluator, everything, resolved)
     shared = (time.perf_counter() - started) / max(1, len(wanted))
 
     finished = len(pairs) - len(wanted)
@@ -142,7 +152,7 @@ def explain_pairs(
         run.check()
         text_a, text_b = (s.text for s in sides[index])
         assert text_a is not None and text_b is not None
-        path_a, path_b = paths[text_a], paths[text_b]
+        path_a, path_b = paths_a[text_a], paths_b[text_b]
         check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, resolved.mode, resolved.similarity)
         prepared = PairPaths(path_a, path_b, check, evaluator)
         result = explain_prepared(loaded, prepared, resolved, started=time.perf_counter() - shared, pos=pos)

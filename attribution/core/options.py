@@ -21,6 +21,7 @@ import decimal
 import math
 import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
@@ -34,6 +35,7 @@ from ..defaults import (
 )
 from ..devices import check_device, resolve_device
 from ..errors import InputError
+from .prompts import ROLES, SIDES, Role, check_role, check_sides, role_prompt_name
 
 Rule = Literal["gauss-legendre", "midpoint", "riemann-right"]
 Mode = Literal["approximate", "exact"]
@@ -68,6 +70,9 @@ class ModelDefaults(Protocol):
     def default_prompt_name(self) -> str | None: ...
 
     @property
+    def prompts(self) -> Mapping[str, str]: ...
+
+    @property
     def default_layer(self) -> int: ...
 
     @property
@@ -97,6 +102,11 @@ class ExplainOptions:
     precision: "fp32" (default) or "bf16" (the tangent passes run under bfloat16 autocast: faster
     where bf16 matmuls are, less exact; the completeness error reported with the result includes
     its effect).
+    Per text (instead of prompt_name / prompt, for retrieval models that encode queries and documents
+    differently): role_a / role_b "query" or "document" picks the model's own prompt as
+    sentence-transformers' encode_query / encode_document do (attribution.core.prompts);
+    prompt_name_a / prompt_a (and _b) name a prompt or give its text. One of the three per text; a
+    text with none gets the model's default prompt. `for_model` turns roles into prompt names.
     """
 
     layer: int | None = None
@@ -112,6 +122,12 @@ class ExplainOptions:
     prompt: str | None = None
     device: str | None = None
     precision: Precision = "fp32"
+    role_a: Role | None = None
+    role_b: Role | None = None
+    prompt_name_a: str | None = None
+    prompt_name_b: str | None = None
+    prompt_a: str | None = None
+    prompt_b: str | None = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -133,8 +149,14 @@ class ExplainOptions:
             "device": None if self.device is None else check_device(self.device),
             "precision": choice(self.precision, "precision", PRECISIONS),
         }
+        for side in SIDES:
+            role, name, text = (getattr(self, f"{kind}_{side}") for kind in ("role", "prompt_name", "prompt"))
+            checked[f"role_{side}"] = None if role is None else check_role(role, f"role_{side}")
+            checked[f"prompt_name_{side}"] = None if name is None else check_prompt_name(name)
+            checked[f"prompt_{side}"] = None if text is None else check_prompt(text)
         if checked["prompt_name"] is not None and checked["prompt"] is not None:
             raise InputError("Give either prompt_name (one of the model's prompts) or prompt (its text), not both.")
+        check_sides(checked)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -155,6 +177,28 @@ class ExplainOptions:
     def replace(self, **changes: Any) -> ExplainOptions:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def per_side(self) -> bool:
+        """True when the texts have prompts of their own (role_a, prompt_name_b, ...)."""
+        return any(
+            getattr(self, f"{kind}_{side}") is not None for side in SIDES for kind in ("role", "prompt_name", "prompt")
+        )
+
+    def side_prompts(self, model: ModelDefaults) -> tuple[str | None, str | None]:
+        """The prompt texts of A and B (None: no prompt), as sentence-transformers would prepend them."""
+        if not self.per_side:
+            shared = model.resolve_prompt(self.prompt_name, self.prompt)
+            return shared, shared
+        first, second = (model.resolve_prompt(*self._side_prompt(model, side)) for side in SIDES)
+        return first, second
+
+    def _side_prompt(self, model: ModelDefaults, side: str) -> tuple[str | None, str | None]:
+        """(prompt name, prompt text) of one text, its role resolved; both None: the model's default."""
+        role, name, text = (getattr(self, f"{kind}_{side}") for kind in ("role", "prompt_name", "prompt"))
+        if role is not None:
+            name = role_prompt_name(model.prompts, role)
+        return name, text
+
     def check_limits(self, limits: Limits) -> None:
         """InputError when this request asks for more than the operator's limits allow (steps, auto_max_steps,
         prompt length); for_model runs it, and a front end may run it before loading a model."""
@@ -166,12 +210,14 @@ class ExplainOptions:
             raise InputError(
                 f"auto_max_steps must be a whole number from 1 to {limits.max_steps} (got {self.auto_max_steps})."
             )
-        if self.prompt is not None:
-            check_prompt(self.prompt, limits.max_text_chars)
+        for text in (self.prompt, self.prompt_a, self.prompt_b):
+            if text is not None:
+                check_prompt(text, limits.max_text_chars)
 
     def for_model(self, model: ModelDefaults, limits: Limits | None = None) -> RunOptions:
         """The RunOptions this request runs with on `model` under the operator's `limits` (None: the
-        documented defaults): the model's defaults filled in (layer, mode, similarity, default prompt),
+        documented defaults): the model's defaults filled in (layer, mode, similarity, default prompt, roles
+        as the prompts they pick),
         the layer checked against its depth, the prompt against its prompts and the limits, the steps
         against limits.max_steps, the device made concrete. The one place options are resolved."""
         limits = limits or Limits()
@@ -181,10 +227,19 @@ class ExplainOptions:
                 f"layer must be a whole number from 0 to {model.num_layers} for {model.name} (got {layer})."
             )
         self.check_limits(limits)
-        prompt = model.resolve_prompt(self.prompt_name, self.prompt)  # InputError for a name the model lacks
-        prompt_name = self.prompt_name
-        if prompt_name is None and self.prompt is None:
+        prompt_name, prompt = self.prompt_name, self.prompt
+        if self.per_side:
+            prompt_name, prompt = self._side_prompt(model, "a")
+        resolved = model.resolve_prompt(prompt_name, prompt)  # InputError for a name the model lacks
+        if prompt_name is None and prompt is None:
             prompt_name = model.default_prompt_name
+        side_b: dict[str, Any] = {}
+        if self.per_side:  # B's own prompt (attribution.core.prompts)
+            name_b, text_b = self._side_prompt(model, "b")
+            resolved_b = model.resolve_prompt(name_b, text_b)
+            if name_b is None and text_b is None:
+                name_b = model.default_prompt_name
+            side_b = {"prompt_name_b": name_b, "prompt_b": resolved_b or ""}
         if self.device is not None:
             device = resolve_device(self.device)
         else:
@@ -205,7 +260,8 @@ class ExplainOptions:
             device=device,
             precision=self.precision,
             prompt_name=prompt_name,
-            prompt=prompt or "",
+            prompt=resolved or "",
+            **side_b,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,7 +304,8 @@ class RunOptions:
     of tangent passes. max_tokens: tokens per text (the model's own limit or the operator's, the
     lower). max_text_chars: characters accepted per text. device: where the computation runs
     ("cpu", "cuda:0", "mps"). prompt_name: the saved prompt used (None: none by name); prompt: the
-    prompt text prepended to both texts ("" for none).
+    prompt text prepended to both texts ("" for none), or to text A alone when prompt_b is set:
+    prompt_name_b / prompt_b: B's own (per-text prompts, e.g. role_a="query", role_b="document").
     """
 
     layer: int
@@ -267,6 +324,8 @@ class RunOptions:
     precision: Precision
     prompt_name: str | None
     prompt: str
+    prompt_name_b: str | None = None
+    prompt_b: str | None = None
 
     @property
     def fixed_steps(self) -> int | None:
@@ -276,6 +335,11 @@ class RunOptions:
     @property
     def budget_bytes(self) -> int:
         return self.memory_budget_mb * 2**20
+
+    @property
+    def side_prompts(self) -> tuple[str, str]:
+        """The prompt texts of A and B ("" for none)."""
+        return self.prompt, self.prompt if self.prompt_b is None else self.prompt_b
 
     @property
     def capped(self) -> bool:
@@ -298,6 +362,8 @@ class RunOptions:
         """
         fields = self.to_dict()
         del fields["max_steps"], fields["max_text_chars"]
+        if self.prompt_b is None:  # one prompt for both texts: the key as before per-text prompts
+            del fields["prompt_name_b"], fields["prompt_b"]
         if self.fixed_steps is not None:
             fields["step_cap"] = None
         return fields
@@ -440,6 +506,20 @@ def add_explain_options(parser: argparse.ArgumentParser) -> None:
     prompts.add_argument(
         "--prompt", default=None, metavar="TEXT", help="prompt text prepended to both texts ('' for none)"
     )
+    for side in SIDES:
+        text = side.upper()
+        mine = parser.add_mutually_exclusive_group()
+        mine.add_argument(
+            f"--role-{side}", choices=ROLES, default=None,
+            help=f"text {text} is a query or a document: the model's own "
+            "prompt for it, as sentence-transformers' encode_query / encode_document pick it",
+        )  # fmt: skip
+        mine.add_argument(
+            f"--prompt-name-{side}", default=None, metavar="NAME", help=f"one of the model's prompts, for text {text}"
+        )
+        mine.add_argument(
+            f"--prompt-{side}", default=None, metavar="TEXT", help=f"prompt text prepended to text {text}"
+        )
     parser.add_argument(
         "--device",
         default=None,
@@ -461,4 +541,9 @@ def options_from_args(args: argparse.Namespace) -> ExplainOptions:
         prompt=getattr(args, "prompt", None),
         device=getattr(args, "device", None),
         precision=getattr(args, "precision", "fp32"),
+        **{
+            f"{kind}_{side}": getattr(args, f"{kind}_{side}", None)
+            for side in SIDES
+            for kind in ("role", "prompt_name", "prompt")
+        },
     )

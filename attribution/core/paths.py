@@ -14,6 +14,7 @@ The engine (attribution.core.engine) integrates along these paths; the adaptive 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -44,6 +45,7 @@ class TextPath:
     f: torch.Tensor  # (D,) pooled embedding of the text
     f_ref: torch.Tensor  # (D,) pooled embedding of the reference
     evaluated: dict[float, torch.Tensor] = field(default_factory=dict)  # node -> (D, S) slice
+    prompt_length: int | None = None  # the bound prompt's token count, as the tail pools it (LoadedModel)
 
     def side(self) -> TextSide:
         """The text's part of the result (not yet annotated)."""
@@ -65,6 +67,7 @@ class NodeEvaluator:
     use_structured = True
 
     def __init__(self, model: LoadedModel, options: RunOptions, run: Run) -> None:
+        self.layer = options.layer
         self.tail: Tail = model.tail(options.layer)
         self.model = model
         self.budget = options.budget_bytes
@@ -72,6 +75,23 @@ class NodeEvaluator:
         self.run = run
         self.structured = StructuredColumns.for_model(model, options.layer) if self.direction != "reverse" else None
         self.precision = options.precision
+        # tail and structured entry per prompt length: texts with different prompts (role_a / role_b) pool alike
+        # only when the model's Pooling includes the prompt
+        self._by_prompt: dict[int | None, tuple[Tail, StructuredColumns | None]] = {
+            model.prompt_length: (self.tail, self.structured)
+        }
+
+    def parts(self, path: TextPath) -> tuple[Tail, StructuredColumns | None]:
+        """The tail and structured entry for this path's prompt (None: no structured entry)."""
+        key = path.prompt_length
+        if key not in self._by_prompt:
+            model = dataclasses.replace(self.model, prompt_length=key)
+            structured = StructuredColumns.for_model(model, self.layer) if self.direction != "reverse" else None
+            self._by_prompt[key] = (model.tail(self.layer), structured)
+        return self._by_prompt[key]
+
+    def tail_for(self, path: TextPath) -> Tail:
+        return self.parts(path)[0]
 
     def direction_for(self, seq_len: int) -> str:
         """S JVPs or D VJPs per node: "auto" takes the fewer."""
@@ -94,11 +114,11 @@ class NodeEvaluator:
     def _slices(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
         seq_len = path.h.shape[0]
         direction = self.direction_for(seq_len)
-        fast = self.structured
+        tail, fast = self.parts(path)
         if direction == "forward" and fast is not None and self.use_structured and fast.check(path.h[None]):
             return fast(path.h, path.r, nodes, budget_bytes=self.budget, run=self.run)
         return node_contributions(
-            self.tail,
+            tail,
             path.h,
             path.r,
             nodes,
@@ -111,7 +131,7 @@ class NodeEvaluator:
     def derivative(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
         """d f / da at these nodes of the path, (N, D): what a slice's columns sum to, for one tangent pass."""
         return path_derivative(
-            self.tail,
+            self.tail_for(path),
             path.h,
             path.r,
             nodes,
@@ -166,18 +186,28 @@ def prepare_path(model: LoadedModel, text: str, layer: int, label: str, max_toke
         ref_states = model.hidden_states(reference_ids(tokens, model.tokenizer))
         f = model.pool(states[-1])[0]
         f_ref = model.pool(ref_states[-1])[0]
-    return TextPath(tokens, states[layer][0].clone(), ref_states[layer][0].clone(), f, f_ref)
+    return TextPath(
+        tokens, states[layer][0].clone(), ref_states[layer][0].clone(), f, f_ref, prompt_length=model.prompt_length
+    )
 
 
 def prepare_pair(
     model: LoadedModel, text_a: str, text_b: str, options: RunOptions, run: Run | None = None
 ) -> PairPaths:
-    """Both paths for resolved options (`ExplainOptions.for_model(model, limits)`)."""
-    model = model.prompted(prompt=options.prompt)  # both texts get the prompt, as in encode()
-    path_a = prepare_path(model, text_a, options.layer, "A", options.max_tokens)
-    path_b = prepare_path(model, text_b, options.layer, "B", options.max_tokens)
+    """Both paths for resolved options (`ExplainOptions.for_model(model, limits)`); each text gets its prompt
+    (the same for both, as in encode(), or per text: role_a / role_b, ...)."""
+    model_a, model_b = side_models(model, options)
+    path_a = prepare_path(model_a, text_a, options.layer, "A", options.max_tokens)
+    path_b = prepare_path(model_b, text_b, options.layer, "B", options.max_tokens)
     check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
-    return PairPaths(path_a, path_b, check, NodeEvaluator(model, options, run or Run()))
+    return PairPaths(path_a, path_b, check, NodeEvaluator(model_a, options, run or Run()))
+
+
+def side_models(model: LoadedModel, options: RunOptions) -> tuple[LoadedModel, LoadedModel]:
+    """The model with A's and with B's prompt bound (the same copy when the prompts agree)."""
+    prompt_a, prompt_b = options.side_prompts
+    model_a = model.prompted(prompt=prompt_a)
+    return model_a, model_a if prompt_b == prompt_a else model.prompted(prompt=prompt_b)
 
 
 def prepare_paths(model: LoadedModel, tokens: dict[str, TokenizedText], layer: int) -> dict[str, TextPath]:
@@ -202,7 +232,12 @@ def prepare_paths(model: LoadedModel, tokens: dict[str, TokenizedText], layer: i
                         references[ref] = (ref_states[layer][0].clone(), model.pool(ref_states[-1])[0])
                     r, f_ref = references[ref]
                     paths[text] = TextPath(
-                        tokens=tok, h=states[layer][j].clone(), r=r, f=pooled[j].clone(), f_ref=f_ref
+                        tokens=tok,
+                        h=states[layer][j].clone(),
+                        r=r,
+                        f=pooled[j].clone(),
+                        f_ref=f_ref,
+                        prompt_length=model.prompt_length,
                     )
     return paths
 
@@ -218,20 +253,20 @@ def first_round_nodes(options: RunOptions) -> np.ndarray:
 def evaluate_first_round(evaluator: NodeEvaluator, paths: list[TextPath], options: RunOptions) -> None:
     """Evaluate the first round's nodes of every forward-mode path, texts of equal length sharing calls."""
     nodes = first_round_nodes(options)
-    by_length: dict[int, list[TextPath]] = defaultdict(list)
+    by_length: dict[tuple[int, int | None], list[TextPath]] = defaultdict(list)  # (S, prompt length): one tail
     for path in paths:
         seq_len = path.h.shape[0]
         if evaluator.direction_for(seq_len) == "forward" and evaluator.missing(path, nodes):
-            by_length[seq_len].append(path)
+            by_length[seq_len, path.prompt_length].append(path)
     run = evaluator.run
     run.plan(sum(evaluator.units(p, len(evaluator.missing(p, nodes))) for group in by_length.values() for p in group))
-    for seq_len, group in by_length.items():
+    for (seq_len, _), group in by_length.items():
         items = [(path, float(a)) for path in group for a in evaluator.missing(path, nodes)]
         r = torch.stack([p.r for p, _ in items])  # (B, S, H)
         delta = torch.stack([p.h for p, _ in items]) - r
         alphas = torch.tensor([a for _, a in items], dtype=r.dtype, device=r.device)
         x = r + alphas[:, None, None] * delta
-        fast = evaluator.structured
+        tail, fast = evaluator.parts(group[0])
         if fast is not None and evaluator.use_structured and fast.check(group[0].h[None]):
             # The structured entry layer takes items of different texts in one call, as the generic path does.
             per_call = fast.nodes_per_call(seq_len, evaluator.budget // 4)
@@ -244,7 +279,7 @@ def evaluate_first_round(evaluator: NodeEvaluator, paths: list[TextPath], option
                 )
         else:
             slices = batched_columns(
-                evaluator.tail,
+                tail,
                 x,
                 delta,
                 budget_bytes=evaluator.budget,

@@ -13,6 +13,7 @@
     GET    /models/{name}      layers, default layer, mode and similarity of one model (loads it)
     GET    /health             status, job counts, cache statistics, engine version
     POST   /faithfulness       perturbation sweep and deletion curves of one pair (service/faithfulness.py)
+    POST   /rank ...           rankings of candidates against a query, as jobs (attribution.service.rank_http)
 
 Bad input never gets a traceback: malformed JSON (or invalid UTF-8, or nesting too deep) 400, a
 Host header the server does not answer to 400, wrong types and bad values 422, an unknown model
@@ -53,6 +54,7 @@ from ..models import list_models, load_model
 from ..result.output import explain_json
 from ..settings import DEFAULT_MODEL, get_settings
 from .faithfulness import faithfulness_router
+from .rank_http import rank_router
 from .scheduler import (
     POLICIES,
     Busy,
@@ -309,6 +311,7 @@ def create_app(
     if allowed_hosts is not None:
         app.add_middleware(AllowedHosts, hosts=list(allowed_hosts))  # outermost: checked first
     app.include_router(faithfulness_router(jobs))  # POST /faithfulness (attribution.service.faithfulness)
+    app.include_router(rank_router(jobs))  # POST /rank, GET/DELETE /rank/{id}, GET /rank/{id}/result
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,77 @@
+"""The Rank page in a real browser (issue 25): type a query, upload candidates, rank them, open the
+"why B over A?" contrast. Debian chromium via Playwright against `streamlit run app.py`.
+
+Run with `pytest -m browser tests/browser/test_rank_browser.py`; skipped when /usr/bin/chromium or
+Playwright is missing. A screenshot lands in test-artifacts/rank.png.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+QUERY = "How do cats spend the day?"
+CANDIDATES = ["Dogs bark at the mailman.", "Cats sleep for most of the day.", "The stock market fell sharply."]
+BAR_TYPES_JS = (
+    "() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(p => (p.data || []).map(t => t.type))"
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    with serve() as url:
+        yield url
+
+
+def pick(page, key: str, option: str) -> None:  # type: ignore[no-untyped-def]
+    """Choose `option` in the selectbox with this key, as a user does (open it, click the option)."""
+    page.locator(f".st-key-{key} input").first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_rank_uploaded_candidates_and_open_a_contrast(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    upload = tmp_path / "candidates.json"
+    upload.write_text(json.dumps(CANDIDATES), encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1600})
+            page.goto(server)  # the sidebar's link opens the page, as a user gets there
+            page.get_by_role("link", name="Rank candidates").click(timeout=RENDER_TIMEOUT_MS)
+            query = page.locator(".st-key-rank_query textarea")
+            query.wait_for(timeout=RENDER_TIMEOUT_MS)
+            page.locator(".st-key-rank_upload input[type='file']").set_input_files(str(upload))
+            page.get_by_text("candidates.json").wait_for(timeout=RENDER_TIMEOUT_MS)
+            query.fill(QUERY)
+            query.press("Tab")
+            page.locator(".st-key-rank_go button").click()
+
+            # the ranked list, then the contrast controls
+            page.get_by_text("Why B over A?").wait_for(timeout=RENDER_TIMEOUT_MS)
+            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=RENDER_TIMEOUT_MS)  # the ranked list
+            pick(page, "rank_why_a", CANDIDATES[0])
+            pick(page, "rank_why_b", CANDIDATES[1])
+            page.locator(".st-key-rank_why_go button").click()
+            page.wait_for_function(f"() => ({BAR_TYPES_JS})().includes('bar')", timeout=RENDER_TIMEOUT_MS)
+            assert page.evaluate(BAR_TYPES_JS) == ["bar", "bar"]
+            title = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.title.text")
+            assert "Why #1 outranks #" in title
+            page.get_by_text("Score gap").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+            assert "why=" in page.url and "q=How" in page.url  # the view is in the shareable address
+            page.screenshot(path=str(ARTIFACTS / "rank.png"), full_page=True)
+        finally:
+            browser.close()
