@@ -28,6 +28,7 @@ from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD
 from ..faithfulness.report import faithfulness_report
 from ..models import load_model
 from ..settings import DEFAULT_MODEL, get_settings
+from .api_errors import errors
 from .scheduler import ExplainRequest, JobManager
 
 MAX_DRAWS = 20
@@ -93,7 +94,7 @@ def faithfulness_router(jobs: JobManager) -> APIRouter:
     """The /faithfulness route over the app's job manager (for its gate)."""
     router = APIRouter()
 
-    @router.post("/faithfulness")
+    @router.post("/faithfulness", responses=errors(404, 413, 422, 503))
     async def faithfulness(body: FaithfulnessBody, request: Request) -> JSONResponse:
         cancel = threading.Event()
         task = asyncio.ensure_future(run_in_threadpool(compute, body, jobs, cancel))

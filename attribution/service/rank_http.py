@@ -42,6 +42,7 @@ from ..ranking import (
     ranking_options,
 )
 from ..settings import DEFAULT_MODEL, get_settings
+from .api_errors import errors
 from .scheduler import Busy, JobFailed, JobManager, JobState, UnknownJob, check_model_name
 
 CANCEL_WAIT_SECONDS = 5.0
@@ -207,20 +208,20 @@ def rank_router(manager: JobManager) -> APIRouter:
     router = APIRouter()
     rankings = RankJobs(manager)
 
-    @router.post("/rank", status_code=202)
+    @router.post("/rank", status_code=202, responses=errors(404, 413, 422, 503))
     async def create_ranking(body: RankBody) -> JSONResponse:
         job = await run_in_threadpool(rankings.submit, body)
         return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/rank/{job.id}"})
 
-    @router.get("/rank/{job_id}")
+    @router.get("/rank/{job_id}", responses=errors(404, 422))
     def ranking_status(job_id: str) -> dict[str, Any]:
         return rankings.get(job_id).to_dict()
 
-    @router.delete("/rank/{job_id}")
+    @router.delete("/rank/{job_id}", responses=errors(404, 422))
     def cancel_ranking(job_id: str) -> dict[str, Any]:
         return rankings.cancel(job_id).to_dict()
 
-    @router.get("/rank/{job_id}/result")
+    @router.get("/rank/{job_id}/result", responses=errors(404, 409, 410, 422))
     def ranking_result(job_id: str) -> JSONResponse:
         job = rankings.get(job_id)
         if not job.state.finished:
