@@ -36,4 +36,4 @@ __all__ = [
     "list_models",
     "load_model",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # the one definition: pyproject reads it (dynamic version)

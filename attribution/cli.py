@@ -22,7 +22,12 @@ from .result import Attribution
 from .settings import DEFAULT_MODEL, get_settings
 
 # Modules that add a subcommand through `add_parser(subparsers)` (setting `func`).
-SUBCOMMANDS = ("attribution.workflows.finetune", "attribution.workflows.evaluate", "attribution.workflows.corpus")
+SUBCOMMANDS = (
+    "attribution.workflows.finetune",
+    "attribution.workflows.evaluate",
+    "attribution.workflows.corpus",
+    "attribution.launch",
+)
 # JSON keys that --pos adds (they are left out of `explain --json` without it).
 POS_KEYS = (
     "pos_a", "pos_b", "tag_a", "tag_b", "word_index_a", "word_index_b", "words_a", "words_b",
