@@ -8,7 +8,7 @@ the engine's workloads:
   tail     one ~20-token text; one call = vmapped JVPs with S tangents at 8 nodes (a forward-mode chunk)
   explain  explain(a, b, layer, steps=8, gauss-legendre) on STS-B test pairs, LoadedModel.tail swapped
   oracle   (no timing) the tiny model of every tested architecture, built offline: explain() at every
-           layer against the hooked-forward per-dimension oracle of tests/test_architectures.py
+           layer against the hooked-forward per-dimension oracle of tests/models/test_architectures.py
 
 With one torch thread every FLOP runs on the calling thread, so its CPU time (time.thread_time) measures
 the work itself even while other jobs compete for the cores; wall-clock medians are printed too.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -11,6 +12,11 @@ from typing import Any, ClassVar
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tests live in folders that mirror the package (tests/core, tests/viz, ...); the shared helpers
+# (helpers, oracle, tiny_models, page_driver) stay here and are imported by bare name.
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 STSB_DIR = ROOT.parent / "shared" / "data" / "stsbenchmark"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,9 +1,11 @@
-"""Test helpers: hand-built results from the flat field names of the JSON form."""
+"""Test helpers: hand-built results from the flat field names of the JSON form, two hand-made corpus pairs."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+import numpy as np
 
 from attribution.result import Attribution
 
@@ -16,3 +18,49 @@ def flat_attribution(**fields: Any) -> Attribution:
 def shown_text(markdown: str) -> str:
     """What a Markdown body of literal text shows: backslash escapes of punctuation removed."""
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def hand_result(matrix: list[list[float]], tokens_a: list[str], tokens_b: list[str], pos_a: list[str], pos_b: list[str],
+         score: float = 0.5) -> Attribution:  # fmt: skip
+    """A hand-made token-level result with POS tags; [CLS]/[SEP] are the special tokens."""
+    m = np.array(matrix, dtype=np.float64)
+    total = float(m.sum())
+    return flat_attribution(
+        matrix=m,
+        tokens_a=tokens_a,
+        tokens_b=tokens_b,
+        text_a=" ".join(tokens_a),
+        text_b=" ".join(tokens_b),
+        score=score,
+        target=total,
+        attribution_sum=total,
+        integration_error=0.0,
+        relative_error=0.0,
+        reference_terms=score - total,
+        layer=5,
+        num_layers=6,
+        steps=8,
+        rule="gauss-legendre",
+        mode="approximate",
+        similarity="cos",
+        model_name="hand",
+        seconds=0.01,
+        special_a=[t in ("[CLS]", "[SEP]") for t in tokens_a],
+        special_b=[t in ("[CLS]", "[SEP]") for t in tokens_b],
+        pos_a=pos_a,
+        pos_b=pos_b,
+    )
+
+
+# Pair 1: sum 1.0; strongest cells 0.5 (dogs-puppies), 0.3 (run-play), 0.1 (dogs-play), then
+# 0.05 twice ([CLS]-[CLS] before run-puppies: ties go by row).
+ONE = hand_result(
+    [[0.05, 0.00, 0.00], [0.00, 0.50, 0.10], [0.00, 0.05, 0.30]],
+    ["[CLS]", "dogs", "run"],
+    ["[CLS]", "puppies", "play"],
+    ["SPECIAL", "NOUN", "VERB"],
+    ["SPECIAL", "NOUN", "VERB"],
+    score=0.2,
+)
+# Pair 2: sum 0.3 from +0.4 and -0.1, so the top pair alone carries 4/3 of the sum.
+TWO = hand_result([[0.4], [-0.1]], ["cats", "sleep"], ["cats"], ["NOUN", "VERB"], ["NOUN"], score=0.8)

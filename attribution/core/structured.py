@@ -24,7 +24,7 @@ W2 is pushed through the pooling; CLS pooling needs row 0 of each tangent only.
 Applicability is decided from the loaded model's modules (`structured_layer`), then verified numerically
 once per evaluator: the structured primal must reproduce the model's own tail (`StructuredColumns.check`);
 anything else falls back to the generic `node_contributions`. Maths checked against the generic path and
-the per-dimension oracle in tests/test_structured.py. Device and dtype follow the tensors given.
+the per-dimension oracle in tests/core/test_structured.py. Device and dtype follow the tensors given.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ MUTED = "#6b7280"
 DIVERGING = [[stop, colour] for stop, colour in palette(PAGE).diverging]
 # One fixed colour per Universal POS tag, so strips read the same in every figure. Chosen so every
 # two tags differ by CIELAB dE >= 15 for normal vision and under deuteranopia and protanopia
-# (Machado et al. 2009 simulation; checked in tests/test_colours.py).
+# (Machado et al. 2009 simulation; checked in tests/viz/test_colours.py).
 UPOS_COLOURS = {
     "NOUN": "#0067c4",
     "PROPN": "#56b1ef",
@@ -746,7 +746,7 @@ def _plain(text: str) -> str:
 def fast_figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
     """A go.Figure from plain dicts without plotly's per-property validation (several times faster).
 
-    The builders' output is checked against plotly's validators in tests/test_components.py.
+    The builders' output is checked against plotly's validators in tests/page/test_components.py.
     """
     return go.Figure(data=traces, layout=layout, _validate=False)
 

@@ -1,6 +1,6 @@
 """The page in a real browser: Debian chromium driven by Playwright against `streamlit run app.py`.
 
-Run with `pytest -m browser tests/test_browser.py`; skipped when /usr/bin/chromium or
+Run with `pytest -m browser tests/browser/test_browser.py`; skipped when /usr/bin/chromium or
 Playwright is missing. A screenshot lands in test-artifacts/page.png.
 """
 
@@ -25,7 +25,7 @@ from page_driver import (
     wait_heatmap,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = pytest.mark.browser

@@ -27,7 +27,7 @@ from attribution.service.cache import (
     result_key,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 A, B = "A man is playing a guitar on stage.", "Someone performs music with an instrument."
 IDENTITY = ModelIdentity("m", "/nowhere", "files:0")
 OPTIONS = ExplainOptions(layer=5, steps=2, mode="approximate", similarity="cos")

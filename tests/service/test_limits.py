@@ -20,7 +20,7 @@ from attribution.cli import main
 from attribution.settings import get_settings
 from components.state import quoted
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 A, B = "A man is playing a guitar on stage.", "Someone performs music with an instrument."
 
 

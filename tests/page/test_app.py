@@ -28,7 +28,7 @@ from attribution.service.cache import default_cache
 from attribution.settings import EXAMPLE_PAIR
 from components import backend
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 300
 
 

@@ -11,7 +11,7 @@ from attribution.cli import main as cli_main
 from attribution.errors import InputError
 from attribution.workflows.data import read_pairs
 
-STSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsbenchmark"
+STSB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "stsbenchmark"
 
 
 def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:

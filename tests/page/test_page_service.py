@@ -22,7 +22,7 @@ from attribution.service import JobManager, JobState, JobStatus, ResultCache
 from attribution.service.cache import default_cache
 from components import backend, render
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 UNITS = 60
 
 

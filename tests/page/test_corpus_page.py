@@ -12,16 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import streamlit as st
-from helpers import shown_text
+from helpers import ONE, TWO, shown_text
 from streamlit.testing.v1 import AppTest
-from test_corpus import ONE, TWO
 
 from attribution.core.options import ExplainOptions
 from attribution.errors import InputError
 from attribution.workflows import corpus
 from components import corpus_page as cp
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "corpus.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "corpus.py")
 TIMEOUT = 300
 SETTINGS = corpus.RunSettings(
     model="all-MiniLM-L6-v2",

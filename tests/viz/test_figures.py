@@ -26,7 +26,7 @@ from attribution.viz.links import build_links
 from attribution.viz.sweep import build_sweep
 from attribution.viz.tables import decomposition, exact_mode_warning, score_card_html
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tokens(n: int, word: str = "token") -> list[str]:

@@ -23,7 +23,7 @@ from attribution.devices import available_devices
 from attribution.service import JobManager, ResultCache
 from attribution.service.http import create_app, max_body_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 A, B = "A man is playing a guitar on stage.", "Someone performs music with an instrument."
 LONG = " ".join(["the musician plays a loud song on the old guitar"] * 8)
 

@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import flat_attribution
+from helpers import ONE, TWO, hand_result
 
 from attribution.cli import main
 from attribution.core import engine, many
 from attribution.core.options import ExplainOptions
 from attribution.errors import InputError
-from attribution.result import Attribution
 from attribution.workflows import corpus
 from attribution.workflows.corpus_summary import (
     ConvergenceAccumulator,
@@ -38,52 +37,6 @@ PAIRS = [
     ("A child reads a book.", "A kid is reading.", 3.9),
 ]
 FAST = {"steps": 4, "convergence_pairs": 1, "convergence_steps": (1, 2), "png": False, "progress": False}
-
-
-def make(matrix: list[list[float]], tokens_a: list[str], tokens_b: list[str], pos_a: list[str], pos_b: list[str],
-         score: float = 0.5) -> Attribution:  # fmt: skip
-    """A token-level result with POS tags; [CLS]/[SEP] are the special tokens."""
-    m = np.array(matrix, dtype=np.float64)
-    total = float(m.sum())
-    return flat_attribution(
-        matrix=m,
-        tokens_a=tokens_a,
-        tokens_b=tokens_b,
-        text_a=" ".join(tokens_a),
-        text_b=" ".join(tokens_b),
-        score=score,
-        target=total,
-        attribution_sum=total,
-        integration_error=0.0,
-        relative_error=0.0,
-        reference_terms=score - total,
-        layer=5,
-        num_layers=6,
-        steps=8,
-        rule="gauss-legendre",
-        mode="approximate",
-        similarity="cos",
-        model_name="hand",
-        seconds=0.01,
-        special_a=[t in ("[CLS]", "[SEP]") for t in tokens_a],
-        special_b=[t in ("[CLS]", "[SEP]") for t in tokens_b],
-        pos_a=pos_a,
-        pos_b=pos_b,
-    )
-
-
-# Pair 1: sum 1.0; strongest cells 0.5 (dogs-puppies), 0.3 (run-play), 0.1 (dogs-play), then
-# 0.05 twice ([CLS]-[CLS] before run-puppies: ties go by row).
-ONE = make(
-    [[0.05, 0.00, 0.00], [0.00, 0.50, 0.10], [0.00, 0.05, 0.30]],
-    ["[CLS]", "dogs", "run"],
-    ["[CLS]", "puppies", "play"],
-    ["SPECIAL", "NOUN", "VERB"],
-    ["SPECIAL", "NOUN", "VERB"],
-    score=0.2,
-)
-# Pair 2: sum 0.3 from +0.4 and -0.1, so the top pair alone carries 4/3 of the sum.
-TWO = make([[0.4], [-0.1]], ["cats", "sleep"], ["cats"], ["NOUN", "VERB"], ["NOUN"], score=0.8)
 
 
 def test_pair_stats_by_hand() -> None:
@@ -108,7 +61,7 @@ def test_pair_stats_by_hand() -> None:
 
 def test_topk_shares_agree_with_top_pairs() -> None:
     rng = np.random.default_rng(0)
-    result = make(rng.normal(size=(4, 5)).tolist(), list("abcd"), list("vwxyz"), ["NOUN"] * 4, ["VERB"] * 5)
+    result = hand_result(rng.normal(size=(4, 5)).tolist(), list("abcd"), list("vwxyz"), ["NOUN"] * 4, ["VERB"] * 5)
     expected = [p.cumulative_share for p in result.top_pairs(20)]
     assert topk_shares(result) == pytest.approx(expected)
 
@@ -206,7 +159,7 @@ def write_pairs(path: Path, pairs: list[tuple[str, str, float]] = PAIRS) -> Path
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Texts of every pair that reaches the engine (the real engine runs underneath; no result cache):
     the corpus hands its pairs to explain_many in batches."""
-    monkeypatch.setenv("PAIRLENS_CACHE_MB", "0")  # the cache's own tests: tests/test_cache.py
+    monkeypatch.setenv("PAIRLENS_CACHE_MB", "0")  # the cache's own tests: tests/service/test_cache.py
     calls: list[tuple[str, str]] = []
     real = many.explain_outcomes
 

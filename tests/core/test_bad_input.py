@@ -29,7 +29,7 @@ from attribution.cli import main
 from attribution.settings import get_settings
 from attribution.workflows.data import read_pairs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 LONG = ("word " * 4000)[:20_000]  # exactly the default limit of characters
 
