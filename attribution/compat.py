@@ -20,8 +20,8 @@ from .errors import ModelError
 
 # (lowest supported release, first release NOT supported): the range in pyproject.toml and the docs.
 SUPPORTED: dict[str, tuple[str, str]] = {
-    "transformers": ("4.41.0", "6"),
-    "sentence-transformers": ("3.0.0", "7"),
+    "transformers": ("4.41", "6"),
+    "sentence-transformers": ("3.0", "7"),
 }
 
 
@@ -39,7 +39,7 @@ def release(version: str) -> tuple[int, ...]:
 
 
 def supported_text() -> str:
-    """'transformers >=4.41.0,<6 and sentence-transformers >=3.0.0,<7'."""
+    """'transformers >=4.41,<6 and sentence-transformers >=3.0,<7'."""
     return " and ".join(f"{name} >={low},<{high}" for name, (low, high) in SUPPORTED.items())
 
 

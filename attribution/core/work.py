@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import InputError
 from .options import ExplainOptions
 from .quadrature import auto_start
-from .tokens import repair_surrogates
+from .tokens import TOKENIZER_LOCK, repair_surrogates
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
@@ -70,7 +70,8 @@ def nodes_counted(options: ExplainOptions) -> int:
 
 def count_tokens(model: LoadedModel, text: str) -> int:
     """Tokens of `text` as explain() uses them: truncated to the model's maximum, special tokens included."""
-    ids = model.tokenizer(repair_surrogates(text), truncation=True, max_length=model.max_tokens)["input_ids"]
+    with TOKENIZER_LOCK:
+        ids = model.tokenizer(repair_surrogates(text), truncation=True, max_length=model.max_tokens)["input_ids"]
     return len(ids)
 
 
