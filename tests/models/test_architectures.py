@@ -280,7 +280,9 @@ def test_encoder_decoders_are_refused(tiny_models: Mapping[str, Path]) -> None:
 
 def test_static_embeddings_are_refused(tiny_models: Mapping[str, Path]) -> None:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from st_modules import st_module
+
+    StaticEmbedding = st_module("StaticEmbedding")
 
     st = SentenceTransformer(modules=[StaticEmbedding(_st(tiny_models, "roberta").tokenizer, embedding_dim=16)])
     with pytest.raises(ModelError, match=r"StaticEmbedding.*no encoder layers.*PairLens supports"):
@@ -297,8 +299,9 @@ def test_remote_code_is_refused(tiny_models: Mapping[str, Path]) -> None:
 
 def test_unsupported_heads_and_architectures_are_refused(tiny_models: Mapping[str, Path]) -> None:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules.dense import Dense
-    from sentence_transformers.base.modules.normalize import Normalize
+    from st_modules import st_module
+
+    Dense, Normalize = st_module("Dense"), st_module("Normalize")
 
     st = _st(tiny_models, "bert")
     after = SentenceTransformer(modules=[st[0], st[1], Normalize(), Dense(32, 8)], device="cpu").eval()
