@@ -17,6 +17,7 @@ after layer 0 and relative attention, T5 keeps its relative bias in block 0 only
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,9 @@ def _wordpiece(minilm_dir: Path, mpnet_specials: bool = False) -> Any:
 
     # transformers 5 takes `vocab=`; the old `vocab_file=` is silently ignored and leaves a 5-token
     # vocabulary in which every word is [UNK].
-    bert = BertTokenizerFast(vocab=str(minilm_dir / "vocab.txt"))
+    # transformers 4.x takes `vocab_file=` (make compat's oldest release).
+    key = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"
+    bert = BertTokenizerFast(**{key: str(minilm_dir / "vocab.txt")})
     if not mpnet_specials:
         return bert
     from tokenizers.processors import BertProcessing

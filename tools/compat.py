@@ -73,6 +73,8 @@ def run(command: list[str], cwd: Path | None = None, env: dict[str, str] | None 
     start = time.monotonic()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - start
+    shown = " ".join(Path(c).name if c.startswith("/") else c for c in command[:4])
+    print(f"  {'ok' if done.returncode == 0 else 'FAILED':<6} {seconds:7.1f} s  {shown} ...", flush=True)
     tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
     return done.returncode == 0, seconds, tail
 
