@@ -11,10 +11,9 @@ completeness, engine) -> models (states at layer L, the tail) -> result (record,
 linguistics) -> viz (figures); workflows (data, evaluate, finetune, corpus) build on them.
 """
 
-from .core.engine import explain
+from .api import explain, explain_many
 from .core.execution import Cancelled, Progress, Run
-from .core.many import explain_many
-from .core.options import ExplainOptions
+from .core.options import ExplainOptions, Limits, RunOptions
 from .errors import InputError, ModelError, PairLensError
 from .models import LoadedModel, list_models, load_model
 from .result import Attribution, TextSide, annotate
@@ -24,11 +23,13 @@ __all__ = [
     "Cancelled",
     "ExplainOptions",
     "InputError",
+    "Limits",
     "LoadedModel",
     "ModelError",
     "PairLensError",
     "Progress",
     "Run",
+    "RunOptions",
     "TextSide",
     "annotate",
     "explain",

@@ -100,9 +100,11 @@ def _explain(args: argparse.Namespace) -> int:
     from .core.tokens import check_text
     from .models import load_model
 
-    check_text(args.text_a, "A")  # every check before the model loads: bad input fails fast
-    check_text(args.text_b, "B")
+    limits = get_settings().limits
+    check_text(args.text_a, "A", limits.max_text_chars)  # every check before the model loads: bad input fails fast
+    check_text(args.text_b, "B", limits.max_text_chars)
     options = options_from_args(args)
+    options.check_limits(limits)
     if args.top is not None and args.top < 0:
         raise InputError(f"--top must be 0 or more (got {args.top}).")
     model = load_model(args.model, device=options.device)
@@ -110,11 +112,11 @@ def _explain(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # collected in result.warnings and printed below
         if args.no_cache:
-            result = explain(model, args.text_a, args.text_b, options, pos=pos)
+            result = explain(model, args.text_a, args.text_b, options, pos=pos, limits=limits)
         else:
             from .service.cache import cached_explain
 
-            result, _ = cached_explain(model, args.text_a, args.text_b, options, pos=pos)
+            result, _ = cached_explain(model, args.text_a, args.text_b, options, pos=pos, limits=limits)
     for message in result.warnings:
         print(f"pairlens: warning: {message}", file=sys.stderr)
     if args.json:

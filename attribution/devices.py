@@ -1,7 +1,8 @@
 """Which torch device computes: names checked against this machine, "auto" resolved.
 
     check_device("cuda")   -> "cuda:0" where a GPU is present, else InputError naming the devices here
-    resolve_device(None)   -> PAIRLENS_DEVICE, default "auto": "cuda:0" when CUDA is available, else "cpu"
+    resolve_device("auto") -> "cuda:0" when CUDA is available, else "cpu" (an edge passes PAIRLENS_DEVICE,
+                              attribution.settings.get_settings().device, where no device was asked for)
 
 A model is loaded on one device (`load_model(name, device=)`); its hidden states, reference
 states, embeddings and every node evaluation live there, and results come back as CPU NumPy.
@@ -62,14 +63,9 @@ def check_device(value: object, name: str = "device") -> str:
     return canonical
 
 
-def resolve_device(value: object = None) -> str:
-    """The concrete device for `value`: None -> PAIRLENS_DEVICE; "auto" -> "cuda:0" if available, else "cpu"."""
-    if value is None:
-        from .settings import get_settings
-
-        value, name = get_settings().device, "PAIRLENS_DEVICE"
-    else:
-        name = "device"
+def resolve_device(value: object = AUTO, name: str = "device") -> str:
+    """The concrete device for `value`: "auto" -> "cuda:0" if available, else "cpu". `name` says where the
+    value came from in messages (the option, or PAIRLENS_DEVICE)."""
     device = check_device(value, name)
     if device == AUTO:
         return "cuda:0" if torch.cuda.is_available() else "cpu"

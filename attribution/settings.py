@@ -23,15 +23,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
+from .core.options import Limits
+from .defaults import (
+    DEFAULT_MAX_PAGE_WORK,
+    DEFAULT_MAX_TEXT_CHARS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MEMORY_BUDGET_MB,
+    DEFAULT_MODEL,
+    DEFAULT_RULE,
+    DEFAULT_TOLERANCE,
+    EXAMPLE_PAIR,
+    MAX_STEPS,
+)
+from .devices import check_device
 from .errors import InputError
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_TOLERANCE = 1e-3
-DEFAULT_RULE: Final = "gauss-legendre"
-DEFAULT_MAX_PAGE_WORK = 1_500_000  # two 256-token texts, auto, default layer: 1,048,576
-EXAMPLE_PAIR = ("A man is playing a guitar on stage.", "Someone performs music with an instrument.")
+__all__ = [
+    "DEFAULT_MAX_PAGE_WORK", "DEFAULT_MODEL", "DEFAULT_RULE", "DEFAULT_TOLERANCE", "EXAMPLE_PAIR", "Settings",
+    "get_settings",
+]  # fmt: skip
 
 
 def _env_int(name: str, default: int, low: int, high: int) -> int:
@@ -65,6 +76,17 @@ class Settings:
     device: str = "auto"  # where models load by default (attribution.devices), checked against this machine
 
     @property
+    def limits(self) -> Limits:
+        """The limits resolving options needs (`ExplainOptions.for_model(model, limits)`): what the edges pass in."""
+        return Limits(
+            max_steps=self.max_steps,
+            memory_budget_mb=self.memory_budget_mb,
+            max_tokens=self.max_tokens,
+            max_text_chars=self.max_text_chars,
+            device=self.device,
+        )
+
+    @property
     def models_dir(self) -> Path:
         """Fine-tuned (exact) models live here and are listed by the registry."""
         return self.home / "models"
@@ -80,11 +102,11 @@ def get_settings() -> Settings:
     home = Path(os.environ.get("PAIRLENS_HOME") or Path.home() / ".cache" / "pairlens").expanduser()
     return Settings(
         home=home,
-        max_tokens=_env_int("PAIRLENS_MAX_TOKENS", 256, 4, 8192),
-        max_steps=_env_int("PAIRLENS_MAX_STEPS", 1024, 1, 1024),
-        memory_budget_mb=_env_int("PAIRLENS_MEMORY_BUDGET_MB", 2048, 64, 1 << 20),
+        max_tokens=_env_int("PAIRLENS_MAX_TOKENS", DEFAULT_MAX_TOKENS, 4, 8192),
+        max_steps=_env_int("PAIRLENS_MAX_STEPS", MAX_STEPS, 1, MAX_STEPS),
+        memory_budget_mb=_env_int("PAIRLENS_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB, 64, 1 << 20),
         result_cache=_env_int("PAIRLENS_RESULT_CACHE", 64, 1, 100_000),
-        max_text_chars=_env_int("PAIRLENS_MAX_TEXT_CHARS", 20_000, 1, 10_000_000),
+        max_text_chars=_env_int("PAIRLENS_MAX_TEXT_CHARS", DEFAULT_MAX_TEXT_CHARS, 1, 10_000_000),
         max_page_work=_env_int("PAIRLENS_MAX_PAGE_WORK", DEFAULT_MAX_PAGE_WORK, 1, 10**15),
         allow_custom_models=os.environ.get("PAIRLENS_ALLOW_CUSTOM_MODELS", "0").strip().lower() in ("1", "true", "yes"),
         cache_mb=_env_int("PAIRLENS_CACHE_MB", 256, 0, 1 << 20),
@@ -98,8 +120,6 @@ def get_settings() -> Settings:
 
 def _env_device() -> str:
     """PAIRLENS_DEVICE checked against this machine ("auto" when unset)."""
-    from .devices import check_device
-
     raw = os.environ.get("PAIRLENS_DEVICE")
     if raw is None or raw.strip() == "":
         return "auto"

@@ -176,7 +176,7 @@ def old_schedule(pair: PairPaths, options: ExplainOptions) -> tuple[torch.Tensor
     """The steps="auto" of main before issue 11 for Gauss-Legendre: N = 8 (32 at layer 0), doubling."""
     assert options.layer is not None
     matrix, relative, n = torch.zeros(0), float("nan"), 0
-    for n in auto_schedule(options.rule, options.auto_cap, options.layer):
+    for n in auto_schedule(options.rule, options.step_cap, options.layer):
         matrix = pair.matrix(options.rule, n)
         relative = pair.completeness.relative_error(float(matrix.double().sum()))
         if relative <= options.tolerance:
@@ -248,7 +248,7 @@ def agreement(args: argparse.Namespace) -> None:
           f"torch threads {torch.get_num_threads()}, load average at start {load_avg()}")  # fmt: skip
     for layer in [int(x) for x in args.layers.split(",")]:
         options = ExplainOptions(layer=layer, tolerance=args.tol).for_model(model)
-        reference = options.replace(tolerance=args.reference_tol, auto_max_steps=args.reference_cap)
+        reference = options.replace(tolerance=args.reference_tol, step_cap=args.reference_cap)
         rows = []
         for k, (a, b) in enumerate(pairs):
             if args.only and k not in args.only:
@@ -303,7 +303,7 @@ def floor(args: argparse.Namespace) -> None:
             continue
         pair = prepare_pair(model, a, b, options)
         wall, cpu, done = timed_cpu(
-            lambda pair=pair: integrate_adaptive(pair, options.layer, options.tolerance, options.auto_cap)
+            lambda pair=pair: integrate_adaptive(pair, options.layer, options.tolerance, options.step_cap)
         )
         evaluated = len(pair.a.evaluated) + len(pair.b.evaluated)
         fresh = np.linspace(0.0, 1.0, 34)[1:-1] + 1e-7  # nodes no rule uses
@@ -358,7 +358,7 @@ def derive(args: argparse.Namespace) -> None:
             pair = prepare_pair(model, a, b, options)
             out[mode] = timed_cpu(
                 lambda pair=pair, mode=mode: integrate_adaptive(
-                    pair, options.layer, options.tolerance, options.auto_cap, derive=mode
+                    pair, options.layer, options.tolerance, options.step_cap, derive=mode
                 )
             )
         (ow, oc, old), (nw, nc, new) = out["none"], out["children"]

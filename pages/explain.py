@@ -124,7 +124,7 @@ def input_problems(state: PageState) -> list[str]:
     problems = []
     for label, text in (("A", state.text_a), ("B", state.text_b)):
         try:
-            check_text(text, label)
+            check_text(text, label, get_settings().max_text_chars)
         except PairLensError as exc:
             problems.append(str(exc))
     if not state.models:

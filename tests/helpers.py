@@ -7,12 +7,24 @@ from typing import Any
 
 import numpy as np
 
+from attribution.core.options import RunOptions
 from attribution.result import Attribution
 
 
 def flat_attribution(**fields: Any) -> Attribution:
     """An Attribution from flat keyword fields (`tokens_a`, `pos_b`, `tag_a`, ... as in to_dict())."""
     return Attribution.from_dict(fields)
+
+
+def run_options(**changes: Any) -> RunOptions:
+    """Resolved options as MiniLM gets them by default (layer 5, cos, defaults limits on the CPU), changed."""
+    values: dict[str, Any] = {
+        "layer": 5, "steps": "auto", "rule": "gauss-legendre", "mode": "approximate", "similarity": "cos",
+        "tolerance": 1e-3, "direction": "auto", "step_cap": 1024, "max_steps": 1024, "memory_budget_mb": 2048,
+        "max_tokens": 256, "max_text_chars": 20_000, "device": "cpu", "precision": "fp32", "prompt_name": None,
+        "prompt": "",
+    }  # fmt: skip
+    return RunOptions(**{**values, **changes})
 
 
 def shown_text(markdown: str) -> str:

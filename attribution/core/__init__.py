@@ -1,7 +1,5 @@
-"""The data path: options -> tokens -> quadrature -> Jacobian-vector products -> engine."""
+"""The data path: options -> tokens -> quadrature -> Jacobian-vector products -> engine.
 
-from .engine import explain
-from .execution import Cancelled, Progress, Run
-from .options import ExplainOptions
-
-__all__ = ["Cancelled", "ExplainOptions", "Progress", "Run", "explain"]
+Nothing is imported here, so that `attribution.core.options` (which attribution.settings needs
+for `Limits`) loads without the engine; import the modules themselves (attribution.core.engine, ...).
+"""

@@ -24,7 +24,7 @@ from .adaptive import GUARD, integrate_adaptive
 from .completeness import Completeness, completeness
 from .execution import Run
 from .jacobian import Tail, integrated_jacobian, node_contributions, path_derivative
-from .options import ExplainOptions, given_options
+from .options import ExplainOptions, Limits, RunOptions, given_options
 from .quadrature import auto_schedule, node_key, quadrature_nodes
 from .structured import StructuredColumns
 from .tokens import TokenizedText, check_text, encode_text, reference_ids
@@ -68,8 +68,7 @@ class NodeEvaluator:
 
     use_structured = True
 
-    def __init__(self, model: LoadedModel, options: ExplainOptions, run: Run) -> None:
-        assert options.layer is not None, "resolve the options with for_model() first"
+    def __init__(self, model: LoadedModel, options: RunOptions, run: Run) -> None:
         self.tail: Tail = model.tail(options.layer)
         self.model = model
         self.budget = options.budget_bytes
@@ -162,9 +161,10 @@ class PairPaths:
         return (e_a.T @ e_b) / self.completeness.norm
 
 
-def prepare_path(model: LoadedModel, text: str, layer: int, label: str) -> TextPath:
-    """Tokenize one text and compute its and its reference's states at layer L and embeddings."""
-    tokens = encode_text(model, text, label)
+def prepare_path(model: LoadedModel, text: str, layer: int, label: str, max_tokens: int | None = None) -> TextPath:
+    """Tokenize one text (at most max_tokens; None: the model's limit) and compute its and its reference's
+    states at layer L and embeddings."""
+    tokens = encode_text(model, text, label, max_tokens)
     with torch.no_grad():
         states = model.hidden_states(tokens.input_ids)
         ref_states = model.hidden_states(reference_ids(tokens, model.tokenizer))
@@ -174,13 +174,12 @@ def prepare_path(model: LoadedModel, text: str, layer: int, label: str) -> TextP
 
 
 def prepare_pair(
-    model: LoadedModel, text_a: str, text_b: str, options: ExplainOptions, run: Run | None = None
+    model: LoadedModel, text_a: str, text_b: str, options: RunOptions, run: Run | None = None
 ) -> PairPaths:
-    """Both paths for options already resolved with `options.for_model(model)`."""
-    assert options.layer is not None and options.mode is not None and options.similarity is not None
-    model = model.prompted(options.prompt_name, options.prompt)  # both texts get the prompt, as in encode()
-    path_a = prepare_path(model, text_a, options.layer, "A")
-    path_b = prepare_path(model, text_b, options.layer, "B")
+    """Both paths for resolved options (`ExplainOptions.for_model(model, limits)`)."""
+    model = model.prompted(prompt=options.prompt)  # both texts get the prompt, as in encode()
+    path_a = prepare_path(model, text_a, options.layer, "A", options.max_tokens)
+    path_b = prepare_path(model, text_b, options.layer, "B", options.max_tokens)
     check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
     return PairPaths(path_a, path_b, check, NodeEvaluator(model, options, run or Run()))
 
@@ -189,10 +188,11 @@ def explain(
     model: LoadedModel | str,
     text_a: str,
     text_b: str,
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     pos: bool = True,
     run: Run | None = None,
+    limits: Limits | None = None,
     **option_values: Any,
 ) -> Attribution:
     """Attribute the similarity of `text_a` and `text_b` to token pairs.
@@ -200,21 +200,20 @@ def explain(
     Options come as an ExplainOptions or as its fields by keyword (layer=, steps=, rule=,
     mode=, similarity=, tolerance=, direction=, memory_budget_mb=, prompt_name=, prompt=, device=); see
     ExplainOptions. device= other than the loaded model's computes on a copy loaded there.
+    limits: the operator's limits (None: the documented defaults; `attribution.explain` passes
+    PAIRLENS_*). Options already resolved (RunOptions) are used as they are.
     pos: annotate words and POS tags (attribution.annotate). run: cancellation, progress and
     the differentiation gate (attribution.core.execution.Run); raises Cancelled when cancelled.
     """
-    options = given_options(options, option_values)
-    loaded = as_model(model, options.device)
-    text_a = check_text(text_a, "A")
-    text_b = check_text(text_b, "B")
-    options = options.for_model(loaded)
-    assert options.layer is not None and options.mode is not None and options.similarity is not None
+    loaded, resolved = resolve(model, options, option_values, limits)
+    text_a = check_text(text_a, "A", resolved.max_text_chars)
+    text_b = check_text(text_b, "B", resolved.max_text_chars)
     started = time.perf_counter()
 
     run = run or Run()
     run.check()
-    pair = prepare_pair(loaded, text_a, text_b, options, run)
-    return explain_prepared(loaded, pair, options, started=started, pos=pos)
+    pair = prepare_pair(loaded, text_a, text_b, resolved, run)
+    return explain_prepared(loaded, pair, resolved, started=started, pos=pos)
 
 
 @dataclass
@@ -231,19 +230,18 @@ class Integration:
     error_bound: float | None = None  # adaptive rule: certified bound on |relative| (None otherwise)
 
 
-def integrate(pair: PairPaths, options: ExplainOptions) -> Integration:
+def integrate(pair: PairPaths, options: RunOptions) -> Integration:
     """Integrate both paths: the fixed N-node rule; steps="auto" with Gauss-Legendre: the adaptive
     Gauss-Kronrod rule (attribution.core.adaptive); steps="auto" with a nested rule: its rounds until
     within tolerance.
 
     Nodes already in `pair.a.evaluated` / `pair.b.evaluated` are reused (explain_many fills them).
     """
-    assert options.layer is not None
     check = pair.completeness
     fixed = options.fixed_steps
     if fixed is None and options.rule == "gauss-legendre":
         return integrate_adaptive_pair(pair, options)
-    schedule = [fixed] if fixed is not None else auto_schedule(options.rule, options.auto_cap, options.layer)
+    schedule = [fixed] if fixed is not None else auto_schedule(options.rule, options.step_cap, options.layer)
     history: list[tuple[int, float]] = []
     matrix = torch.zeros(0)
     total = relative = math.nan
@@ -267,11 +265,10 @@ def integrate(pair: PairPaths, options: ExplainOptions) -> Integration:
     return Integration(matrix, total, relative, n_used, history, converged, notes)
 
 
-def integrate_adaptive_pair(pair: PairPaths, options: ExplainOptions) -> Integration:
+def integrate_adaptive_pair(pair: PairPaths, options: RunOptions) -> Integration:
     """steps="auto", rule gauss-legendre: adaptive Gauss-Kronrod refinement with a certified error bound."""
-    assert options.layer is not None
     check = pair.completeness
-    cap = options.auto_cap
+    cap = options.step_cap
     done = integrate_adaptive(pair, options.layer, options.tolerance, cap)
     matrix = (done.e_a.T @ done.e_b) / check.norm
     total = float(matrix.double().sum())
@@ -283,7 +280,7 @@ def integrate_adaptive_pair(pair: PairPaths, options: ExplainOptions) -> Integra
         more = (
             f"raise auto_max_steps (this request was limited to {cap} nodes, e.g. by a server's work cap) or "
             "PAIRLENS_MAX_STEPS"
-            if options.auto_max_steps is not None
+            if options.capped
             else "raise PAIRLENS_MAX_STEPS (up to 1024)"
         )
         notes.append(
@@ -302,10 +299,9 @@ def integrate_adaptive_pair(pair: PairPaths, options: ExplainOptions) -> Integra
 
 
 def explain_prepared(
-    loaded: LoadedModel, pair: PairPaths, options: ExplainOptions, *, started: float, pos: bool = True
+    loaded: LoadedModel, pair: PairPaths, options: RunOptions, *, started: float, pos: bool = True
 ) -> Attribution:
     """Integrate a prepared pair (options resolved for the model) and build its Attribution."""
-    assert options.layer is not None and options.mode is not None and options.similarity is not None
     check = pair.completeness
     done = integrate(pair, options)
     notes = pair.a.tokens.notes("A") + pair.b.tokens.notes("B") + done.notes
@@ -339,8 +335,9 @@ def explain_prepared(
         converged=done.converged,
         error_by_steps=done.history,
         error_bound=done.error_bound,
-        step_cap=None if fixed is not None else options.auto_cap,
+        step_cap=None if fixed is not None else options.step_cap,
         warnings=notes,
+        run_options=options.to_dict(),
     )
     for message in notes:  # for API users; the page and CLI read result.warnings
         warnings.warn(message, PairLensWarning, stacklevel=3)
@@ -351,12 +348,30 @@ def explain_prepared(
     return result
 
 
-def as_model(model: object, device: str | None = None) -> LoadedModel:
-    """A loaded model on `device` (None: where it is, or PAIRLENS_DEVICE for a name)."""
+def resolve(
+    model: object, options: ExplainOptions | RunOptions | None, option_values: dict[str, Any], limits: Limits | None
+) -> tuple[LoadedModel, RunOptions]:
+    """(the model on the run's device, the resolved options) of a call: explain's and explain_many's one place.
+
+    An ExplainOptions (or its fields by keyword) is resolved with the model and `limits` (None: the
+    documented defaults); RunOptions already resolved are used as they are.
+    """
+    if isinstance(options, RunOptions):
+        if option_values:
+            raise InputError("Give either resolved RunOptions or option keywords, not both.")
+        return as_model(model, options.device), options
+    request = given_options(options, option_values)
+    limits = limits or Limits()
+    loaded = as_model(model, request.device, limits.device)
+    return loaded, request.for_model(loaded, limits)
+
+
+def as_model(model: object, device: str | None = None, default_device: str = "auto") -> LoadedModel:
+    """A loaded model on `device` (None: where it is; for a name, `default_device`, e.g. PAIRLENS_DEVICE)."""
     if isinstance(model, LoadedModel):
         return on_device(model, device)
     if isinstance(model, str):
-        return load_model(model, device=device)
+        return load_model(model, device=device or default_device)
     raise InputError(
         f"model must be a loaded model (attribution.load_model) or a model name, not {type(model).__name__}."
     )

@@ -36,10 +36,10 @@ from ..errors import InputError
 from ..models import LoadedModel
 from ..result import Attribution
 from .completeness import completeness
-from .engine import NodeEvaluator, PairPaths, TextPath, as_model, explain_prepared
+from .engine import NodeEvaluator, PairPaths, TextPath, explain_prepared, resolve
 from .execution import Run
 from .jacobian import Tail
-from .options import ExplainOptions, given_options
+from .options import ExplainOptions, Limits, RunOptions
 from .quadrature import auto_start, node_key, quadrature_nodes
 from .tokens import TokenizedText, check_text, encode_text, reference_token_ids
 
@@ -58,11 +58,12 @@ class _Side:
 def explain_many(
     model: LoadedModel | str,
     pairs: Sequence[tuple[str, str]],
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     pos: bool = False,
     run: Run | None = None,
     progress: PairProgress | None = None,
+    limits: Limits | None = None,
     **option_values: Any,
 ) -> list[Attribution]:
     """explain() for every (text_a, text_b) in `pairs`, sharing work across pairs; results in input order.
@@ -77,7 +78,7 @@ def explain_many(
     """
     pairs = _pair_list(pairs)
     outcomes = explain_outcomes(
-        model, pairs, options, pos=pos, run=run, progress=progress, check_first=True, **option_values
+        model, pairs, options, pos=pos, run=run, progress=progress, check_first=True, limits=limits, **option_values
     )
     return [o for o in outcomes if isinstance(o, Attribution)]
 
@@ -85,35 +86,34 @@ def explain_many(
 def explain_outcomes(
     model: LoadedModel | str,
     pairs: Sequence[tuple[str, str]],
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     pos: bool = False,
     run: Run | None = None,
     progress: PairProgress | None = None,
     check_first: bool = False,
+    limits: Limits | None = None,
     **option_values: Any,
 ) -> list[Attribution | InputError]:
     """explain_many, with each pair's refusal (InputError, as explain() raises it) in its place.
 
     check_first: raise the first refusal instead (as InputError "Pair i: ..."), before computing.
     """
-    options = given_options(options, option_values)
     pairs = _pair_list(pairs)
-    loaded = as_model(model, options.device)
-    options = options.for_model(loaded)
-    assert options.layer is not None and options.mode is not None and options.similarity is not None
+    loaded, resolved = resolve(model, options, option_values, limits)
     run = run or Run()
     run.check()
     started = time.perf_counter()
-    prompted = loaded.prompted(options.prompt_name, options.prompt)
+    prompted = loaded.prompted(prompt=resolved.prompt)
 
-    sides = [(_check(a, "A"), _check(b, "B")) for a, b in pairs]
-    tokens, refused = _tokenize(prompted, [s.text for pair in sides for s in pair if s.text is not None])
+    sides = [(_check(a, "A", resolved.max_text_chars), _check(b, "B", resolved.max_text_chars)) for a, b in pairs]
+    texts = [s.text for pair in sides for s in pair if s.text is not None]
+    tokens, refused = _tokenize(prompted, texts, resolved.max_tokens)
     outcomes: list[Attribution | InputError | None] = [None] * len(pairs)
     for index, pair in enumerate(sides):
         for side, label in zip(pair, "AB", strict=True):
             if side.error is not None or side.text in refused:
-                error = side.error or _encode_error(prompted, side.text or "", label)
+                error = side.error or _encode_error(prompted, side.text or "", label, resolved.max_tokens)
                 if check_first:
                     raise InputError(f"Pair {index}: {error}") from None
                 outcomes[index] = error
@@ -121,10 +121,10 @@ def explain_outcomes(
 
     wanted = [i for i, o in enumerate(outcomes) if o is None]
     used = {s.text for i in wanted for s in sides[i] if s.text is not None}
-    paths = _prepare_paths(prompted, {t: tokens[t] for t in tokens if t in used}, options.layer)
-    evaluator = NodeEvaluator(prompted, options, run)
-    if options.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
-        _first_round(evaluator, list(paths.values()), options)
+    paths = _prepare_paths(prompted, {t: tokens[t] for t in tokens if t in used}, resolved.layer)
+    evaluator = NodeEvaluator(prompted, resolved, run)
+    if resolved.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
+        _first_round(evaluator, list(paths.values()), resolved)
     shared = (time.perf_counter() - started) / max(1, len(wanted))
 
     finished = len(pairs) - len(wanted)
@@ -135,11 +135,11 @@ def explain_outcomes(
         text_a, text_b = (s.text for s in sides[index])
         assert text_a is not None and text_b is not None
         path_a, path_b = paths[text_a], paths[text_b]
-        check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
+        check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, resolved.mode, resolved.similarity)
         prepared = PairPaths(path_a, path_b, check, evaluator)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # one warning per pair would flood; kept in result.warnings
-            result = explain_prepared(loaded, prepared, options, started=time.perf_counter() - shared, pos=pos)
+            result = explain_prepared(loaded, prepared, resolved, started=time.perf_counter() - shared, pos=pos)
         outcomes[index] = result
         finished += 1
         if progress is not None:
@@ -161,29 +161,29 @@ def _pair_list(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def _check(text: object, label: str) -> _Side:
+def _check(text: object, label: str, max_chars: int) -> _Side:
     try:
-        return _Side(check_text(text, label), None)
+        return _Side(check_text(text, label, max_chars), None)
     except InputError as exc:
         return _Side(None, exc)
 
 
-def _encode_error(model: LoadedModel, text: str, label: str) -> InputError:
+def _encode_error(model: LoadedModel, text: str, label: str, max_tokens: int) -> InputError:
     """The InputError encode_text gives this text under this label (refused texts are rare: re-run)."""
     try:
-        encode_text(model, text, label)
+        encode_text(model, text, label, max_tokens)
     except InputError as exc:
         return exc
     raise AssertionError("a refused text was accepted on the second try")
 
 
-def _tokenize(model: LoadedModel, texts: Sequence[str]) -> tuple[dict[str, TokenizedText], set[str]]:
+def _tokenize(model: LoadedModel, texts: Sequence[str], max_tokens: int) -> tuple[dict[str, TokenizedText], set[str]]:
     """Each unique text tokenized once: (tokens by text, texts the tokenizer refused)."""
     tokens: dict[str, TokenizedText] = {}
     refused: set[str] = set()
     for text in dict.fromkeys(texts):
         try:
-            tokens[text] = encode_text(model, text, "")
+            tokens[text] = encode_text(model, text, "", max_tokens)
         except InputError:
             refused.add(text)
     return tokens, refused
@@ -219,16 +219,15 @@ def _prepare_paths(model: LoadedModel, tokens: dict[str, TokenizedText], layer: 
 # ----------------------------------------------------------------------------- the shared first round
 
 
-def first_round_nodes(options: ExplainOptions) -> np.ndarray:
+def first_round_nodes(options: RunOptions) -> np.ndarray:
     """The nodes integrate() evaluates first: the fixed N, or steps="auto"'s round 0."""
-    assert options.layer is not None
     steps = options.fixed_steps
     if steps is None:
-        steps = min(auto_start(options.rule, options.layer), options.auto_cap)
+        steps = min(auto_start(options.rule, options.layer), options.step_cap)
     return quadrature_nodes(options.rule, steps)[0]
 
 
-def _first_round(evaluator: NodeEvaluator, paths: list[TextPath], options: ExplainOptions) -> None:
+def _first_round(evaluator: NodeEvaluator, paths: list[TextPath], options: RunOptions) -> None:
     """Evaluate the first round's nodes of every forward-mode path, texts of equal length sharing calls."""
     nodes = first_round_nodes(options)
     by_length: dict[int, list[TextPath]] = defaultdict(list)

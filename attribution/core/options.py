@@ -1,9 +1,16 @@
-"""ExplainOptions: every choice that changes the numbers of explain(), validated once.
+"""ExplainOptions (what a request asks for) and RunOptions (what the engine runs with), validated once.
 
-The engine, the CLI (`add_explain_options`, `options_from_args`), the corpus run settings and
-the page's cache key all use this one type. Model-independent checks run when an
-ExplainOptions is made; `for_model` fills the model's defaults (layer, mode, similarity) and
-checks the layer against the model's depth.
+    request  ExplainOptions(layer=None, steps="auto", ...)     model-independent checks when made
+    limits   Limits(max_steps=1024, memory_budget_mb=2048, ...) the operator's limits (an edge reads
+             them from PAIRLENS_* with attribution.settings.get_settings().limits; the defaults here
+             are the documented defaults)
+    resolved ExplainOptions.for_model(model, limits) -> RunOptions: every field concrete (layer,
+             mode, similarity, step cap, memory budget, max tokens, device, prompt text)
+
+The engine (attribution.core) receives RunOptions and reads no environment. The persistent cache
+key and a corpus run's settings are built from RunOptions, and every result records the
+RunOptions it ran under (`Attribution.run_options`), so no knob that changes the numbers can be
+missing from a key. The CLI's options (`add_explain_options`, `options_from_args`) build the request.
 """
 
 from __future__ import annotations
@@ -15,14 +22,18 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
-from ..devices import check_device
+from ..defaults import (
+    DEFAULT_MAX_TEXT_CHARS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MEMORY_BUDGET_MB,
+    DEFAULT_RULE,
+    DEFAULT_TOLERANCE,
+    MAX_STEPS,
+)
+from ..devices import check_device, resolve_device
 from ..errors import InputError
-from ..settings import DEFAULT_RULE, DEFAULT_TOLERANCE, get_settings
-
-if TYPE_CHECKING:
-    from ..models import LoadedModel
 
 Rule = Literal["gauss-legendre", "midpoint", "riemann-right"]
 Mode = Literal["approximate", "exact"]
@@ -41,6 +52,30 @@ MAX_MEMORY_BUDGET_MB = 1 << 20
 _DIGITS = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only ("²" is a digit to str.isdigit, not to int)
 
 
+class ModelDefaults(Protocol):
+    """What resolving options needs of a model: a LoadedModel, or the cache's ModelFacts of one not loaded."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def num_layers(self) -> int: ...
+
+    @property
+    def similarity(self) -> str: ...
+
+    @property
+    def default_prompt_name(self) -> str | None: ...
+
+    @property
+    def default_layer(self) -> int: ...
+
+    @property
+    def default_mode(self) -> str: ...
+
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class ExplainOptions:
     """What to compute. None means "the model's default" (resolved by `for_model`).
@@ -50,15 +85,15 @@ class ExplainOptions:
     tolerance x |target|). rule: quadrature rule. mode: "approximate" explains f, "exact" the
     shifted f(x) - f(r_x). similarity: "cos" or "dot". direction: "forward" (S JVPs per node),
     "reverse" (D VJPs) or "auto" (the fewer). memory_budget_mb: working memory of one chunk of
-    JVPs (None: PAIRLENS_MEMORY_BUDGET_MB). auto_max_steps: the most nodes steps="auto" may
-    reach (None: PAIRLENS_MAX_STEPS); a front end's work cap sets it (attribution.core.work).
+    JVPs (None: the operator's, `Limits.memory_budget_mb`). auto_max_steps: the most nodes steps="auto"
+    may reach (None: the operator's `Limits.max_steps`); a front end's work cap sets it (attribution.core.work).
     prompt_name: one of the model's saved prompts (e.g. "query"), prepended to both texts as
     sentence-transformers' encode(prompt_name=...) does; prompt: the prompt text itself ("" for
     none, overriding a model's default prompt). Give one or neither; with neither, the model's
     default prompt applies (if it has one). device: where to compute ("cpu", "cuda", "cuda:N",
     "mps", "auto"; None: wherever the model is loaded); explain() on a model loaded elsewhere
     uses a copy loaded on this device (attribution.models.on_device). The device does not change
-    the numbers beyond float rounding (1e-4 relative), so the corpus run settings leave it out.
+    the numbers beyond float rounding (1e-4 relative): the cache keys it, a corpus run's settings leave it out.
     precision: "fp32" (default) or "bf16" (the tangent passes run under bfloat16 autocast: faster
     where bf16 matmuls are, less exact; the completeness error reported with the result includes
     its effect).
@@ -92,7 +127,7 @@ class ExplainOptions:
             else whole_number(self.memory_budget_mb, "memory_budget_mb", 1, MAX_MEMORY_BUDGET_MB),
             "auto_max_steps": None
             if self.auto_max_steps is None
-            else whole_number(self.auto_max_steps, "auto_max_steps", 1, get_settings().max_steps),
+            else whole_number(self.auto_max_steps, "auto_max_steps", 1, MAX_STEPS),
             "prompt_name": None if self.prompt_name is None else check_prompt_name(self.prompt_name),
             "prompt": None if self.prompt is None else check_prompt(self.prompt),
             "device": None if self.device is None else check_device(self.device),
@@ -117,40 +152,155 @@ class ExplainOptions:
         """N for a fixed rule, None for steps="auto"."""
         return None if self.steps == "auto" else int(self.steps)
 
-    @property
-    def auto_cap(self) -> int:
-        """The most nodes steps="auto" may reach: auto_max_steps, else PAIRLENS_MAX_STEPS."""
-        return self.auto_max_steps or get_settings().max_steps
-
-    @property
-    def budget_bytes(self) -> int:
-        return (self.memory_budget_mb or get_settings().memory_budget_mb) * 2**20
-
     def replace(self, **changes: Any) -> ExplainOptions:
         return dataclasses.replace(self, **changes)
 
-    def for_model(self, model: LoadedModel) -> ExplainOptions:
-        """These options with the model's defaults filled in (layer, mode, similarity, default prompt), the
-        layer checked against its depth and the prompt name against its prompts."""
+    def check_limits(self, limits: Limits) -> None:
+        """InputError when this request asks for more than the operator's limits allow (steps, auto_max_steps,
+        prompt length); for_model runs it, and a front end may run it before loading a model."""
+        if self.fixed_steps is not None and self.fixed_steps > limits.max_steps:
+            raise InputError(
+                f"steps must be 'auto' or a whole number from 1 to {limits.max_steps} (got {self.fixed_steps})."
+            )
+        if self.auto_max_steps is not None and self.auto_max_steps > limits.max_steps:
+            raise InputError(
+                f"auto_max_steps must be a whole number from 1 to {limits.max_steps} (got {self.auto_max_steps})."
+            )
+        if self.prompt is not None:
+            check_prompt(self.prompt, limits.max_text_chars)
+
+    def for_model(self, model: ModelDefaults, limits: Limits | None = None) -> RunOptions:
+        """The RunOptions this request runs with on `model` under the operator's `limits` (None: the
+        documented defaults): the model's defaults filled in (layer, mode, similarity, default prompt),
+        the layer checked against its depth, the prompt against its prompts and the limits, the steps
+        against limits.max_steps, the device made concrete. The one place options are resolved."""
+        limits = limits or Limits()
         layer = model.default_layer if self.layer is None else self.layer
         if layer > model.num_layers:
             raise InputError(
                 f"layer must be a whole number from 0 to {model.num_layers} for {model.name} (got {layer})."
             )
-        model.resolve_prompt(self.prompt_name, self.prompt)  # InputError for a name the model lacks
+        self.check_limits(limits)
+        prompt = model.resolve_prompt(self.prompt_name, self.prompt)  # InputError for a name the model lacks
         prompt_name = self.prompt_name
         if prompt_name is None and self.prompt is None:
             prompt_name = model.default_prompt_name
-        return self.replace(
+        if self.device is not None:
+            device = resolve_device(self.device)
+        else:
+            device = getattr(model, "device", None) or resolve_device(limits.device)
+        return RunOptions(
             layer=layer,
-            mode=self.mode or model.default_mode,
-            similarity=self.similarity or model.similarity,
+            steps=self.steps,
+            rule=self.rule,
+            mode=self.mode or model.default_mode,  # type: ignore[arg-type]
+            similarity=self.similarity or model.similarity,  # type: ignore[arg-type]
+            tolerance=self.tolerance,
+            direction=self.direction,
+            step_cap=min(self.auto_max_steps or limits.max_steps, limits.max_steps),
+            max_steps=limits.max_steps,
+            memory_budget_mb=self.memory_budget_mb or limits.memory_budget_mb,
+            max_tokens=min(model_max_tokens(model), limits.max_tokens),
+            max_text_chars=limits.max_text_chars,
+            device=device,
+            precision=self.precision,
             prompt_name=prompt_name,
+            prompt=prompt or "",
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the fields by name."""
         return dataclasses.asdict(self)
+
+
+def model_max_tokens(model: object) -> int:
+    """The most tokens the model itself reads per text (before the operator's limit)."""
+    own = getattr(model, "model_max_tokens", None) or getattr(model, "max_tokens", None)
+    return int(own) if own else DEFAULT_MAX_TOKENS
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The operator's limits resolving options needs; an edge (CLI, page, service, corpus run) reads them
+    from the environment with `attribution.settings.get_settings().limits`. Defaults: the documented ones.
+
+    max_steps: the most quadrature nodes (PAIRLENS_MAX_STEPS); memory_budget_mb: working memory of one
+    chunk of tangent passes (PAIRLENS_MEMORY_BUDGET_MB); max_tokens: tokens per text, longer texts are
+    truncated (PAIRLENS_MAX_TOKENS); max_text_chars: characters accepted per text (PAIRLENS_MAX_TEXT_CHARS);
+    device: where a model named by a string loads ("auto", "cpu", "cuda:N", "mps"; PAIRLENS_DEVICE).
+    """
+
+    max_steps: int = MAX_STEPS
+    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the engine runs with: an ExplainOptions resolved for one model and the operator's limits
+    (`ExplainOptions.for_model(model, limits)`). Every field is concrete.
+
+    layer, steps, rule, mode, similarity, tolerance, direction, precision: as ExplainOptions, defaults
+    filled in. step_cap: the most nodes steps="auto" may reach (the request's auto_max_steps, else
+    max_steps). max_steps: the operator's cap on nodes. memory_budget_mb: working memory of one chunk
+    of tangent passes. max_tokens: tokens per text (the model's own limit or the operator's, the
+    lower). max_text_chars: characters accepted per text. device: where the computation runs
+    ("cpu", "cuda:0", "mps"). prompt_name: the saved prompt used (None: none by name); prompt: the
+    prompt text prepended to both texts ("" for none).
+    """
+
+    layer: int
+    steps: Steps
+    rule: Rule
+    mode: Mode
+    similarity: Similarity
+    tolerance: float
+    direction: Direction
+    step_cap: int
+    max_steps: int
+    memory_budget_mb: int
+    max_tokens: int
+    max_text_chars: int
+    device: str
+    precision: Precision
+    prompt_name: str | None
+    prompt: str
+
+    @property
+    def fixed_steps(self) -> int | None:
+        """N for a fixed rule, None for steps="auto"."""
+        return None if self.steps == "auto" else int(self.steps)
+
+    @property
+    def budget_bytes(self) -> int:
+        return self.memory_budget_mb * 2**20
+
+    @property
+    def capped(self) -> bool:
+        """steps="auto" was given a cap below the operator's (auto_max_steps, e.g. a server's work cap)."""
+        return self.step_cap < self.max_steps
+
+    def replace(self, **changes: Any) -> RunOptions:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the fields by name (what a result records as `run_options`)."""
+        return dataclasses.asdict(self)
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that can change the numbers of a result: the persistent cache key's options.
+
+        Left out: max_steps and max_text_chars (limits that refuse a request, never change a result);
+        step_cap for fixed steps (it caps steps="auto" only). The memory budget (how the work is
+        chunked) and the device change the numbers by float rounding, so they are in.
+        """
+        fields = self.to_dict()
+        del fields["max_steps"], fields["max_text_chars"]
+        if self.fixed_steps is not None:
+            fields["step_cap"] = None
+        return fields
 
 
 # ----------------------------------------------------------------------------- checks
@@ -192,11 +342,10 @@ def given_options(options: object, option_values: dict[str, Any]) -> ExplainOpti
     return options
 
 
-def check_steps(value: object) -> Steps:
-    """'auto' (any case) or a whole number from 1 to PAIRLENS_MAX_STEPS."""
+def check_steps(value: object, max_steps: int = MAX_STEPS) -> Steps:
+    """'auto' (any case) or a whole number from 1 to max_steps (the operator's is checked by for_model)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    max_steps = get_settings().max_steps
     try:
         return whole_number(value, "steps", 1, max_steps)
     except InputError:
@@ -241,12 +390,12 @@ def check_prompt_name(value: object) -> str:
     return value.strip()
 
 
-def check_prompt(value: object) -> str:
-    """A string ("" for no prompt) no longer than PAIRLENS_MAX_TEXT_CHARS."""
+def check_prompt(value: object, limit: int | None = None) -> str:
+    """A string ("" for no prompt), no longer than `limit` characters when given (for_model checks the
+    operator's PAIRLENS_MAX_TEXT_CHARS)."""
     if not isinstance(value, str):
         raise InputError(f"prompt must be text such as 'query: ' (got {_short(value)}).")
-    limit = get_settings().max_text_chars
-    if len(value) > limit:
+    if limit is not None and len(value) > limit:
         raise InputError(f"The prompt has {len(value):,} characters, more than the limit of {limit:,}: shorten it.")
     return value
 

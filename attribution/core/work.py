@@ -10,7 +10,7 @@ unit of work is one token through one layer in one pass:
 (proportional to compute time within a factor of about 2 from 20 to 512 tokens and N = 1 to 8
 on all-MiniLM-L6-v2; all-mpnet-base-v2 takes about twice as long per unit). `limit_work` keeps
 a request within a cap: a fixed N above it is refused, and steps="auto" is told to stop at the
-most nodes the cap allows (`ExplainOptions.auto_max_steps`). The page applies
+most nodes the cap allows (`ExplainOptions.auto_max_steps`, under the operator's PAIRLENS_MAX_STEPS). The page applies
 PAIRLENS_MAX_PAGE_WORK this way; any other front end can do the same.
 """
 
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from .options import ExplainOptions
+from ..models.tokens import TOKENIZER_LOCK
+from .options import ExplainOptions, Limits, RunOptions
 from .quadrature import auto_start
-from .tokens import TOKENIZER_LOCK, repair_surrogates
+from .tokens import repair_surrogates
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
@@ -37,6 +38,7 @@ class WorkEstimate:
     layers: int  # encoder layers from the chosen layer up (at least 1: pooling alone still costs)
     per_node: int  # work units of one quadrature node (both texts)
     nodes: int  # nodes counted: N, or the first round of steps="auto"
+    step_cap: int  # the most nodes steps="auto" may reach under the request and the operator's limits
 
     @property
     def units(self) -> int:
@@ -60,29 +62,32 @@ def node_work(tokens: tuple[int, ...], layers: int, embedding_dim: int, directio
     return total * max(layers, 1)
 
 
-def nodes_counted(options: ExplainOptions) -> int:
+def nodes_counted(options: RunOptions) -> int:
     """Quadrature nodes a request is charged for at least: N, or the first round of steps="auto"."""
     if options.fixed_steps is not None:
         return options.fixed_steps
-    assert options.layer is not None, "resolve the options with for_model() first"
-    return min(auto_start(options.rule, options.layer), options.auto_cap)
+    return min(auto_start(options.rule, options.layer), options.step_cap)
 
 
-def count_tokens(model: LoadedModel, text: str) -> int:
-    """Tokens of `text` as explain() uses them: truncated to the model's maximum, special tokens included."""
+def count_tokens(model: LoadedModel, text: str, max_tokens: int | None = None) -> int:
+    """Tokens of `text` as explain() uses them: truncated to max_tokens (None: the model's maximum),
+    special tokens included."""
+    limit = model.max_tokens if max_tokens is None else max_tokens
     with TOKENIZER_LOCK:
-        ids = model.tokenizer(repair_surrogates(text), truncation=True, max_length=model.max_tokens)["input_ids"]
+        ids = model.tokenizer(repair_surrogates(text), truncation=True, max_length=limit)["input_ids"]
     return len(ids)
 
 
-def estimate_work(model: LoadedModel, text_a: str, text_b: str, options: ExplainOptions) -> WorkEstimate:
-    """The work of explain(model, text_a, text_b, options), from token counts alone (it only tokenizes)."""
-    resolved = options.for_model(model)
-    assert resolved.layer is not None
-    tokens = (count_tokens(model, text_a), count_tokens(model, text_b))
+def estimate_work(
+    model: LoadedModel, text_a: str, text_b: str, options: ExplainOptions, limits: Limits | None = None
+) -> WorkEstimate:
+    """The work of explain(model, text_a, text_b, options) under `limits` (None: the documented defaults),
+    from token counts alone (it only tokenizes)."""
+    resolved = options.for_model(model, limits)
+    tokens = (count_tokens(model, text_a, resolved.max_tokens), count_tokens(model, text_b, resolved.max_tokens))
     layers = max(model.num_layers - resolved.layer, 1)
     per_node = node_work(tokens, layers, model.embedding_dim, resolved.direction)
-    return WorkEstimate(tokens[0], tokens[1], layers, per_node, nodes_counted(resolved))
+    return WorkEstimate(tokens[0], tokens[1], layers, per_node, nodes_counted(resolved), resolved.step_cap)
 
 
 def limit_work(estimate: WorkEstimate, options: ExplainOptions, limit: int) -> ExplainOptions:
@@ -101,6 +106,6 @@ def limit_work(estimate: WorkEstimate, options: ExplainOptions, limit: int) -> E
             "the work one request may ask for (PAIRLENS_MAX_PAGE_WORK). Use fewer steps, shorter texts or a "
             "deeper layer."
         )
-    if options.fixed_steps is None and affordable < options.auto_cap:
+    if options.fixed_steps is None and affordable < estimate.step_cap:
         return options.replace(auto_max_steps=affordable)
     return options

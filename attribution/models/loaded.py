@@ -19,6 +19,7 @@ import torch
 
 from ..errors import InputError
 from .entry import Entry, Tail
+from .tokens import encode_text
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +46,7 @@ class LoadedModel:
     include_prompt: bool = True  # False: Pooling leaves the prompt tokens out of the embedding
     prompt: str | None = None  # the prompt bound to this copy (prepended to every text), None for none
     prompt_length: int | None = None  # sentence-transformers' token count of `prompt` (see Entry.prompt_length)
+    model_max_tokens: int | None = None  # the model's own limit, before PAIRLENS_MAX_TOKENS (None: max_tokens)
 
     @property
     def device(self) -> str:
@@ -92,8 +94,6 @@ class LoadedModel:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Pooled embeddings f(x) of texts one by one (with the bound prompt), before any Normalize, (len, D)."""
-        from ..core.tokens import encode_text
-
         with torch.inference_mode():
             out = [self.embed_ids(encode_text(self, text).input_ids)[0] for text in texts]
         return torch.stack(out).cpu().numpy() if out else np.zeros((0, self.embedding_dim), dtype=np.float32)

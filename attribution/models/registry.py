@@ -28,6 +28,7 @@ from ..settings import get_settings
 from . import packages
 from .entry import Entry
 from .loaded import LoadedModel
+from .tokens import encode_text
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def load_model(name_or_path: str, device: str | None = None) -> LoadedModel:
     device: "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available, else the CPU); None:
     PAIRLENS_DEVICE (default "auto"). A device this machine lacks is an InputError naming those it has.
     """
-    where = resolve_device(device)
+    where = resolve_device(get_settings().device, "PAIRLENS_DEVICE") if device is None else resolve_device(device)
     display, source = resolve_source(name_or_path)
     return _cached(display, source, where)
 
@@ -321,7 +322,8 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
         raise ModelError(f"'{display}' compares embeddings with '{fn}'; PairLens explains cosine and dot product only.")
     folder = Path(source)
     meta = _read_marker(folder) if folder.exists() else {}
-    max_tokens = min(int(st.max_seq_length or 512), get_settings().max_tokens)
+    own_max_tokens = int(st.max_seq_length or 512)
+    max_tokens = min(own_max_tokens, get_settings().max_tokens)
     st.max_seq_length = max_tokens  # sentence-transformers' own embedding (self-check) truncates alike
     prompts = {str(k): str(v) for k, v in (getattr(st, "prompts", None) or {}).items()}
     default_prompt = getattr(st, "default_prompt_name", None)
@@ -344,6 +346,7 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
         prompts=prompts,
         default_prompt_name=str(default_prompt) if default_prompt in prompts else None,
         include_prompt=bool(getattr(pooling_module, "include_prompt", True)),
+        model_max_tokens=own_max_tokens,
     )
     _self_check(model, st)
     return model
@@ -369,8 +372,6 @@ def quiet_transformers() -> Iterator[None]:
 def _self_check(model: LoadedModel, st: Any) -> None:
     """Our pooled embedding must equal sentence-transformers' own (pre-Normalize) one, and entering the
     encoder at every layer must reproduce it."""
-    from ..core.tokens import encode_text
-
     text = "PairLens checks that it embeds like sentence-transformers."
     with torch.inference_mode():
         tokens = encode_text(model, text)

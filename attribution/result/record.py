@@ -112,6 +112,7 @@ class Attribution:
     exact_model: bool | None = None  # the model was trained for exact mode (None: not recorded)
     error_bound: float | None = None  # adaptive steps="auto": certified bound on |relative_error| (None otherwise)
     step_cap: int | None = None  # steps="auto": the most nodes per text it was allowed (None for a fixed N)
+    run_options: dict[str, Any] | None = None  # the resolved options it ran under (RunOptions.to_dict(); None: older)
 
     @property
     def own_score(self) -> float:

@@ -13,7 +13,10 @@ model's own similarity; differs from `score` in exact mode) and `exact_model`.
 within schema 2: files written before them read with empty lists. So was `error_bound` (the
 adaptive rule's certified bound on the relative error, null otherwise): older files read it as null.
 And `step_cap` (steps="auto": the most nodes per text the run was allowed, PAIRLENS_MAX_STEPS or a
-caller's lower work cap; null for a fixed N or in older files).
+caller's lower work cap; null for a fixed N or in older files). And `run_options` (an object: the
+resolved options the result was computed under, attribution.core.options.RunOptions by field name:
+layer, steps, rule, mode, similarity, tolerance, direction, step_cap, max_steps, memory_budget_mb,
+max_tokens, max_text_chars, device, precision, prompt_name, prompt; null in older files).
 
 Schema 1 (files written before TextSide) has the same keys; its `null` in `tolerance` and
 `special_share` meant "absent" too, so both versions decode alike.
@@ -104,6 +107,7 @@ def encode(result: Attribution) -> dict[str, Any]:
     out["pos_note"] = result.pos_note
     out["exact_model"] = result.exact_model
     out["step_cap"] = None if result.step_cap is None else int(result.step_cap)
+    out["run_options"] = None if result.run_options is None else dict(result.run_options)
     for suffix, side in (("a", result.a), ("b", result.b)):
         for attr, stem in SIDE_KEYS.items():
             value = getattr(side, attr)
@@ -161,6 +165,8 @@ def decode(data: dict[str, Any]) -> Attribution:
     kwargs["exact_model"] = None if exact_model is None else bool(exact_model)
     step_cap = data.get("step_cap")
     kwargs["step_cap"] = None if step_cap is None else int(step_cap)
+    run_options = data.get("run_options")
+    kwargs["run_options"] = dict(run_options) if isinstance(run_options, dict) else None
     return Attribution(**kwargs)
 
 
@@ -208,6 +214,7 @@ def json_schema() -> dict[str, Any]:
         "pos_note": {"type": ["string", "null"]},
         "exact_model": {"type": ["boolean", "null"]},
         "step_cap": {"type": ["integer", "null"], "minimum": 1},
+        "run_options": {"type": ["object", "null"]},
     }
     for suffix in ("a", "b"):
         for stem, schema in side_props.items():

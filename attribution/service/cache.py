@@ -5,8 +5,10 @@ annotation, engine and schema version); the value is `Attribution.to_dict()` as 
 JSON (floats round-trip exactly). Model identity is the model's name plus a fingerprint of its
 weights: the names, sizes and modification times of every file of its folder (cheap, no load
 needed) or, for a hub id, a hash of the loaded parameters. Options are resolved for the model
-first (layer=None and layer=5 are one entry for MiniLM); the memory budget, which only changes
-how the work is chunked, is not part of the key.
+first, with the operator's limits, into RunOptions (layer=None and layer=5 are one entry for
+MiniLM) and the key holds every field of them that can change a result (`RunOptions.result_fields`:
+the step cap of steps="auto", the tokens per text, the memory budget and the device, which change
+the numbers by float rounding, and the rest), so a result computed under other settings is never served.
 
 The cache holds at most PAIRLENS_CACHE_MB (the least recently used entries go first; 0 turns
 it off). Several processes (page replicas, `pairlens serve`, the CLI, `pairlens analyze`) use
@@ -30,12 +32,12 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..core import engine
 from ..core.engine import ENGINE_VERSION
 from ..core.execution import Run
-from ..core.options import ExplainOptions
+from ..core.options import ExplainOptions, Limits, RunOptions, model_max_tokens
 from ..core.tokens import check_text
 from ..errors import InputError, PairLensError, PairLensWarning
 from ..models.loaded import resolve_prompt
@@ -49,7 +51,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LAYOUT_VERSION = 1  # the tables below; another value in `meta` rebuilds the file
-NON_NUMERIC_OPTIONS = frozenset({"memory_budget_mb", "device"})  # how work is chunked or where: not the result
 EVICT_TO = 0.9  # when over the bound, evict down to this fraction of it
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,6 +87,7 @@ class ModelFacts:
     similarity: str
     prompts: dict[str, str] = field(default_factory=dict)  # the model's saved prompts by name
     default_prompt_name: str | None = None
+    model_max_tokens: int | None = None  # the model's own token limit (None in caches written before it)
 
     @classmethod
     def of(cls, model: LoadedModel) -> ModelFacts:
@@ -97,6 +99,7 @@ class ModelFacts:
             model.similarity,
             dict(model.prompts),
             model.default_prompt_name,
+            model_max_tokens(model),
         )
 
     def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
@@ -171,9 +174,9 @@ def model_identity(model: LoadedModel | str, *, load: bool = True) -> ModelIdent
     return ModelIdentity(name, source, known)
 
 
-def result_key(identity: ModelIdentity, text_a: str, text_b: str, options: ExplainOptions, pos: bool) -> str:
-    """The cache key (64 hex) of a computation; `options` already resolved for the model."""
-    numeric = {k: v for k, v in options.to_dict().items() if k not in NON_NUMERIC_OPTIONS}
+def result_key(identity: ModelIdentity, text_a: str, text_b: str, options: RunOptions, pos: bool) -> str:
+    """The cache key (64 hex) of a computation under resolved options: every field that can change a result."""
+    numeric = options.result_fields()
     payload = {
         "engine": ENGINE_VERSION,
         "schema": SCHEMA_VERSION,
@@ -205,7 +208,7 @@ class ResultCache:
     # -- public -----------------------------------------------------------------------------
 
     def lookup(
-        self, identity: ModelIdentity, text_a: str, text_b: str, options: ExplainOptions, pos: bool
+        self, identity: ModelIdentity, text_a: str, text_b: str, options: RunOptions, pos: bool
     ) -> Attribution | None:
         """The cached result, or None. A POS request is also served by an unannotated entry (annotated now)."""
         found = self.get(result_key(identity, text_a, text_b, options, pos))
@@ -223,7 +226,7 @@ class ResultCache:
         identity: ModelIdentity,
         text_a: str,
         text_b: str,
-        options: ExplainOptions,
+        options: RunOptions,
         pos: bool,
         result: Attribution,
     ) -> None:
@@ -461,28 +464,32 @@ def cached_explain(
     model: LoadedModel | str,
     text_a: str,
     text_b: str,
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     pos: bool = True,
     run: Run | None = None,
     cache: CacheChoice = "default",
+    limits: Limits | None = None,
 ) -> tuple[Attribution, bool]:
     """explain(), looked up first and stored after: (result, whether it came from the cache).
 
     Inputs are checked exactly as explain() checks them, before any lookup. cache: a
-    ResultCache, None (compute, store nothing) or "default" (`default_cache()`).
+    ResultCache, None (compute, store nothing) or "default" (`default_cache()`). limits: the
+    operator's (None: read from PAIRLENS_* now); they are folded into the resolved options and so
+    into the key.
     """
-    from ..models import LoadedModel, load_model
+    from ..models import LoadedModel
 
     store = default_cache() if cache == "default" else cache
     if options is None:
         options = ExplainOptions()
-    text_a = check_text(text_a, "A")
-    text_b = check_text(text_b, "B")
-    loaded = load_model(model) if isinstance(model, str) else model
+    limits = limits or get_settings().limits
+    text_a = check_text(text_a, "A", limits.max_text_chars)
+    text_b = check_text(text_b, "B", limits.max_text_chars)
+    loaded = engine.as_model(model, None, limits.device) if isinstance(model, str) else model
     if store is None or not isinstance(loaded, LoadedModel):  # only loaded models have an identity
-        return engine.explain(loaded, text_a, text_b, options, pos=pos, run=run), False
-    resolved = options.for_model(loaded)
+        return engine.explain(loaded, text_a, text_b, options, pos=pos, run=run, limits=limits), False
+    loaded, resolved = engine.resolve(loaded, options, {}, limits)
     identity = model_identity(loaded)
     assert identity is not None
     with _fingerprint_lock:
@@ -492,7 +499,7 @@ def cached_explain(
         return hit, True
     result = engine.explain(loaded, text_a, text_b, resolved, pos=pos, run=run)
     store.store(identity, text_a, text_b, resolved, pos, result)
-    if store.model_facts(identity.fingerprint) is None:
+    if not _facts_complete(store.model_facts(identity.fingerprint)):
         store.store_model_facts(identity.fingerprint, ModelFacts.of(loaded))
     return result, False
 
@@ -500,23 +507,26 @@ def cached_explain(
 def cached_explain_many(
     model: LoadedModel,
     pairs: Sequence[tuple[str, str]],
-    options: ExplainOptions | None = None,
+    options: ExplainOptions | RunOptions | None = None,
     *,
     pos: bool = True,
     run: Run | None = None,
     cache: CacheChoice = "default",
+    limits: Limits | None = None,
 ) -> list[Attribution | InputError]:
     """explain_outcomes (attribution.core.many) with the cache in front: each pair's result, looked up
-    first, the others computed together and stored after; a refused pair's InputError in its place."""
+    first, the others computed together and stored after; a refused pair's InputError in its place.
+    limits: the operator's (None: read from PAIRLENS_* now)."""
     from ..core.many import explain_outcomes
     from ..models import LoadedModel
 
     store = default_cache() if cache == "default" else cache
     if options is None:
         options = ExplainOptions()
+    limits = limits or get_settings().limits
     if store is None or not isinstance(model, LoadedModel):
-        return explain_outcomes(model, pairs, options, pos=pos, run=run)
-    resolved = options.for_model(model)
+        return explain_outcomes(model, pairs, options, pos=pos, run=run, limits=limits)
+    model, resolved = engine.resolve(model, options, {}, limits)
     identity = model_identity(model)
     assert identity is not None
     with _fingerprint_lock:
@@ -525,7 +535,8 @@ def cached_explain_many(
     missing: list[int] = []
     for index, (text_a, text_b) in enumerate(pairs):
         try:
-            hit = store.lookup(identity, check_text(text_a, "A"), check_text(text_b, "B"), resolved, pos)
+            chars = resolved.max_text_chars
+            hit = store.lookup(identity, check_text(text_a, "A", chars), check_text(text_b, "B", chars), resolved, pos)
         except InputError as exc:
             outcomes[index] = exc
             continue
@@ -538,13 +549,19 @@ def cached_explain_many(
         outcomes[index] = outcome
         if isinstance(outcome, Attribution):
             store.store(identity, pairs[index][0], pairs[index][1], resolved, pos, outcome)
-    if missing and store.model_facts(identity.fingerprint) is None:
+    if missing and not _facts_complete(store.model_facts(identity.fingerprint)):
         store.store_model_facts(identity.fingerprint, ModelFacts.of(model))
     return [o for o in outcomes if o is not None]
 
 
 def lookup_unloaded(
-    cache: ResultCache, model: str, text_a: str, text_b: str, options: ExplainOptions, pos: bool
+    cache: ResultCache,
+    model: str,
+    text_a: str,
+    text_b: str,
+    options: ExplainOptions,
+    pos: bool,
+    limits: Limits | None = None,
 ) -> Attribution | None:
     """A cached result found without loading the model (its facts come from the cache), or None.
 
@@ -557,7 +574,12 @@ def lookup_unloaded(
     with _fingerprint_lock:
         facts: Any = _facts.get(identity.fingerprint)
     facts = facts or cache.model_facts(identity.fingerprint)
-    if facts is None:
+    if not _facts_complete(facts):
         return None
-    resolved = options.for_model(cast("LoadedModel", facts))
+    resolved = options.for_model(facts, limits or get_settings().limits)
     return cache.lookup(identity, text_a, text_b, resolved, pos)
+
+
+def _facts_complete(facts: ModelFacts | None) -> bool:
+    """Facts that resolve options as the loaded model would (older caches lack the model's token limit)."""
+    return facts is not None and facts.model_max_tokens is not None

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..core.execution import Cancelled, Gate, Progress, Run
-from ..core.options import ExplainOptions
+from ..core.options import ExplainOptions, Limits
 from ..core.tokens import check_text
 from ..core.work import estimate_work, limit_work
 from ..errors import InputError, ModelError, PairLensError
@@ -261,8 +261,9 @@ class ExplainRequest:
         allow_custom: bool | None = None,
     ) -> ExplainRequest:
         """Check user input: InputError (texts, options) or ModelError (model) with a message."""
-        a = check_text(text_a, "A")
-        b = check_text(text_b, "B")
+        max_chars = get_settings().max_text_chars
+        a = check_text(text_a, "A", max_chars)
+        b = check_text(text_b, "B", max_chars)
         if options is None:
             opts = ExplainOptions()
         elif isinstance(options, ExplainOptions):
@@ -528,6 +529,12 @@ class JobManager:
             raise UnknownJob(f"No job {str(job_id)[:64]!r}: it never existed or finished long ago.")
         return job
 
+    def _chunked(self, options: ExplainOptions, limits: Limits) -> ExplainOptions:
+        """The options a job runs with: its memory budget at most chunk_mb (the scheduler's fairness unit)."""
+        if self.chunk_mb is not None and (options.memory_budget_mb or limits.memory_budget_mb) > self.chunk_mb:
+            return options.replace(memory_budget_mb=self.chunk_mb)
+        return options
+
     def _lookup(self, request: ExplainRequest) -> Attribution | None:
         """A cached result without loading the model (None when unknown or the cache is off).
 
@@ -536,8 +543,10 @@ class JobManager:
         cache = self.cache
         if cache is None:
             return None
+        limits = get_settings().limits
+        options = self._chunked(request.options, limits)
         try:
-            return lookup_unloaded(cache, request.model, request.text_a, request.text_b, request.options, request.pos)
+            return lookup_unloaded(cache, request.model, request.text_a, request.text_b, options, request.pos, limits)
         except InputError:
             raise  # a layer the model does not have: refused at once
         except PairLensError:
@@ -583,20 +592,20 @@ class JobManager:
             job.state = JobState.RUNNING
         request = job.request
         options = request.options
-        if self.chunk_mb is not None:
-            budget = options.memory_budget_mb or get_settings().memory_budget_mb
-            if budget > self.chunk_mb:
-                options = options.replace(memory_budget_mb=self.chunk_mb)
+        settings = get_settings()  # read per job: an operator's change applies without a restart
+        limits = settings.limits
+        options = self._chunked(options, limits)
         run = _ScheduledRun(job, self.gate)
         try:
             model = (self.load or load_model)(request.model)
-            max_work = get_settings().max_page_work if self._max_work == "default" else self._max_work
-            if max_work is not None:  # read per job: an operator's change applies without a restart
-                estimate = estimate_work(model, request.text_a, request.text_b, options)
+            max_work = settings.max_page_work if self._max_work == "default" else self._max_work
+            if max_work is not None:
+                estimate = estimate_work(model, request.text_a, request.text_b, options, limits)
                 options = limit_work(estimate, options, max_work)
             result, cached = cached_explain(
-                model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache
-            )
+                model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache,
+                limits=limits,
+            )  # fmt: skip
         except Cancelled:
             with self._lock:
                 self._end(job, JobState.CANCELLED, "The computation was cancelled.")

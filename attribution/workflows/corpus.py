@@ -56,7 +56,15 @@ import torch
 
 from ..core import engine
 from ..core.engine import ENGINE_VERSION
-from ..core.options import RULES, ExplainOptions, add_explain_options, given_options, options_from_args
+from ..core.options import (
+    RULES,
+    ExplainOptions,
+    Limits,
+    RunOptions,
+    add_explain_options,
+    given_options,
+    options_from_args,
+)
 from ..errors import InputError
 from ..jsonable import json_ready
 from ..models import LoadedModel
@@ -81,9 +89,14 @@ CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64)
 STS_GOLD_SCALE = 5.0
 # The ExplainOptions fields that change the numbers, as run.json's settings name them.
 ATTRIBUTION_BATCH = 32  # pairs per explain_many call; a run stopped mid-batch redoes that batch on resume
-NUMBER_FIELDS = ("layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt", "precision")
-# What run.json files written before a setting existed mean by its absence.
-SETTINGS_BEFORE = {"precision": "fp32", "engine": 1}
+# The RunOptions fields (`RunOptions.result_fields`) that fix a run's numbers. The device and the memory budget
+# change them by float rounding only: a run may be resumed on another device or with another budget.
+NUMBER_FIELDS = (
+    "layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt", "precision", "step_cap",
+    "max_tokens",
+)  # fmt: skip
+# What run.json files written before a setting existed mean by its absence (step_cap: see `setting_before`).
+SETTINGS_BEFORE = {"precision": "fp32", "engine": 1, "max_tokens": 256, "prompt": None}
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, phase) with phase "pairs" | "convergence"
@@ -168,12 +181,12 @@ class RunSettings:
 
     model: str
     data: str  # resolved path of the data file
-    options: ExplainOptions  # resolved for the model (layer, mode, similarity filled)
+    options: RunOptions  # resolved for the model and the operator's limits
     convergence_steps: list[int]
     convergence_layers: list[int]
 
     def to_dict(self) -> dict[str, Any]:
-        values = self.options.to_dict()
+        values = self.options.result_fields()
         return {
             "model": self.model,
             "data": self.data,
@@ -195,15 +208,22 @@ def check_settings(out: Path, settings: RunSettings) -> None:
         raise InputError(f"'{path}' is not a PairLens run file: choose a new --out folder.") from None
     wanted = settings.to_dict()
     differences = [
-        f"{key} {saved.get(key, SETTINGS_BEFORE.get(key))!r} -> {value!r}"
+        f"{key} {saved.get(key, setting_before(key, saved))!r} -> {value!r}"
         for key, value in wanted.items()
-        if saved.get(key, SETTINGS_BEFORE.get(key)) != value
+        if saved.get(key, setting_before(key, saved)) != value
     ]
     if differences:
         raise InputError(
             f"'{out}' holds a run with other settings ({'; '.join(differences)}): "
             "use a new --out folder, or the settings of that run to resume it."
         )
+
+
+def setting_before(key: str, saved: dict[str, Any]) -> Any:
+    """What a run.json written before setting `key` existed meant by its absence."""
+    if key == "step_cap":  # steps="auto" ran under the default PAIRLENS_MAX_STEPS; a fixed N has no cap
+        return 1024 if saved.get("steps") == "auto" else None
+    return SETTINGS_BEFORE.get(key)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -348,7 +368,8 @@ def analyze(
     if convergence_pairs < 0:
         raise InputError(f"--convergence-pairs must be 0 or more (got {convergence_pairs}).")
     conv_steps = sorted({int(n) for n in convergence_steps})
-    max_steps = get_settings().max_steps
+    limits = get_settings().limits
+    max_steps = limits.max_steps
     if not conv_steps or conv_steps[0] < 1 or conv_steps[-1] > max_steps:
         raise InputError(f"--convergence-steps must be whole numbers from 1 to {max_steps} (got {convergence_steps}).")
     pairs = pair_file.pairs[:limit] if limit is not None else pair_file.pairs
@@ -356,11 +377,11 @@ def analyze(
     if ray is not None:
         from .distributed import connect
 
-        with connect(ray, model) as cluster, output_folder(out) as out_dir, cluster.backend() as backend:
+        with connect(ray, model) as cluster, output_folder(out) as out_dir, cluster.backend(limits) as backend:
             return _analyze(backend, out_dir, *rest)
     with output_folder(out) as out_dir:
-        loaded = engine.as_model(model, options.device)
-        return _analyze(SerialBackend(loaded, cache=cache), out_dir, *rest)
+        loaded = engine.as_model(model, options.device, limits.device)
+        return _analyze(SerialBackend(loaded, cache=cache, limits=limits), out_dir, *rest)
 
 
 # ----------------------------------------------------------------------------- backends and records
@@ -376,15 +397,15 @@ class Backend(Protocol):
     may come twice (a batch sent again after a worker died): `RecordWriter` writes it once.
     """
 
-    def resolve(self, options: ExplainOptions) -> tuple[str, int, ExplainOptions]:
-        """(model name, number of layers, the options resolved for the model)."""
+    def resolve(self, options: ExplainOptions) -> tuple[str, int, RunOptions]:
+        """(model name, number of layers, the options resolved for the model and the run's limits)."""
         ...
 
     def info(self) -> dict[str, Any]:
         """How the pairs are computed, for run.json and the summary's "run" (e.g. torch_threads)."""
         ...
 
-    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: ExplainOptions) -> Iterator[tuple[str, Any]]:
+    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: RunOptions) -> Iterator[tuple[str, Any]]:
         """(key, pair_record) for each (pair, key)."""
         ...
 
@@ -398,17 +419,18 @@ class Backend(Protocol):
 class SerialBackend:
     """Pair after pair in this process, with one loaded model."""
 
-    def __init__(self, model: LoadedModel, *, cache: bool = False) -> None:
+    def __init__(self, model: LoadedModel, *, cache: bool = False, limits: Limits | None = None) -> None:
         self.model = model
         self.cache = cache
+        self.limits = limits or Limits()
 
-    def resolve(self, options: ExplainOptions) -> tuple[str, int, ExplainOptions]:
-        return self.model.name, self.model.num_layers, options.for_model(self.model)
+    def resolve(self, options: ExplainOptions) -> tuple[str, int, RunOptions]:
+        return self.model.name, self.model.num_layers, options.for_model(self.model, self.limits)
 
     def info(self) -> dict[str, Any]:
         return {"torch_threads": torch.get_num_threads()}
 
-    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: ExplainOptions) -> Iterator[tuple[str, Any]]:
+    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: RunOptions) -> Iterator[tuple[str, Any]]:
         for start in range(0, len(jobs), ATTRIBUTION_BATCH):
             batch = jobs[start : start + ATTRIBUTION_BATCH]
             outcomes = batch_outcomes(self.model, [pair for pair, _ in batch], options, cache=self.cache)
@@ -423,7 +445,7 @@ class SerialBackend:
             yield (key, layer), convergence_record(pair, key, layer, outcome)
 
 
-def explain_outcome(model: LoadedModel, pair: Pair, options: ExplainOptions, *, cache: bool = False) -> Outcome:
+def explain_outcome(model: LoadedModel, pair: Pair, options: RunOptions, *, cache: bool = False) -> Outcome:
     """explain() of one pair with POS tags, or the message of the InputError that refused it.
 
     cache: look the pair up in (and store it into) the persistent result cache of PAIRLENS_HOME.
@@ -440,7 +462,7 @@ def explain_outcome(model: LoadedModel, pair: Pair, options: ExplainOptions, *, 
 
 
 def batch_outcomes(
-    model: LoadedModel, pairs: Sequence[Pair], options: ExplainOptions, *, cache: bool = False
+    model: LoadedModel, pairs: Sequence[Pair], options: RunOptions, *, cache: bool = False
 ) -> list[Outcome]:
     """explain_outcome of each pair, in order, computed together by explain_many: texts of equal
     length share the first round of nodes, and each result equals explain()'s.
@@ -562,11 +584,11 @@ def _analyze(
     on_progress: ProgressFn | None,
 ) -> RunReport:
     """analyze() inside its locked, writable output folder, the pairs computed by `backend`."""
-    name, num_layers, options = backend.resolve(options)
+    name, num_layers, resolved = backend.resolve(options)
     settings = RunSettings(
         model=name,
         data=str(Path(pair_file.path).expanduser().resolve()),
-        options=options,
+        options=resolved,
         convergence_steps=conv_steps,
         convergence_layers=convergence_layers(num_layers),
     )
@@ -603,7 +625,7 @@ def _analyze(
     with RecordWriter(
         results_path, written, len(wanted), "attributions", progress=progress, on_progress=on_progress, phase="pairs"
     ) as writer:
-        for key, record in backend.attributions(todo, options):
+        for key, record in backend.attributions(todo, resolved):
             writer.add(key, record)
     computed, failed = writer.computed, writer.failed
     seconds = time.perf_counter() - started
@@ -672,7 +694,7 @@ def convergence_errors(
     model: LoadedModel,
     text_a: str,
     text_b: str,
-    options: ExplainOptions,
+    options: ExplainOptions | RunOptions,
     rules: Sequence[str],
     steps: Sequence[int],
 ) -> dict[str, list[tuple[int, float]]]:
@@ -682,7 +704,8 @@ def convergence_errors(
     doubling and contain midpoint's for N/2), so the pass costs about as many nodes as
     gauss-legendre plus riemann-right at the largest N, not the sum over every (rule, N).
     """
-    pair = engine.prepare_pair(model, text_a, text_b, options.for_model(model))
+    resolved = options if isinstance(options, RunOptions) else options.for_model(model)
+    pair = engine.prepare_pair(model, text_a, text_b, resolved)
     return {
         rule: [(int(n), pair.completeness.relative_error(float(pair.matrix(rule, n).double().sum()))) for n in steps]
         for rule in rules

@@ -43,7 +43,8 @@ from typing import Any
 
 import torch
 
-from ..core.options import ExplainOptions
+from ..core.options import ExplainOptions, Limits, RunOptions
+from ..devices import resolve_device
 from ..errors import InputError, ModelError, PairLensError
 from ..models import LoadedModel, load_model
 from ..models.registry import resolve_source
@@ -67,11 +68,11 @@ CONNECT_TIMEOUT_S = 5.0  # a TCP connection to ADDRESS before ray.init (which wa
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # records are small; Ray's default takes 30 % of the RAM
 log = logging.getLogger(__name__)
 
-BatchFn = Callable[[LoadedModel, Sequence[Pair], ExplainOptions], list[Outcome]]
+BatchFn = Callable[[LoadedModel, Sequence[Pair], RunOptions], list[Outcome]]
 Job = Any  # (Pair, key) for attributions, (Pair, key, layer) for convergence
 
 
-def _explain_batch(model: LoadedModel, pairs: Sequence[Pair], options: ExplainOptions) -> list[Outcome]:
+def _explain_batch(model: LoadedModel, pairs: Sequence[Pair], options: RunOptions) -> list[Outcome]:
     """Each pair's Attribution (with POS tags), or the message of the InputError that refused it, in order.
 
     The one place where a worker computes attributions: one explain_many call per batch (texts of
@@ -80,10 +81,10 @@ def _explain_batch(model: LoadedModel, pairs: Sequence[Pair], options: ExplainOp
     return batch_outcomes(model, pairs, options)
 
 
-def worker_options(options: ExplainOptions, device: str) -> ExplainOptions:
-    """The options a worker computes with: its device set where ExplainOptions has a `device` field."""
+def worker_options(options: RunOptions, device: str) -> RunOptions:
+    """The options a worker computes with: its device set where the options have a `device` field."""
     if device != "cpu" and "device" in {f.name for f in dataclasses.fields(options)}:
-        return options.replace(device=device)
+        return options.replace(device=resolve_device(device))
     return options
 
 
@@ -217,9 +218,9 @@ class Cluster:
     started: float  # perf_counter when connecting began
 
     @contextlib.contextmanager
-    def backend(self) -> Iterator[RayBackend]:
+    def backend(self, limits: Limits | None = None) -> Iterator[RayBackend]:
         """The actors for one run, killed at the end however it ends."""
-        backend = RayBackend(self)
+        backend = RayBackend(self, limits)
         try:
             yield backend
         finally:
@@ -323,8 +324,9 @@ class PairWorker:
         except PairLensError as exc:
             self.error = str(exc)
 
-    def describe(self, options: ExplainOptions) -> dict[str, Any]:
-        """Facts of this worker: {"name", "num_layers", "options" (resolved)} or {"error"} / {"input_error"}."""
+    def describe(self, options: ExplainOptions, limits: Limits | None = None) -> dict[str, Any]:
+        """Facts of this worker: {"name", "num_layers", "options" (resolved under the driver's limits)} or
+        {"error"} / {"input_error"}."""
         facts: dict[str, Any] = {
             "pid": os.getpid(),
             "node": socket.gethostname(),
@@ -334,14 +336,14 @@ class PairWorker:
         if self.model is None:
             return {**facts, "error": self.error}
         try:
-            resolved = options.for_model(self.model)
+            resolved = options.for_model(self.model, limits)
         except InputError as exc:
             return {**facts, "input_error": str(exc)}
         if worker_options(resolved, self.device) is resolved and self.device != "cpu":
             facts["note"] = "this PairLens computes on the CPU: the GPUs reserved for the workers stay idle"
         return {**facts, "name": self.model.name, "num_layers": self.model.num_layers, "options": resolved}
 
-    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: ExplainOptions) -> list[tuple[str, Any]]:
+    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: RunOptions) -> list[tuple[str, Any]]:
         """(key, attributions.jsonl record) for each (pair, key), in order."""
         assert self.model is not None, self.error
         compute = self.batch_fn or _explain_batch
@@ -372,8 +374,9 @@ class RayBackend:
     drops repeats. Counters: deaths (workers lost), resent (batches sent again).
     """
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, limits: Limits | None = None) -> None:
         self.cluster = cluster
+        self.limits = limits or Limits()  # the driver's: every worker resolves the options under them
         self.ray = cluster.ray
         spec = cluster.spec
         self.exceptions = self.ray.exceptions
@@ -401,9 +404,9 @@ class RayBackend:
 
     # -- corpus.Backend --------------------------------------------------------------------------------
 
-    def resolve(self, options: ExplainOptions) -> tuple[str, int, ExplainOptions]:
+    def resolve(self, options: ExplainOptions) -> tuple[str, int, RunOptions]:
         """Wait until every actor has loaded the model; its name, depth and the options resolved for it."""
-        refs = [actor.describe.remote(options) for actor in self.slots]
+        refs = [actor.describe.remote(options, self.limits) for actor in self.slots]
         facts: list[dict[str, Any]] = []
         for ref in refs:
             try:
@@ -445,7 +448,7 @@ class RayBackend:
             },
         }
 
-    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: ExplainOptions) -> Iterator[tuple[str, Any]]:
+    def attributions(self, jobs: Sequence[tuple[Pair, str]], options: RunOptions) -> Iterator[tuple[str, Any]]:
         """Longest pairs first (similar shapes share a batch; short batches even out the end)."""
         ordered = sorted(jobs, key=lambda job: -(len(job[0].text_a) + len(job[0].text_b)))
         size = self.cluster.spec.batch_size

@@ -339,7 +339,7 @@ def _load_st(source: str) -> Any:
     """The SentenceTransformer to train, on PAIRLENS_DEVICE (default: CUDA when available, else the CPU)."""
     from sentence_transformers import SentenceTransformer
 
-    device = resolve_device(None)
+    device = resolve_device(get_settings().device, "PAIRLENS_DEVICE")
     try:
         with quiet_transformers():
             st = SentenceTransformer(source, device=device, local_files_only=Path(source).exists())

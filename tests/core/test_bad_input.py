@@ -411,7 +411,7 @@ def test_page_refuses_work_over_the_operator_cap(
     at.run()
     assert not at.exception, messages(at.exception)
     if how == "auto":  # allowed, told to stop at the 20 nodes the cap allows
-        assert [o.auto_max_steps for o in calls] == [20] and not at.error and at.get("plotly_chart")
+        assert [o.step_cap for o in calls] == [20] and not at.error and at.get("plotly_chart")
         return
     if how == "typed":
         assert len(calls) == 1 and not at.error  # 1 node: allowed

@@ -45,7 +45,7 @@ def test_cuda_without_a_gpu_says_what_is_available() -> None:
 
 def test_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAIRLENS_DEVICE", "cpu")
-    assert get_settings().device == "cpu" and resolve_device(None) == "cpu"
+    assert get_settings().device == "cpu" and resolve_device(get_settings().device, "PAIRLENS_DEVICE") == "cpu"
     monkeypatch.setenv("PAIRLENS_DEVICE", "")
     assert get_settings().device == "auto"
     monkeypatch.setenv("PAIRLENS_DEVICE", "meta")

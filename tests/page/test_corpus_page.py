@@ -12,10 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import streamlit as st
-from helpers import ONE, TWO, shown_text
+from helpers import ONE, TWO, run_options, shown_text
 from streamlit.testing.v1 import AppTest
 
-from attribution.core.options import ExplainOptions
 from attribution.errors import InputError
 from attribution.workflows import corpus
 from components import corpus_page as cp
@@ -25,7 +24,7 @@ TIMEOUT = 300
 SETTINGS = corpus.RunSettings(
     model="all-MiniLM-L6-v2",
     data="/data/pairs.jsonl",
-    options=ExplainOptions(layer=5, mode="approximate", similarity="cos"),
+    options=run_options(layer=5, mode="approximate", similarity="cos"),
     convergence_steps=[1, 2],
     convergence_layers=[0, 3, 5],
 )

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import run_options
 
 from attribution import Attribution, ExplainOptions, explain
 from attribution.errors import PairLensWarning
@@ -30,7 +31,7 @@ from attribution.service.cache import (
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "A man is playing a guitar on stage.", "Someone performs music with an instrument."
 IDENTITY = ModelIdentity("m", "/nowhere", "files:0")
-OPTIONS = ExplainOptions(layer=5, steps=2, mode="approximate", similarity="cos")
+OPTIONS = run_options(layer=5, steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +74,21 @@ def test_key_covers_everything_that_changes_the_numbers(monkeypatch: pytest.Monk
         result_key(IDENTITY, A, B, OPTIONS.replace(similarity="dot"), True),
         result_key(IDENTITY, A, B, OPTIONS.replace(tolerance=1e-4), True),
         result_key(IDENTITY, A, B, OPTIONS.replace(direction="reverse"), True),
+        result_key(IDENTITY, A, B, OPTIONS.replace(max_tokens=128), True),
+        result_key(IDENTITY, A, B, OPTIONS.replace(memory_budget_mb=7), True),  # chunking: float rounding
+        result_key(IDENTITY, A, B, OPTIONS.replace(device="cuda:0"), True),
+        result_key(IDENTITY, A, B, OPTIONS.replace(precision="bf16"), True),
+        result_key(IDENTITY, A, B, OPTIONS.replace(prompt="query: "), True),
+        result_key(IDENTITY, A, B, OPTIONS.replace(steps="auto"), True),
+        result_key(IDENTITY, A, B, OPTIONS.replace(steps="auto", step_cap=16), True),
         result_key(IDENTITY, A, B, OPTIONS, False),
         result_key(ModelIdentity("m", "/nowhere", "files:1"), A, B, OPTIONS, True),
         result_key(ModelIdentity("n", "/nowhere", "files:0"), A, B, OPTIONS, True),
     ]
     assert len({base, *changed}) == len(changed) + 1
-    assert result_key(IDENTITY, A, B, OPTIONS.replace(memory_budget_mb=7), True) == base  # chunking only
+    # limits that only refuse requests, and the cap of steps="auto" under a fixed N, change no result
+    assert result_key(IDENTITY, A, B, OPTIONS.replace(max_steps=16, step_cap=16), True) == base
+    assert result_key(IDENTITY, A, B, OPTIONS.replace(max_text_chars=10), True) == base
     monkeypatch.setattr(cache_module, "ENGINE_VERSION", 999)
     assert result_key(IDENTITY, A, B, OPTIONS, True) != base
 
@@ -90,7 +100,7 @@ def test_cached_explain_computes_once_and_resolves_defaults(tmp_path: Path, mini
     again, hit2 = cached_explain(minilm, A, B, resolved, pos=False, cache=cache)
     assert (hit1, hit2) == (False, True) and same(first, again)
     budget, hit3 = cached_explain(minilm, A, B, ExplainOptions(steps=2, memory_budget_mb=1), pos=False, cache=cache)
-    assert hit3 and same(budget, first)
+    assert not hit3 and np.allclose(budget.matrix, first.matrix, rtol=1e-5, atol=1e-8)  # other chunks: own entry
     annotated, hit4 = cached_explain(minilm, A, B, ExplainOptions(steps=2), pos=True, cache=cache)
     assert hit4 and annotated.has_pos and np.array_equal(annotated.matrix, first.matrix)
 
