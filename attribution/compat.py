@@ -72,6 +72,31 @@ def check_versions(installed: dict[str, str | None] | None = None) -> None:
         )
 
 
+# Architectures whose implementation in older transformers releases PairLens cannot differentiate:
+# model_type -> (first release that works, why older ones do not).
+ARCHITECTURE_NEEDS: dict[str, tuple[str, str]] = {
+    "deberta-v2": (
+        "4.47",
+        "older releases compute its attention softmax in a custom autograd function (XSoftmax) that "
+        "forward-mode differentiation (torch.func) cannot run",
+    ),
+}
+
+
+def check_architecture(architecture: str, display: str, transformers_version: str | None = None) -> None:
+    """ModelError when the installed transformers implements `architecture` in a way PairLens cannot enter."""
+    if architecture not in ARCHITECTURE_NEEDS:
+        return
+    version = transformers_version or installed_version("transformers") or "0"
+    first, why = ARCHITECTURE_NEEDS[architecture]
+    if release(version) < release(first):
+        raise ModelError(
+            f"'{display}' is a {architecture} model, which PairLens explains with transformers >={first}: "
+            f'{why}. transformers {version} is installed: upgrade it, e.g. pip install "transformers>={first},'
+            f'<{SUPPORTED["transformers"][1]}".'
+        )
+
+
 def pooling_mode(pooling: Any) -> str:
     """A Pooling module's mode as one string ('mean', 'cls', 'max', 'mean+max', ...).
 

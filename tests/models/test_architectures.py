@@ -51,7 +51,7 @@ def hooked_tail(model: LoadedModel, layer: int, input_ids: torch.Tensor) -> Any:
 
     def tail(x: torch.Tensor) -> torch.Tensor:
         if layer == model.num_layers:
-            return model.pool(x)
+            return model.pool(x.clone())  # sentence-transformers 3.x's max pooling writes into its input
 
         def swap(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             if args:

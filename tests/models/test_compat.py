@@ -85,3 +85,13 @@ def test_embedding_dimension_from_either_release(minilm) -> None:  # type: ignor
 
     assert embedding_dimension(Old()) == 384
     assert minilm.embedding_dim == 384
+
+
+def test_architecture_needing_a_newer_transformers_is_one_model_error() -> None:
+    from attribution.compat import ARCHITECTURE_NEEDS, check_architecture
+
+    first, _ = ARCHITECTURE_NEEDS["deberta-v2"]
+    with pytest.raises(ModelError, match=r"'tiny' is a deberta-v2 model.*transformers >=4\.47.*4\.46\.3 is installed"):
+        check_architecture("deberta-v2", "tiny", "4.46.3")
+    check_architecture("deberta-v2", "tiny", first)  # the first release that works
+    check_architecture("bert", "tiny", "4.41.2")  # no row: nothing to check
