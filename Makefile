@@ -36,7 +36,7 @@ test: lint docs
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings are errors.
 docs: $(VENV)/.test
-	$(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 # sdist and wheel into dist/, checked by twine.
 dist: $(VENV)/.test
