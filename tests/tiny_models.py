@@ -163,9 +163,9 @@ def _t5_unigram() -> Any:
 
 def make_tokenizer(architecture: str, minilm_dir: Path) -> Any:
     """The tiny tokenizer of an architecture (the real family's template and fillers)."""
-    if architecture == "distilbert":  # as DistilBertTokenizer: sentence-transformers 3.x passes what it returns
-        return _wordpiece(minilm_dir, inputs=["input_ids", "attention_mask"])
-    if architecture in ("bert", "electra", "deberta-v2", "modernbert", "nomic_bert"):
+    if architecture in ("distilbert", "modernbert"):  # as their own tokenizers: sentence-transformers < 6 passes
+        return _wordpiece(minilm_dir, inputs=["input_ids", "attention_mask"])  # whatever the tokenizer returns
+    if architecture in ("bert", "electra", "deberta-v2", "nomic_bert"):
         return _wordpiece(minilm_dir)
     if architecture == "mpnet":
         return _wordpiece(minilm_dir, mpnet_specials=True)

@@ -3,6 +3,7 @@
     python tools/compat.py                 build, twine check, then each combination of COMBINATIONS
     python tools/compat.py --only newest   one combination (names: oldest, newest, and those of --all)
     python tools/compat.py --all           also the middle releases (sentence-transformers 4.x and 5.x)
+    python tools/compat.py --parallel 1    one combination at a time (default: two at once)
 
 For each combination: a throw-away venv under a temporary folder; torch installed FIRST, on its own,
 at the lock's pin (requirements.txt: the CPU build, so pip never pulls a CUDA torch for the others);
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,13 +70,15 @@ def pins() -> dict[str, str]:
     return found
 
 
-def run(command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[bool, float, str]:
+def run(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, label: str = ""
+) -> tuple[bool, float, str]:
     """(exit 0, seconds, last lines of the output)."""
     start = time.monotonic()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - start
-    shown = " ".join(Path(c).name if c.startswith("/") else c for c in command[:4])
-    print(f"  {'ok' if done.returncode == 0 else 'FAILED':<6} {seconds:7.1f} s  {shown} ...", flush=True)
+    shown = " ".join(Path(c).name if c.startswith("/") else c for c in command[:4])[:70]
+    print(f"  {label:<7}{'ok' if done.returncode == 0 else 'FAILED':<6} {seconds:7.1f} s  {shown} ...", flush=True)
     tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
     return done.returncode == 0, seconds, tail
 
@@ -89,7 +93,7 @@ def build(dist: Path) -> tuple[Path, tuple[bool, float, str], tuple[bool, float,
     return wheels[0], built, checked
 
 
-def check_combination(row: Row, wheel: Path, work: Path, lock: dict[str, str], jobs: str) -> None:
+def check_combination(row: Row, wheel: Path, work: Path, lock: dict[str, str], select: str) -> None:
     venv = work / f"venv-{row.name}"
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -117,7 +121,7 @@ def check_combination(row: Row, wheel: Path, work: Path, lock: dict[str, str], j
         ),
     ]
     for stage, command in steps:
-        ok, seconds, tail = run(command, env=env)
+        ok, seconds, tail = run(command, env=env, label=row.name)
         row.stages[stage] = (ok, seconds, "" if ok else tail)
         if not ok:
             return
@@ -135,14 +139,14 @@ def check_combination(row: Row, wheel: Path, work: Path, lock: dict[str, str], j
         ("cli", [pairlens, "explain", *PAIR]),
         ("python", [str(python), "-c", smoke]),
     ):
-        ok, seconds, tail = run(command, cwd=work, env=env)
+        ok, seconds, tail = run(command, cwd=work, env=env, label=row.name)
         row.stages[stage] = (ok, seconds, tail.splitlines()[-1] if ok and tail else tail)
     # From a folder outside the clone, so `attribution` comes from the wheel, not from the working tree.
     test_args = [str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
                  "-c", str(ROOT / "pyproject.toml"), *(str(ROOT / t) for t in TESTS)]  # fmt: skip
-    if jobs:
-        test_args += ["-k", jobs]
-    ok, seconds, tail = run(test_args, cwd=work, env=env)
+    if select:
+        test_args += ["-k", select]
+    ok, seconds, tail = run(test_args, cwd=work, env=env, label=row.name)
     summary = next((line for line in reversed(tail.splitlines()) if " passed" in line or " failed" in line), tail)
     row.stages["tests"] = (ok, seconds, summary if ok else tail)
 
@@ -172,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--all", action="store_true", help="also the middle releases: " + ", ".join(MIDDLE))
     parser.add_argument("--only", action="append", default=[], help="run only this combination (repeatable)")
-    parser.add_argument("-k", dest="jobs", default="", help="pytest -k expression for the tests (default: all)")
+    parser.add_argument("-k", dest="select", default="", help="pytest -k expression for the tests (default: all)")
+    parser.add_argument(
+        "--parallel", type=int, default=2, help="combinations at once (default 2: the tests run on one thread each)"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (default: a temp)")
     args = parser.parse_args(argv)
     known = COMBINATIONS | MIDDLE
@@ -192,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 print(f"compat: {row.name} (transformers {row.transformers}, sentence-transformers "
                       f"{row.sentence_transformers})", flush=True)  # fmt: skip
-                check_combination(row, wheel, work, lock, args.jobs)
+            with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+                list(pool.map(lambda row: check_combination(row, wheel, work, lock, args.select), rows))
         print(matrix(rows, build_stages))
         print(f"  total {time.monotonic() - start:.0f} s")
         ok = built[0] and checked[0] and all(row.ok for row in rows)
