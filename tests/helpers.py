@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,14 @@ def run_options(**changes: Any) -> RunOptions:
         "prompt": "",
     }  # fmt: skip
     return RunOptions(**{**values, **changes})
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0, poll: float = 0.002) -> None:
+    """Poll `condition` until it is true; AssertionError naming `what` after `timeout` seconds (never a hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(poll)
 
 
 def shown_text(markdown: str) -> str:

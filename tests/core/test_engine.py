@@ -163,7 +163,8 @@ def test_concurrent_calls_equal_sequential(minilm) -> None:  # type: ignore[no-u
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=600)
+        assert not t.is_alive(), "a thread still runs after 600 s"
     for k in range(8):
         assert np.allclose(got[k], expected[k % len(pairs)], atol=1e-6)
 

@@ -83,7 +83,8 @@ def test_every_chunk_passes_the_gate_once() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=600)
+        assert not thread.is_alive(), "a thread still runs after 600 s"
     assert gate.entries == 6  # one chunk per text and run (the default budget holds a whole text)
     assert not gate.overlap and gate.inside == 0
     assert all(run.done == run.planned > 0 for run in runs)

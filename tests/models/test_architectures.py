@@ -402,7 +402,8 @@ def test_threads_share_models_and_nothing_shared_changes(loaded: Any) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=600)
+        assert not t.is_alive(), "a thread still runs after 600 s"
     assert not failures, failures
     for k, matrix in got.items():
         assert relative_error(matrix, expected[k % len(jobs)]) <= 1e-5

@@ -265,7 +265,8 @@ def test_tagger_loads_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> No
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            thread.join(timeout=600)
+            assert not thread.is_alive(), "a thread still runs after 600 s"
         assert len(calls) == 1 and seen == [pipeline] * 6
     finally:
         linguistics.TAGGER.reset()

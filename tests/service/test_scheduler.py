@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 from attribution import Cancelled, Run, explain
 from attribution.core.execution import FifoGate
@@ -56,8 +57,7 @@ def long_then_short(gate: Any, long_chunks: int = 60) -> tuple[list[str], int]:
     """A long workload, then (after its 5th chunk) a short one: the log and where the short arrived."""
     log: list[str] = []
     long = Workload("long", gate, long_chunks, 10, 0.01, log).start()
-    while len(log) < 5:
-        time.sleep(0.002)
+    wait_until(lambda: len(log) >= 5, "the long workload's 5th chunk")
     arrived = len(log)
     short = Workload("short", gate, 3, 10, 0.01, log).start()
     short.thread.join(10)
@@ -95,8 +95,7 @@ def test_a_starved_run_goes_first_after_max_wait() -> None:
     long = Workload("long", gate, 3, 1000, 0.01, log)
     short = Workload("short", gate, 40, 1, 0.01, log)
     short.start()
-    while not log:
-        time.sleep(0.001)
+    wait_until(lambda: log, "the short workload's first chunk", poll=0.001)
     long.start()
     long.thread.join(10)
     short.thread.join(10)
@@ -132,8 +131,7 @@ def test_cancel_while_waiting_raises_promptly() -> None:
     gate = FairGate("shortest")
     log: list[str] = []
     long = Workload("long", gate, 1, 10, 1.0, log).start()
-    while not log:
-        time.sleep(0.001)
+    wait_until(lambda: log, "the long workload's first chunk", poll=0.001)
     waiter = Workload("waiter", gate, 3, 1, 0.0, log).start()
     time.sleep(0.05)
     cancelled_at = time.perf_counter()
@@ -168,8 +166,7 @@ def test_engine_runs_interleave_through_the_fair_gate(minilm: Any) -> None:
 
     long = threading.Thread(target=work, args=("long", long_text, long_text, long_run))
     long.start()
-    while len(order) < 3:
-        time.sleep(0.005)
+    wait_until(lambda: len(order) >= 3, "the long computation's third chunk", timeout=300, poll=0.005)
     short = threading.Thread(target=work, args=("short", A, B, short_run))
     short.start()
     short.join(60)
@@ -208,8 +205,7 @@ def test_job_runs_and_reports_progress(manager: JobManager, minilm: Any) -> None
 def test_cancel_stops_a_running_job_within_a_chunk(manager: JobManager, minilm: Any) -> None:
     long_text = " ".join(["the musician plays a loud song on the old guitar"] * 6)
     job = manager.submit(ExplainRequest.create(long_text, long_text, options={"steps": 64, "memory_budget_mb": 1}))
-    while manager.status(job).done == 0:
-        time.sleep(0.01)
+    wait_until(lambda: manager.status(job).done > 0, "the job's first chunk", timeout=300, poll=0.01)
     cancelled_at = time.perf_counter()
     manager.cancel(job)
     status = manager.wait(job, timeout=10)
