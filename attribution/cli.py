@@ -14,12 +14,17 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from .core import engine
 from .core.options import add_explain_options, options_from_args
+from .core.tokens import check_text
 from .errors import InputError, PairLensError
-from .result import Attribution
+from .models import list_models, load_model
+from .result.output import POS_KEYS, explain_json, summary_text
+from .service.cache import cached_explain
 from .settings import DEFAULT_MODEL, get_settings
+
+__all__ = ["POS_KEYS", "SUBCOMMANDS", "build_parser", "explain_json", "main", "summary_text"]
 
 # Modules that add a subcommand through `add_parser(subparsers)` (setting `func`).
 SUBCOMMANDS = (
@@ -28,11 +33,6 @@ SUBCOMMANDS = (
     "attribution.workflows.corpus",
     "attribution.launch",
 )
-# JSON keys that --pos adds (they are left out of `explain --json` without it).
-POS_KEYS = (
-    "pos_a", "pos_b", "tag_a", "tag_b", "word_index_a", "word_index_b", "words_a", "words_b",
-    "word_pos_a", "word_pos_b", "pos_note",
-)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,10 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .core.engine import explain
-    from .core.tokens import check_text
-    from .models import load_model
-
     limits = get_settings().limits
     check_text(args.text_a, "A", limits.max_text_chars)  # every check before the model loads: bad input fails fast
     check_text(args.text_b, "B", limits.max_text_chars)
@@ -112,10 +108,8 @@ def _explain(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # collected in result.warnings and printed below
         if args.no_cache:
-            result = explain(model, args.text_a, args.text_b, options, pos=pos, limits=limits)
+            result = engine.explain(model, args.text_a, args.text_b, options, pos=pos, limits=limits)
         else:
-            from .service.cache import cached_explain
-
             result, _ = cached_explain(model, args.text_a, args.text_b, options, pos=pos, limits=limits)
     for message in result.warnings:
         print(f"pairlens: warning: {message}", file=sys.stderr)
@@ -126,44 +120,6 @@ def _explain(args: argparse.Namespace) -> int:
     shown = result.to_words() if args.words else result
     print(summary_text(shown, top=args.top if args.top is not None else 5))
     return 0
-
-
-def explain_json(result: Attribution, pos: bool, words: bool, top: int | None) -> dict[str, Any]:
-    """The `explain --json` object: `to_dict()` of the shown view (word level with `words`), the
-    POS/word keys only with `pos`, and `top_pairs` (K strongest cells of the shown view) with `top`.
-    """
-    shown = result.to_words() if words else result
-    payload = shown.to_dict()
-    if not pos:
-        for key in POS_KEYS:
-            payload.pop(key, None)
-    if top:
-        payload["top_pairs"] = [pair.to_dict() for pair in shown.top_pairs(top)]
-    return payload
-
-
-def summary_text(result: Attribution, top: int = 5) -> str:
-    """Readable summary: score, sum, error, strongest pairs."""
-    lines = [
-        f"model      {result.model_name}  (layer {result.layer}/{result.num_layers}, {result.rule}, "
-        f"N={result.steps}, {result.mode}, {result.similarity})",
-        f"score      {result.score:+.4f}",
-        f"target     {result.target:+.4f}   (what the attributions sum to as N grows)",
-        f"sum        {result.attribution_sum:+.4f}   error {result.integration_error:+.2e} "
-        f"(relative {result.relative_error:.1e})",
-        f"reference  {result.reference_terms:+.4f}   (score - target: not attributed to token pairs)",
-        f"time       {result.seconds:.2f} s",
-    ]
-    if result.mode == "exact" and result.model_score is not None:
-        own = f"own        {result.own_score:+.4f}   (the model's own similarity; exact mode explains the score above"
-        if result.explains_other_score:
-            own += ", and this model was not trained for exact mode"
-        lines.insert(2, own + ")")
-    if top:
-        lines.append(f"strongest pairs ({result.level} level):")
-        for p in result.top_pairs(top):
-            lines.append(f"  {p.token_a!s:>15} - {p.token_b!s:<15} {p.value:+.4f}  ({100 * p.share:.1f} %)")
-    return "\n".join(lines)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -180,8 +136,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import list_models
-
     for info in list_models():
         state = "installed" if info.installed else f"not installed: {info.install_hint}"
         print(f"{info.name:<24} {info.kind:<8} {state}\n{'':<24} {info.description}")

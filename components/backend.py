@@ -29,7 +29,7 @@ from attribution.core.execution import Cancelled
 from attribution.core.options import ExplainOptions
 from attribution.errors import InputError, ModelError, PairLensError
 from attribution.models import LoadedModel, ModelInfo, list_models, load_model
-from attribution.result import Attribution
+from attribution.result import Attribution, linguistics
 from attribution.service.scheduler import (
     Busy,
     ExplainRequest,
@@ -416,9 +416,7 @@ def model_device(name: str) -> str | None:
 @st.cache_resource(show_spinner=False)
 def tagger_status() -> tuple[str | None, str | None]:
     """Load the spaCy tagger once; (model name or None, note saying what to install)."""
-    from attribution.result.linguistics import tagger_status as status
-
-    return status()
+    return linguistics.tagger_status()
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from attribution.result import Attribution, without_special_tokens
+from attribution.viz.heatmap import figure_width
+from attribution.viz.layout import MIN_CELL, cell_for
 
 LEVELS = ("token", "word")
 
@@ -31,9 +33,6 @@ def column_cell(text_a: str, text_b: str, n_models: int) -> float | None:
     Decided before computing (the layout is drawn first), from the texts' estimated lengths:
     with several models, maps share the width when each fits its column at the smallest cell.
     """
-    from attribution.viz.heatmap import figure_width
-    from attribution.viz.layout import MIN_CELL, cell_for
-
     n = max(estimated_tokens(text_a), estimated_tokens(text_b))
     fixed = figure_width(n) - n * cell_for(n)
     column = SIDE_BY_SIDE_PX / max(n_models, 1) - 16

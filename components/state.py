@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from attribution.core.options import RULES
+from attribution.errors import InputError
 from attribution.models import ModelInfo
 from attribution.settings import DEFAULT_MODEL, DEFAULT_RULE, EXAMPLE_PAIR, get_settings
+from attribution.whatif import Edit, check_edits
 
 MAX_MODELS = 3
 MAX_TOP = 50
@@ -284,9 +286,6 @@ def parse_query(
 
 def _parse_edits(raw: list[str], text_a: str, text_b: str, notices: list[str]) -> list[str]:
     """The edit parameters that are valid for these texts (each refused one gets a notice)."""
-    from attribution.errors import InputError
-    from attribution.whatif import Edit, check_edits
-
     kept: list[Edit] = []
     for item in raw:
         try:

@@ -59,7 +59,7 @@ from numpy.polynomial import legendre
 from .quadrature import auto_start, node_key, quadrature_nodes
 
 if TYPE_CHECKING:
-    from .engine import NodeEvaluator, PairPaths, TextPath
+    from .paths import NodeEvaluator, PairPaths, TextPath
 
 CRITERIA = ("exact", "bound")
 # criterion "exact" also asks the certified bound to be within GUARD x tolerance (see the module doc)

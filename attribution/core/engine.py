@@ -1,33 +1,54 @@
-"""explain(): a text pair -> an `Attribution`.
+"""explain(): text pairs -> `Attribution`s; one pipeline for one pair and for many.
 
-text pair -> tokens + reference (tokens) -> hidden states at layer L (models) -> quadrature
-nodes (quadrature) -> Jacobian-vector products (jacobian) -> E_a, E_b -> A = E_a^T E_b / norm
-(completeness: score, target, error) -> Attribution (result).
+resolve(model, options, limits)   the model on its device and the RunOptions of the call
+explain_pairs(loaded, pairs, run_options)
+    every unique text tokenized once -> paths at layer L (attribution.core.paths: hidden states
+    of texts of one length from one encoder forward, each distinct reference once) -> the first
+    round's nodes evaluated for all texts of one length in shared calls -> per pair: integrate
+    (fixed rule, adaptive Gauss-Kronrod or nested rounds) -> A = E_a^T E_b / norm (completeness:
+    score, target, error) -> Attribution (result)
+explain(model, text_a, text_b, options)   the one-pair case; attribution.core.many.explain_many
+                                          the many-pairs one (refusals by pair index)
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import InputError, PairLensWarning
 from ..models import LoadedModel, load_model, on_device
-from ..result import Attribution, TextSide
+from ..result import Attribution
+from ..result.linguistics import annotate
 from .adaptive import GUARD, integrate_adaptive
-from .completeness import Completeness, completeness
+from .completeness import completeness
 from .execution import Run
-from .jacobian import Tail, integrated_jacobian, node_contributions, path_derivative
 from .options import ExplainOptions, Limits, RunOptions, given_options
-from .quadrature import auto_schedule, node_key, quadrature_nodes
-from .structured import StructuredColumns
-from .tokens import TokenizedText, check_text, encode_text, reference_ids
+from .paths import (
+    NodeEvaluator,
+    PairPaths,
+    TextPath,
+    evaluate_first_round,
+    prepare_pair,
+    prepare_path,
+    prepare_paths,
+)
+from .quadrature import auto_schedule
+from .tokens import TokenizedText, check_text, encode_text
+
+__all__ = [
+    "ENGINE_VERSION", "Integration", "NodeEvaluator", "PairPaths", "TextPath", "as_model", "explain", "explain_pairs",
+    "explain_prepared", "integrate", "prepare_pair", "prepare_path", "resolve",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -36,152 +57,8 @@ log = logging.getLogger(__name__)
 # results are never served or mixed into a resumed run. 2: adaptive steps="auto". 3: the adaptive rule decides
 # on d f / da before slices (a near-tie can now fall the other way: another mesh, within the same tolerance).
 ENGINE_VERSION = 3
-
-
-@dataclass
-class TextPath:
-    """One text's straight path from reference to input at layer L, with evaluated nodes cached."""
-
-    tokens: TokenizedText
-    h: torch.Tensor  # (S, H) hidden states at the input of layer L
-    r: torch.Tensor  # (S, H) the reference's
-    f: torch.Tensor  # (D,) pooled embedding of the text
-    f_ref: torch.Tensor  # (D,) pooled embedding of the reference
-    evaluated: dict[float, torch.Tensor] = field(default_factory=dict)  # node -> (D, S) slice
-
-    def side(self) -> TextSide:
-        """The text's part of the result (not yet annotated)."""
-        t = self.tokens
-        return TextSide(
-            text=t.text, tokens=t.tokens, offsets=t.offsets, special=t.special, truncated=t.truncated, prompt=t.prompt
-        )
-
-
-class NodeEvaluator:
-    """J_f applied to (h - r) row by row at given nodes of a text's path: (N,) -> (N, D, S).
-
-    Forward mode goes through the structured entry layer (attribution.core.structured) where the
-    model's layer qualifies and its primal reproduces the tail; everywhere else through the generic
-    `node_contributions`. `use_structured = False` (class or instance) forces the generic path
-    (benchmarks and tests compare the two).
-    """
-
-    use_structured = True
-
-    def __init__(self, model: LoadedModel, options: RunOptions, run: Run) -> None:
-        self.tail: Tail = model.tail(options.layer)
-        self.model = model
-        self.budget = options.budget_bytes
-        self.direction = options.direction
-        self.run = run
-        self.structured = StructuredColumns.for_model(model, options.layer) if self.direction != "reverse" else None
-        self.precision = options.precision
-
-    def direction_for(self, seq_len: int) -> str:
-        """S JVPs or D VJPs per node: "auto" takes the fewer."""
-        if self.direction != "auto":
-            return self.direction
-        return "forward" if seq_len <= self.model.embedding_dim else "reverse"
-
-    def units(self, path: TextPath, n_nodes: int) -> int:
-        """Tangent passes that evaluating n_nodes new nodes of this path costs."""
-        seq_len = path.h.shape[0]
-        per_node = seq_len if self.direction_for(seq_len) == "forward" else self.model.embedding_dim
-        return n_nodes * per_node
-
-    def __call__(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
-        if self.precision == "bf16":
-            with torch.autocast(device_type=path.h.device.type, dtype=torch.bfloat16):
-                return self._slices(path, nodes).to(path.h.dtype)
-        return self._slices(path, nodes)
-
-    def _slices(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
-        seq_len = path.h.shape[0]
-        direction = self.direction_for(seq_len)
-        fast = self.structured
-        if direction == "forward" and fast is not None and self.use_structured and fast.check(path.h[None]):
-            return fast(path.h, path.r, nodes, budget_bytes=self.budget, run=self.run)
-        return node_contributions(
-            self.tail,
-            path.h,
-            path.r,
-            nodes,
-            direction=direction,
-            budget_bytes=self.budget,
-            bytes_per_sequence=self.model.sequence_bytes(seq_len),
-            run=self.run,
-        )
-
-    def derivative(self, path: TextPath, nodes: np.ndarray) -> torch.Tensor:
-        """d f / da at these nodes of the path, (N, D): what a slice's columns sum to, for one tangent pass."""
-        return path_derivative(
-            self.tail,
-            path.h,
-            path.r,
-            nodes,
-            budget_bytes=self.budget,
-            bytes_per_sequence=self.model.sequence_bytes(path.h.shape[0]),
-            run=self.run,
-        )
-
-    def missing(self, path: TextPath, nodes: np.ndarray) -> list[float]:
-        return [a for a in nodes if node_key(a) not in path.evaluated]
-
-    def evaluate(self, path: TextPath, nodes: np.ndarray) -> None:
-        """Evaluate the nodes the path has not seen (one call) into `path.evaluated`."""
-        missing = {node_key(a): float(a) for a in reversed(self.missing(path, nodes))}  # first float of each key
-        if missing:
-            slices = self(path, np.asarray(list(missing.values())))
-            for key, s in zip(missing, slices, strict=True):
-                path.evaluated[key] = s
-
-    def integrated(self, path: TextPath, nodes: np.ndarray, weights: np.ndarray) -> torch.Tensor:
-        """E (D, S) of one text for these nodes, evaluating only nodes the path has not seen."""
-        self.evaluate(path, nodes)
-        stacked = torch.stack([path.evaluated[node_key(a)] for a in nodes])
-        return integrated_jacobian(stacked, weights)
-
-
-@dataclass
-class PairPaths:
-    """Both texts' paths at one layer, what their attributions must sum to, and their evaluator."""
-
-    a: TextPath
-    b: TextPath
-    completeness: Completeness
-    evaluator: NodeEvaluator
-
-    def matrix(self, rule: str, steps: int) -> torch.Tensor:
-        """A = E_a^T E_b / norm for an N-node rule, shape (S_a, S_b)."""
-        nodes, weights = quadrature_nodes(rule, steps)
-        evaluator = self.evaluator
-        evaluator.run.plan(sum(evaluator.units(p, len(evaluator.missing(p, nodes))) for p in (self.a, self.b)))
-        e_a = self.evaluator.integrated(self.a, nodes, weights)
-        e_b = self.evaluator.integrated(self.b, nodes, weights)
-        return (e_a.T @ e_b) / self.completeness.norm
-
-
-def prepare_path(model: LoadedModel, text: str, layer: int, label: str, max_tokens: int | None = None) -> TextPath:
-    """Tokenize one text (at most max_tokens; None: the model's limit) and compute its and its reference's
-    states at layer L and embeddings."""
-    tokens = encode_text(model, text, label, max_tokens)
-    with torch.no_grad():
-        states = model.hidden_states(tokens.input_ids)
-        ref_states = model.hidden_states(reference_ids(tokens, model.tokenizer))
-        f = model.pool(states[-1])[0]
-        f_ref = model.pool(ref_states[-1])[0]
-    return TextPath(tokens, states[layer][0].clone(), ref_states[layer][0].clone(), f, f_ref)
-
-
-def prepare_pair(
-    model: LoadedModel, text_a: str, text_b: str, options: RunOptions, run: Run | None = None
-) -> PairPaths:
-    """Both paths for resolved options (`ExplainOptions.for_model(model, limits)`)."""
-    model = model.prompted(prompt=options.prompt)  # both texts get the prompt, as in encode()
-    path_a = prepare_path(model, text_a, options.layer, "A", options.max_tokens)
-    path_b = prepare_path(model, text_b, options.layer, "B", options.max_tokens)
-    check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, options.mode, options.similarity)
-    return PairPaths(path_a, path_b, check, NodeEvaluator(model, options, run or Run()))
+PairProgress = Callable[[int, int], None]  # (pairs finished, pairs in all)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def explain(
@@ -204,16 +81,79 @@ def explain(
     PAIRLENS_*). Options already resolved (RunOptions) are used as they are.
     pos: annotate words and POS tags (attribution.annotate). run: cancellation, progress and
     the differentiation gate (attribution.core.execution.Run); raises Cancelled when cancelled.
+    A refused text raises its InputError; notes (truncation, no convergence) are also PairLensWarnings.
     """
     loaded, resolved = resolve(model, options, option_values, limits)
-    text_a = check_text(text_a, "A", resolved.max_text_chars)
-    text_b = check_text(text_b, "B", resolved.max_text_chars)
-    started = time.perf_counter()
+    (outcome,) = explain_pairs(loaded, [(text_a, text_b)], resolved, pos=pos, run=run, quiet=False)
+    if isinstance(outcome, InputError):
+        raise outcome
+    return outcome
 
+
+def explain_pairs(
+    loaded: LoadedModel,
+    pairs: Sequence[tuple[object, object]],
+    resolved: RunOptions,
+    *,
+    pos: bool,
+    run: Run | None = None,
+    progress: PairProgress | None = None,
+    check_first: bool = False,
+    quiet: bool = True,
+) -> list[Attribution | InputError]:
+    """Each pair's Attribution, or the InputError that refused it, in input order (the one pipeline).
+
+    `loaded` computes on resolved.device (see `resolve`). check_first: raise the first refusal instead
+    (as InputError "Pair i: ..."), before computing. progress: called with (pairs finished, pairs in
+    all). quiet: no PairLensWarning (one per pair would flood a corpus run); the notes are in each
+    result's `warnings` either way. Each result's `seconds` is its own integration plus an equal share
+    of the shared work.
+    """
     run = run or Run()
     run.check()
-    pair = prepare_pair(loaded, text_a, text_b, resolved, run)
-    return explain_prepared(loaded, pair, resolved, started=started, pos=pos)
+    started = time.perf_counter()
+    prompted = loaded.prompted(prompt=resolved.prompt)
+
+    sides = [(_check(a, "A", resolved.max_text_chars), _check(b, "B", resolved.max_text_chars)) for a, b in pairs]
+    texts = [s.text for pair in sides for s in pair if s.text is not None]
+    tokens, refused = _tokenize(prompted, texts, resolved.max_tokens)
+    outcomes: list[Attribution | InputError | None] = [None] * len(pairs)
+    for index, pair in enumerate(sides):
+        for side, label in zip(pair, "AB", strict=True):
+            if side.error is not None or side.text in refused:
+                error = side.error or _encode_error(prompted, side.text or "", label, resolved.max_tokens)
+                if check_first:
+                    raise InputError(f"Pair {index}: {error}") from None
+                outcomes[index] = error
+                break
+
+    wanted = [i for i, o in enumerate(outcomes) if o is None]
+    used = {s.text for i in wanted for s in sides[i] if s.text is not None}
+    paths = prepare_paths(prompted, {t: tokens[t] for t in tokens if t in used}, resolved.layer)
+    evaluator = NodeEvaluator(prompted, resolved, run)
+    if resolved.precision == "fp32":  # bf16 nodes are evaluated by integrate(), under its autocast
+        evaluate_first_round(evaluator, list(paths.values()), resolved)
+    shared = (time.perf_counter() - started) / max(1, len(wanted))
+
+    finished = len(pairs) - len(wanted)
+    if progress is not None and finished:
+        progress(finished, len(pairs))
+    for index in wanted:
+        run.check()
+        text_a, text_b = (s.text for s in sides[index])
+        assert text_a is not None and text_b is not None
+        path_a, path_b = paths[text_a], paths[text_b]
+        check = completeness(path_a.f, path_a.f_ref, path_b.f, path_b.f_ref, resolved.mode, resolved.similarity)
+        prepared = PairPaths(path_a, path_b, check, evaluator)
+        result = explain_prepared(loaded, prepared, resolved, started=time.perf_counter() - shared, pos=pos)
+        if not quiet:
+            for message in result.warnings:  # for API users; the page and CLI read result.warnings
+                warn_caller(message)
+        outcomes[index] = result
+        finished += 1
+        if progress is not None:
+            progress(finished, len(pairs))
+    return [o for o in outcomes if o is not None]
 
 
 @dataclass
@@ -339,13 +279,7 @@ def explain_prepared(
         warnings=notes,
         run_options=options.to_dict(),
     )
-    for message in notes:  # for API users; the page and CLI read result.warnings
-        warnings.warn(message, PairLensWarning, stacklevel=3)
-    if pos:
-        from ..result.linguistics import annotate
-
-        result = annotate(result)
-    return result
+    return annotate(result) if pos else result
 
 
 def resolve(
@@ -375,3 +309,52 @@ def as_model(model: object, device: str | None = None, default_device: str = "au
     raise InputError(
         f"model must be a loaded model (attribution.load_model) or a model name, not {type(model).__name__}."
     )
+
+
+def warn_caller(message: str) -> None:
+    """A PairLensWarning attributed to the first caller outside the attribution package."""
+    frame = sys._getframe(1)  # the caller of warn_caller: stacklevel 2
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, PairLensWarning, stacklevel=level)
+
+
+# ----------------------------------------------------------------------------- texts before paths
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One text of one pair after the checks: its cleaned text, or the InputError it gave."""
+
+    text: str | None
+    error: InputError | None
+
+
+def _check(text: object, label: str, max_chars: int) -> _Side:
+    try:
+        return _Side(check_text(text, label, max_chars), None)
+    except InputError as exc:
+        return _Side(None, exc)
+
+
+def _encode_error(model: LoadedModel, text: str, label: str, max_tokens: int) -> InputError:
+    """The InputError encode_text gives this text under this label (refused texts are rare: re-run)."""
+    try:
+        encode_text(model, text, label, max_tokens)
+    except InputError as exc:
+        return exc
+    raise AssertionError("a refused text was accepted on the second try")
+
+
+def _tokenize(model: LoadedModel, texts: Sequence[str], max_tokens: int) -> tuple[dict[str, TokenizedText], set[str]]:
+    """Each unique text tokenized once: (tokens by text, texts the tokenizer refused)."""
+    tokens: dict[str, TokenizedText] = {}
+    refused: set[str] = set()
+    for text in dict.fromkeys(texts):
+        try:
+            tokens[text] = encode_text(model, text, "", max_tokens)
+        except InputError:
+            refused.add(text)
+    return tokens, refused

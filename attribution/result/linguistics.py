@@ -12,11 +12,13 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .record import Attribution, TextSide
+if TYPE_CHECKING:
+    from .record import Attribution, TextSide
+
 
 SPECIAL_POS = "SPECIAL"  # UPOS and tag given to special tokens ([CLS], <s>, ...)
 # Universal POS tags in UD order; labels outside it are appended alphabetically.

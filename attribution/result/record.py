@@ -11,14 +11,16 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .views import CoverageLevel, PosSummary, TopPair
+from . import schema, views, words
+from .schema import SCHEMA_VERSION
+from .views import CoverageLevel, PosSummary, TopPair
 
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "Attribution", "Level", "TextSide"]
+
 Level = Literal["token", "word"]
 
 
@@ -181,43 +183,33 @@ class Attribution:
 
     __hash__ = None  # type: ignore[assignment]
 
-    # Views (attribution.result.views; imported lazily because views imports this module).
+    # Views (attribution.result.views, .words) and the JSON form (.schema): those modules know this one
+    # only by its type, so they are imported at the top and the methods are one line each.
     def to_words(self, keep_special: bool = False) -> Attribution:
         """Word-level result (subword cells summed per word pair); needs an annotated result."""
-        from .words import to_words
-
-        return to_words(self, keep_special=keep_special)
+        return words.to_words(self, keep_special=keep_special)
 
     def top_pairs(self, k: int) -> list[TopPair]:
         """The k cells with the largest |value|, with shares of attribution_sum."""
-        from .views import top_pairs
-
-        return top_pairs(self, k)
+        return views.top_pairs(self, k)
 
     def pos_summary(self) -> PosSummary:
         """Attributions summed by UPOS of row x UPOS of column; needs POS tags."""
-        from .views import pos_summary
-
-        return pos_summary(self)
+        return views.pos_summary(self)
 
     def coverage(self, levels: Sequence[float] = (0.5, 0.8, 0.9)) -> list[CoverageLevel]:
         """Strongest pairs needed to reach each fraction of attribution_sum."""
-        from .views import coverage
-
-        return coverage(self, levels)
+        return views.coverage(self, levels)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (schema `SCHEMA_VERSION`; see attribution.result.schema)."""
-        from .schema import encode
-
-        return encode(self)
+        return schema.encode(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attribution:
-        """Read a `to_dict()` dictionary of schema 1 or 2."""
-        from .schema import decode
-
-        return decode(data)
+        """Read a `to_dict()` dictionary of schema 1 or 2 (ValueError or KeyError when it is not one)."""
+        fields, sides = schema.decode_fields(data)
+        return cls(a=TextSide(**sides["a"]), b=TextSide(**sides["b"]), **fields)
 
 
 def _same(x: Any, y: Any) -> bool:

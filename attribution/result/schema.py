@@ -25,11 +25,14 @@ Schema 1 (files written before TextSide) has the same keys; its `null` in `toler
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .record import SCHEMA_VERSION, Attribution, TextSide
+if TYPE_CHECKING:
+    from .record import Attribution
+
+SCHEMA_VERSION = 2
 
 READABLE_VERSIONS = (1, 2)
 
@@ -119,8 +122,9 @@ def encode(result: Attribution) -> dict[str, Any]:
     return out
 
 
-def decode(data: dict[str, Any]) -> Attribution:
-    """An Attribution from a dictionary of schema 1 or 2 (ValueError when it is not one)."""
+def decode_fields(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(the Attribution's fields but its sides, {"a": TextSide fields, "b": ...}) of a dictionary of schema
+    1 or 2 (ValueError or KeyError when it is not one); `Attribution.from_dict` builds the objects."""
     if not isinstance(data, dict):
         raise ValueError("an attribution must be a JSON object")
     version = data.get("schema", 1)
@@ -141,12 +145,12 @@ def decode(data: dict[str, Any]) -> Attribution:
         for name in ("text", "tokens"):
             if name not in values:
                 raise KeyError(f"{name}_{suffix}")
-        sides[suffix] = TextSide(**values)
-    n_a, n_b = len(sides["a"].tokens), len(sides["b"].tokens)
+        sides[suffix] = values
+    n_a, n_b = len(sides["a"]["tokens"]), len(sides["b"]["tokens"])
     matrix = np.array(
         [[decode_float(x, null_is_nan=True) for x in row] for row in data["matrix"]], dtype=np.float64
     ).reshape(n_a, n_b)
-    kwargs: dict[str, Any] = {"matrix": matrix, "a": sides["a"], "b": sides["b"]}
+    kwargs: dict[str, Any] = {"matrix": matrix}
     for name in (*REQUIRED_FLOATS, "seconds"):
         kwargs[name] = _required_float(data[name])
     for name in OPTIONAL_FLOATS:
@@ -167,7 +171,7 @@ def decode(data: dict[str, Any]) -> Attribution:
     kwargs["step_cap"] = None if step_cap is None else int(step_cap)
     run_options = data.get("run_options")
     kwargs["run_options"] = dict(run_options) if isinstance(run_options, dict) else None
-    return Attribution(**kwargs)
+    return kwargs, sides
 
 
 def json_schema() -> dict[str, Any]:

@@ -11,14 +11,16 @@ import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError, ModelError
 from ..jsonable import json_ready
 from .linguistics import UPOS_ORDER
-from .record import Attribution
+
+if TYPE_CHECKING:
+    from .record import Attribution
 
 # ----------------------------------------------------------------------------- top pairs
 

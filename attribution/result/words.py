@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from .linguistics import SPECIAL_POS
-from .record import Attribution, TextSide
 from .views import ratio
+
+if TYPE_CHECKING:
+    from .record import Attribution, TextSide
 
 
 def to_words(result: Attribution, keep_special: bool = False) -> Attribution:

@@ -32,20 +32,22 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from ..core import engine
+import torch
+
+from ..core import engine, many
 from ..core.engine import ENGINE_VERSION
 from ..core.execution import Run
 from ..core.options import ExplainOptions, Limits, RunOptions, model_max_tokens
 from ..core.tokens import check_text
 from ..errors import InputError, PairLensError, PairLensWarning
+from ..models import LoadedModel, load_model
 from ..models.loaded import resolve_prompt
+from ..models.registry import resolve_source
 from ..result import SCHEMA_VERSION, Attribution
+from ..result.linguistics import annotate
 from ..settings import get_settings
-
-if TYPE_CHECKING:
-    from ..models import LoadedModel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -131,8 +133,6 @@ def folder_fingerprint(folder: Path) -> str:
 
 def weights_fingerprint(model: LoadedModel) -> str:
     """sha256 of every parameter and buffer of the encoder and pooling modules (names, shapes, bytes)."""
-    import torch
-
     digest = hashlib.sha256()
     modules: list[torch.nn.Module] = [model.encoder, *model.pooling_modules]
     for index, module in enumerate(modules):
@@ -149,9 +149,6 @@ def model_identity(model: LoadedModel | str, *, load: bool = True) -> ModelIdent
     A folder's fingerprint needs no load. A hub id's needs the loaded model: with load=False
     and the model not loaded yet, None.
     """
-    from ..models import LoadedModel
-    from ..models.registry import resolve_source
-
     if isinstance(model, LoadedModel):
         name, source = model.name, model.source
     else:
@@ -164,8 +161,6 @@ def model_identity(model: LoadedModel | str, *, load: bool = True) -> ModelIdent
         elif isinstance(model, LoadedModel):
             known = weights_fingerprint(model)
         elif load:
-            from ..models import load_model
-
             return model_identity(load_model(source))
         else:
             return None
@@ -217,8 +212,6 @@ class ResultCache:
         other = self.get(result_key(identity, text_a, text_b, options, not pos))
         if other is None or not pos:
             return other  # an annotated result serves an unannotated request as it is
-        from ..result.linguistics import annotate
-
         return annotate(other)
 
     def store(
@@ -478,8 +471,6 @@ def cached_explain(
     operator's (None: read from PAIRLENS_* now); they are folded into the resolved options and so
     into the key.
     """
-    from ..models import LoadedModel
-
     store = default_cache() if cache == "default" else cache
     if options is None:
         options = ExplainOptions()
@@ -517,15 +508,12 @@ def cached_explain_many(
     """explain_outcomes (attribution.core.many) with the cache in front: each pair's result, looked up
     first, the others computed together and stored after; a refused pair's InputError in its place.
     limits: the operator's (None: read from PAIRLENS_* now)."""
-    from ..core.many import explain_outcomes
-    from ..models import LoadedModel
-
     store = default_cache() if cache == "default" else cache
     if options is None:
         options = ExplainOptions()
     limits = limits or get_settings().limits
     if store is None or not isinstance(model, LoadedModel):
-        return explain_outcomes(model, pairs, options, pos=pos, run=run, limits=limits)
+        return many.explain_outcomes(model, pairs, options, pos=pos, run=run, limits=limits)
     model, resolved = engine.resolve(model, options, {}, limits)
     identity = model_identity(model)
     assert identity is not None
@@ -544,7 +532,7 @@ def cached_explain_many(
             missing.append(index)
         else:
             outcomes[index] = hit
-    computed = explain_outcomes(model, [pairs[i] for i in missing], resolved, pos=pos, run=run)
+    computed = many.explain_outcomes(model, [pairs[i] for i in missing], resolved, pos=pos, run=run)
     for index, outcome in zip(missing, computed, strict=True):
         outcomes[index] = outcome
         if isinstance(outcome, Attribution):

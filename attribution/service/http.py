@@ -38,8 +38,22 @@ from .. import __version__
 from ..core.engine import ENGINE_VERSION
 from ..core.execution import Cancelled
 from ..errors import InputError, ModelError, PairLensError
+from ..models import list_models, load_model
+from ..result.output import explain_json
 from ..settings import DEFAULT_MODEL, get_settings
-from .scheduler import Busy, ExplainRequest, JobFailed, JobManager, JobState, NotFinished, UnknownJob
+from .scheduler import (
+    POLICIES,
+    Busy,
+    ExplainRequest,
+    FairGate,
+    JobFailed,
+    JobManager,
+    JobState,
+    NotFinished,
+    Policy,
+    UnknownJob,
+    check_model_name,
+)
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
@@ -220,8 +234,6 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
         return job_id
 
     def payload(job_id: str) -> dict[str, Any]:
-        from ..cli import explain_json
-
         result = jobs.result(job_id)
         pos, words, top = outputs.get(job_id, (False, False, None))
         return explain_json(result, pos=pos, words=words, top=top)
@@ -265,8 +277,6 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
 
     @app.get("/models")
     def models() -> list[dict[str, Any]]:
-        from ..models import list_models
-
         return [
             {
                 "name": m.name,
@@ -280,9 +290,6 @@ def create_app(manager: JobManager | None = None, *, own_manager: bool | None = 
 
     @app.get("/models/{name:path}")
     def model_facts(name: str) -> dict[str, Any]:
-        from ..models import load_model
-        from .scheduler import check_model_name
-
         model = load_model(check_model_name(name))
         return {
             "name": model.name,
@@ -321,9 +328,7 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Run the API with uvicorn until interrupted."""
-    import uvicorn
-
-    from .scheduler import POLICIES, FairGate, Policy
+    import uvicorn  # only to run the server (create_app serves tests and other ASGI servers without it)
 
     if policy not in POLICIES:
         raise InputError(f"Unknown --policy {policy!r}: choose one of {', '.join(POLICIES)}.")

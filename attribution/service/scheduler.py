@@ -31,6 +31,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..core.execution import Cancelled, Gate, Progress, Run
@@ -39,6 +40,7 @@ from ..core.tokens import check_text
 from ..core.work import estimate_work, limit_work
 from ..errors import InputError, ModelError, PairLensError
 from ..models import load_model
+from ..models.registry import BUILTIN_MODELS, resolve_source
 from ..result import Attribution
 from ..settings import DEFAULT_MODEL, get_settings
 from .cache import CacheChoice, ResultCache, cached_explain, default_cache, lookup_unloaded
@@ -215,10 +217,6 @@ class JobFailed(PairLensError):
 def check_model_name(name: object, allow_custom: bool | None = None) -> str:
     """A model name the backend may load: built-in names and fine-tuned models under PAIRLENS_HOME
     always; folders and hub ids only with PAIRLENS_ALLOW_CUSTOM_MODELS=1. ModelError otherwise."""
-    from pathlib import Path
-
-    from ..models.registry import BUILTIN_MODELS, resolve_source
-
     if not isinstance(name, str) or not name.strip():
         raise ModelError(f"model must be a model name such as {DEFAULT_MODEL!r}.")
     name = name.strip()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..core.options import SIMILARITIES
 from ..devices import resolve_device
@@ -394,8 +395,6 @@ def _train_epoch(
     label: str,
 ) -> tuple[float, float]:
     """One pass over the pairs in a seeded random order: (seconds, mean MSE)."""
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
     torch.manual_seed(seed)  # dropout
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()

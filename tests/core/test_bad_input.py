@@ -748,11 +748,11 @@ def test_limit_reads_only_the_head_of_the_file(big_file: Path) -> None:
 def test_cli_limit_reads_only_the_head(
     big_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from attribution.workflows import corpus
+    from attribution.workflows.corpus import cli as corpus_cli
 
     read: list[Any] = []
-    real = corpus.read_pairs
-    monkeypatch.setattr(corpus, "read_pairs", lambda *a, **k: read.append(real(*a, **k)) or read[-1])
+    real = corpus_cli.read_pairs
+    monkeypatch.setattr(corpus_cli, "read_pairs", lambda *a, **k: read.append(real(*a, **k)) or read[-1])
     (tmp_path / "file").write_text("", encoding="utf-8")  # the run stops at --out, after reading
     code = main(["analyze", "--data", str(big_file), "--out", str(tmp_path / "file"), "--limit", "5"])
     assert code == 2 and "is a file" in capsys.readouterr().err

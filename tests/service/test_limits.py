@@ -72,7 +72,7 @@ def test_max_tokens_truncates_models_loaded_under_it(
 
 def test_memory_budget_only_changes_chunking(minilm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """A budget of 1 MiB runs one token and one node per chunk; the numbers stay the same (generic path)."""
-    from attribution.core import jacobian
+    from attribution.core import jacobian, paths
     from attribution.core.engine import NodeEvaluator
 
     monkeypatch.setattr(NodeEvaluator, "use_structured", False)  # the structured path chunks by its own rule
@@ -90,6 +90,7 @@ def test_memory_budget_only_changes_chunking(minilm, monkeypatch: pytest.MonkeyP
         return run
 
     monkeypatch.setattr(jacobian, "vmap", counting_vmap)
+    monkeypatch.setattr(paths, "vmap", counting_vmap)  # the first round's batched calls (texts of equal length)
     full = explain(minilm, A, B, steps=6, pos=False)
     full_chunks, chunk_sizes[:] = list(chunk_sizes), []
     tiny = explain(minilm, A, B, steps=6, pos=False, memory_budget_mb=1)
