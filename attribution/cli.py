@@ -35,6 +35,7 @@ SUBCOMMANDS = (
     "attribution.faithfulness.corpus",
     "attribution.workflows.rank",
     "attribution.workflows.corpus.ranking",
+    "attribution.launch",
 )
 
 

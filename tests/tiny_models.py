@@ -17,6 +17,7 @@ after layer 0 and relative attention, T5 keeps its relative bias in block 0 only
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,12 +73,16 @@ ARCHITECTURES = tuple(SPECS)
 # --------------------------------------------------------------------------------------------- tokenizers
 
 
-def _wordpiece(minilm_dir: Path, mpnet_specials: bool = False) -> Any:
+def _wordpiece(minilm_dir: Path, mpnet_specials: bool = False, inputs: list[str] | None = None) -> Any:
+    """inputs: the tokenizer's model_input_names (DistilBERT's take no token_type_ids)."""
     from transformers import BertTokenizerFast, PreTrainedTokenizerFast
 
     # transformers 5 takes `vocab=`; the old `vocab_file=` is silently ignored and leaves a 5-token
     # vocabulary in which every word is [UNK].
-    bert = BertTokenizerFast(vocab=str(minilm_dir / "vocab.txt"))
+    # transformers 4.x takes `vocab_file=` (make compat's oldest release).
+    key = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"
+    extra = {"model_input_names": inputs} if inputs else {}
+    bert = BertTokenizerFast(**{key: str(minilm_dir / "vocab.txt")}, **extra)
     if not mpnet_specials:
         return bert
     from tokenizers.processors import BertProcessing
@@ -147,12 +152,20 @@ def _t5_unigram() -> Any:
     tok.post_processor = TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],  # as T5's tokenizer: sentence-transformers 3.x passes all
+    )
 
 
 def make_tokenizer(architecture: str, minilm_dir: Path) -> Any:
     """The tiny tokenizer of an architecture (the real family's template and fillers)."""
-    if architecture in ("bert", "distilbert", "electra", "deberta-v2", "modernbert", "nomic_bert"):
+    if architecture in ("distilbert", "modernbert"):  # as their own tokenizers: sentence-transformers < 6 passes
+        return _wordpiece(minilm_dir, inputs=["input_ids", "attention_mask"])  # whatever the tokenizer returns
+    if architecture in ("bert", "electra", "deberta-v2", "nomic_bert"):
         return _wordpiece(minilm_dir)
     if architecture == "mpnet":
         return _wordpiece(minilm_dir, mpnet_specials=True)
@@ -294,16 +307,31 @@ def build_tiny_model(
     """
     import transformers
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules.dense import Dense
-    from sentence_transformers.base.modules.normalize import Normalize
-    from sentence_transformers.base.modules.transformer import Transformer
-    from sentence_transformers.sentence_transformer.modules.pooling import Pooling
+    from st_modules import st_module, transformer_module
+
+    dense_class, normalize_class, pooling_class = st_module("Dense"), st_module("Normalize"), st_module("Pooling")
 
     transformers.logging.set_verbosity_error()
     spec = SPECS.get(architecture, Spec())
     torch.manual_seed(seed)
     tokenizer = make_tokenizer(architecture, minilm_dir)
-    hf = make_hf_model(architecture, tokenizer)
+    try:
+        hf = make_hf_model(architecture, tokenizer)
+    except AttributeError as exc:  # an architecture newer than the installed transformers (make compat's oldest)
+        if "transformers" not in str(exc):
+            raise
+        import pytest
+
+        pytest.skip(f"transformers {transformers.__version__} has no {architecture} model ({exc})")
+    from attribution.compat import check_architecture
+    from attribution.errors import ModelError
+
+    try:
+        check_architecture(str(hf.config.model_type), architecture)
+    except ModelError as exc:  # refused on this transformers release, as load_model would
+        import pytest
+
+        pytest.skip(str(exc))
     with torch.no_grad():
         for name, param in hf.named_parameters():
             if param.ndim >= 2 and "embed" not in name:
@@ -312,10 +340,10 @@ def build_tiny_model(
     hf.save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
     hidden = int(hf.config.hidden_size)
-    transformer = Transformer(str(hf_dir), max_seq_length=120, model_kwargs={"attn_implementation": "eager"})
+    transformer = transformer_module(str(hf_dir), 120, {"attn_implementation": "eager"})
     modules: list[torch.nn.Module] = [
         transformer,
-        Pooling(
+        pooling_class(
             hidden,
             pooling_mode=pooling or spec.pooling,
             include_prompt=spec.include_prompt if include_prompt is None else include_prompt,
@@ -324,10 +352,10 @@ def build_tiny_model(
     size = hidden
     activation = torch.nn.Tanh() if dense_activation == "tanh" else torch.nn.Identity()
     for out in spec.dense if dense is None else dense:
-        modules.append(Dense(size, out, bias=dense_activation == "tanh", activation_function=activation))
+        modules.append(dense_class(size, out, bias=dense_activation == "tanh", activation_function=activation))
         size = out
     if normalize:
-        modules.append(Normalize())
+        modules.append(normalize_class())
     chosen = spec.prompts if prompts is None else prompts
     st = SentenceTransformer(modules=modules, device="cpu", similarity_fn_name=similarity, prompts=dict(chosen) or None)
     out_dir = folder / "st"

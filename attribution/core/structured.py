@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.func import jvp, vmap
 
+from ..compat import pooling_mode
 from .execution import Run
 
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def final_head(model: LoadedModel, layer: int, spec: EntryAttention) -> FinalHea
     head = model.entry.head
     if not head or type(head[0]).__name__ != "Pooling":
         return None
-    mode = getattr(head[0], "pooling_mode", None)
+    mode = pooling_mode(head[0])
     if mode not in ("mean", "cls"):
         return None
     if model.prompt_length and not getattr(head[0], "include_prompt", True):

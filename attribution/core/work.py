@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
+from ..models.tokens import TOKENIZER_LOCK
 from .options import ExplainOptions, Limits, RunOptions
 from .quadrature import auto_start
 from .tokens import repair_surrogates
@@ -72,7 +73,8 @@ def count_tokens(model: LoadedModel, text: str, max_tokens: int | None = None) -
     """Tokens of `text` as explain() uses them: truncated to max_tokens (None: the model's maximum),
     special tokens included."""
     limit = model.max_tokens if max_tokens is None else max_tokens
-    ids = model.tokenizer(repair_surrogates(text), truncation=True, max_length=limit)["input_ids"]
+    with TOKENIZER_LOCK:
+        ids = model.tokenizer(repair_surrogates(text), truncation=True, max_length=limit)["input_ids"]
     return len(ids)
 
 

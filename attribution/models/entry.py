@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compat import check_architecture
 from ..devices import device_of
 from ..errors import ModelError
 
@@ -132,7 +133,8 @@ def transformer_and_head(st: Any, display: str = "the model") -> tuple[Any, Any,
     if isinstance(modality, dict) and modality.get("method", "forward") != "forward":
         raise ModelError(f"'{display}': its Transformer module calls '{modality['method']}', not the model's forward.")
     config = hf.config
-    if getattr(config, "is_encoder_decoder", False):
+    # transformers 4.x keeps is_encoder_decoder=True in a T5EncoderModel's config: a decoder module decides.
+    if getattr(config, "is_encoder_decoder", False) and "decoder" in dict(hf.named_children()):
         raise ModelError(
             f"'{display}' is an encoder-decoder ({type(hf).__name__}); PairLens explains encoders only. Save the "
             "model with its encoder alone (T5EncoderModel, as sentence-T5 and GTR do) to explain it."
@@ -156,6 +158,7 @@ def transformer_and_head(st: Any, display: str = "the model") -> tuple[Any, Any,
     arch = str(getattr(config, "model_type", "?"))
     if arch in NOT_ENTERABLE:
         raise ModelError(f"'{display}' is a {arch} model, which cannot be entered at a layer: {NOT_ENTERABLE[arch]}.")
+    check_architecture(arch, display)
     head: list[nn.Module] = []
     normalized = False
     for module, name in zip(modules[1:], kinds[1:], strict=True):
@@ -240,11 +243,13 @@ class PassThrough(nn.Module):
     def __init__(self, original: nn.Module) -> None:
         super().__init__()
         self._signature = inspect.signature(original.forward)
-        self._takes_embeds = "inputs_embeds" in self._signature.parameters
+        # DistilBERT's embeddings call it `input_embeds` in transformers 4.x
+        names = [n for n in ("inputs_embeds", "input_embeds") if n in self._signature.parameters]
+        self._embeds_name = names[0] if names else None
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self._takes_embeds:
-            value = self._signature.bind_partial(*args, **kwargs).arguments.get("inputs_embeds")
+        if self._embeds_name is not None:
+            value = self._signature.bind_partial(*args, **kwargs).arguments.get(self._embeds_name)
             if value is None:
                 raise ModelError("The entered model called its embedding module without inputs_embeds.")
             return value

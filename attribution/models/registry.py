@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..compat import check_versions, embedding_dimension, pooling_mode, tokenize
 from ..devices import resolve_device
 from ..errors import ModelError
 from ..settings import get_settings
@@ -235,6 +236,7 @@ def _read_marker(folder: Path) -> dict[str, Any]:
 
 
 def _load_uncached(display: str, source: str, device: str = "cpu") -> LoadedModel:
+    check_versions()  # a release outside the tested range: one ModelError naming both, not an AttributeError later
     from sentence_transformers import SentenceTransformer
 
     is_hub = not Path(source).exists()
@@ -336,8 +338,7 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
     entry = Entry(st, display)  # refuses what cannot be entered at a layer
     encoder = entry.hf
     pooling_module: Any = next(m for m in entry.head if type(m).__name__ == "Pooling")
-    mode = pooling_module.pooling_mode
-    pooling = mode if isinstance(mode, str) else "+".join(str(m) for m in mode)
+    pooling = pooling_mode(pooling_module)
     fn = str(getattr(st, "similarity_fn_name", None) or "cosine")
     if entry.normalized or fn == "cosine":
         similarity = "cos"  # a dot product of normalised embeddings is the cosine of the pooled ones
@@ -364,7 +365,7 @@ def _describe(display: str, source: str, st: Any) -> LoadedModel:
         exact=bool(meta.get("exact", False)),
         num_layers=entry.num_layers,
         hidden_size=int(encoder.config.hidden_size),
-        embedding_dim=int(st.get_embedding_dimension()),
+        embedding_dim=embedding_dimension(st),
         max_tokens=max_tokens,
         metadata=meta,
         entry=entry,
@@ -401,7 +402,7 @@ def _self_check(model: LoadedModel, st: Any) -> None:
     with torch.inference_mode():
         tokens = encode_text(model, text)
         ours = model.embed_ids(tokens.input_ids)
-        features = st.preprocess([text])
+        features = tokenize(st, [text])
         features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         out = st[0](features)
         for module in list(st)[1:]:

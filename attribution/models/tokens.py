@@ -12,6 +12,7 @@ For BERT-like tokenizers that is [CLS] + [PAD] x (S - 2) + [SEP].
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +20,10 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import InputError
+
+# Fast tokenizers of tokenizers < 0.20 (transformers 4.4x) reconfigure their Rust state (truncation) on every
+# call and raise "RuntimeError: Already borrowed" when two threads call one tokenizer at once: calls take turns.
+TOKENIZER_LOCK = threading.RLock()
 
 
 class Tokenizing(Protocol):
@@ -88,20 +93,21 @@ def encode_text(model: Tokenizing, text: str, label: str = "", max_tokens: int |
     is_repaired, text = repaired != text, repaired
     prompt = repair_surrogates(model.prompt or "")
     full = prompt + text
-    enc = tok(
-        full,
-        truncation=True,
-        max_length=max_tokens,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-        return_overflowing_tokens=False,
-        return_length=True,
-    )
-    ids: list[int] = list(enc["input_ids"])
-    special = [bool(s) for s in enc["special_tokens_mask"]]
-    in_prompt = prompt_flags(tok, prompt, ids, special, max_tokens)
+    with TOKENIZER_LOCK:
+        enc = tok(
+            full,
+            truncation=True,
+            max_length=max_tokens,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_overflowing_tokens=False,
+            return_length=True,
+        )
+        ids: list[int] = list(enc["input_ids"])
+        special = [bool(s) for s in enc["special_tokens_mask"]]
+        in_prompt = prompt_flags(tok, prompt, ids, special, max_tokens)
+        full_length = len(tok(full, truncation=False, add_special_tokens=True)["input_ids"])
     spans = [(int(s), int(e)) for s, e in enc["offset_mapping"]]
-    full_length = len(tok(full, truncation=False, add_special_tokens=True)["input_ids"])
     raw = tok.convert_ids_to_tokens(ids)
     tokens = [_display(full, raw_tok, span, sp) for raw_tok, span, sp in zip(raw, spans, special, strict=True)]
     shift = len(prompt)

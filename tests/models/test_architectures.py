@@ -51,7 +51,7 @@ def hooked_tail(model: LoadedModel, layer: int, input_ids: torch.Tensor) -> Any:
 
     def tail(x: torch.Tensor) -> torch.Tensor:
         if layer == model.num_layers:
-            return model.pool(x)
+            return model.pool(x.clone())  # sentence-transformers 3.x's max pooling writes into its input
 
         def swap(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             if args:
@@ -280,7 +280,9 @@ def test_encoder_decoders_are_refused(tiny_models: Mapping[str, Path]) -> None:
 
 def test_static_embeddings_are_refused(tiny_models: Mapping[str, Path]) -> None:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from st_modules import st_module
+
+    StaticEmbedding = st_module("StaticEmbedding")
 
     st = SentenceTransformer(modules=[StaticEmbedding(_st(tiny_models, "roberta").tokenizer, embedding_dim=16)])
     with pytest.raises(ModelError, match=r"StaticEmbedding.*no encoder layers.*PairLens supports"):
@@ -297,8 +299,9 @@ def test_remote_code_is_refused(tiny_models: Mapping[str, Path]) -> None:
 
 def test_unsupported_heads_and_architectures_are_refused(tiny_models: Mapping[str, Path]) -> None:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules.dense import Dense
-    from sentence_transformers.base.modules.normalize import Normalize
+    from st_modules import st_module
+
+    Dense, Normalize = st_module("Dense"), st_module("Normalize")
 
     st = _st(tiny_models, "bert")
     after = SentenceTransformer(modules=[st[0], st[1], Normalize(), Dense(32, 8)], device="cpu").eval()
@@ -424,6 +427,7 @@ def test_cli_prompt_options(tiny_models: Mapping[str, Path], capsys: pytest.Capt
 
 
 def test_page_state_carries_the_prompt() -> None:
+    pytest.importorskip("components.state", reason="the page's code is not importable (make compat tests the wheel)")
     from components.state import PageState, from_session, parse_query, to_query, to_session
 
     state, notices = parse_query({"prompt_name": [" query "], "prompt": ["search: "]}, [])
