@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from attribution.core.options import MODES, ExplainOptions, Limits
+from attribution.core.options import MODES, ExplainOptions, Limits, check_layer
 from attribution.errors import InputError
 from attribution.models import ModelInfo
 from attribution.settings import DEFAULT_MODEL, DEFAULT_RULE, EXAMPLE_PAIR, get_settings
@@ -339,12 +339,15 @@ def _parse_layer(raw: str, model: str, notices: list[str]) -> int | None:
         return None
 
 
-def clamp_layer(value: int | None, num_layers: int, model: str) -> tuple[int | None, str | None]:
-    """A requested layer limited to 0..num_layers, with a notice when it had to change."""
-    if value is None or 0 <= value <= num_layers:
-        return value, None
-    clamped = min(max(value, 0), num_layers)
-    return clamped, f"Layer {quoted(value)} does not exist in {cut(model)} (0–{num_layers}); using {clamped}."
+def checked_layer(value: int | None, num_layers: int, model: str) -> tuple[int | None, str | None]:
+    """A requested layer checked against the model's depth by the library (`check_layer`); a refused one
+    becomes None (the model's default layer) with core's message as a notice."""
+    if value is None:
+        return None, None
+    try:
+        return check_layer(value, num_layers, cut(model)), None
+    except InputError as exc:
+        return None, f"{core_message(exc, value)} Using the default layer."
 
 
 def _parse_top(raw: str, notices: list[str]) -> int:

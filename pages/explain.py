@@ -43,7 +43,7 @@ from components.state import (
     DEFAULT_LAYER,
     MAX_TOP,
     PageState,
-    clamp_layer,
+    checked_layer,
     from_session,
     layer_key,
     parse_query,
@@ -158,7 +158,7 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
     try:
         with st.spinner(f"Loading {short_model_name(name)} (once per server)…", show_time=True):
             num_layers, default_layer = backend.model_layers(name)
-        layer, notice = clamp_layer(state.layer_of(name), num_layers, short_model_name(name))
+        layer, notice = checked_layer(state.layer_of(name), num_layers, short_model_name(name))
         device = backend.model_device(name)
         if device is not None:
             with head:

@@ -416,11 +416,15 @@ def test_changing_one_models_layer_recomputes_only_that_model(toys: list) -> Non
     assert "layer 0 of 4" in charts(at)[1]["layout"]["title"]["text"]
 
 
-def test_out_of_range_layer_is_clamped_with_a_notice(toys: list) -> None:
+def test_out_of_range_layer_is_refused_with_cores_message(toys: list) -> None:
+    """layer=40 of a 4-layer model: the library's message (check_layer, as for_model says it), the default layer."""
     at = new_app(a="dogs run", b="puppies play", model="toy-one", layer="40").run()
     assert_clean(at)
-    assert "Layer 40 does not exist in toy-one (0–4); using 4." in messages(at.warning)
-    assert toys[-1][3]["layer"] == 4
+    assert "layer must be a whole number from 0 to 4 for toy-one (got 40). Using the default layer." in messages(
+        at.warning
+    )
+    assert toys[-1][3]["layer"] is None and at.selectbox(key="layer::toy-one").value == "default"
+    assert len(charts(at)) == 1 and at.query_params["layer"] == ["default"]
 
 
 def test_example_picker_fills_both_texts_and_explains(toys: list) -> None:

@@ -43,7 +43,7 @@ from components.display import display_view
 from components.state import (
     MAX_TOP,
     PageState,
-    clamp_layer,
+    checked_layer,
     from_session,
     parse_query,
     to_query,
@@ -470,7 +470,7 @@ def test_no_usable_model_falls_back_to_the_default() -> None:
     assert any("showing all-MiniLM-L6-v2" in n for n in notices)
 
 
-def test_steps_are_checked_by_the_library_and_layers_clamped_to_the_model() -> None:
+def test_steps_and_layers_are_checked_by_the_library() -> None:
     notices: list[str] = []
     assert from_session({"steps": "auto"}, notices).options.steps == "auto"
     assert from_session({"steps": " 16 "}, notices).options.steps == 16
@@ -481,10 +481,11 @@ def test_steps_are_checked_by_the_library_and_layers_clamped_to_the_model() -> N
         "steps must be 'auto' or a whole number from 1 to 1024 (got '0'). Using auto.",
         "steps must be 'auto' or a whole number from 1 to 1024 (got 'abc'). Using auto.",
     ]
-    assert clamp_layer(None, 6, "m") == (None, None)
-    assert clamp_layer(4, 6, "m") == (4, None)
-    layer, notice = clamp_layer(40, 6, "m")
-    assert layer == 6 and notice is not None and "0–6" in notice
+    assert checked_layer(None, 6, "m") == (None, None)
+    assert checked_layer(4, 6, "m") == (4, None)
+    layer, notice = checked_layer(40, 6, "m")  # refused as for_model refuses it: the default layer, not 6
+    assert layer is None
+    assert notice == "layer must be a whole number from 0 to 6 for m (got 40). Using the default layer."
 
 
 def test_session_mapping_round_trip() -> None:
