@@ -424,7 +424,7 @@ def test_out_of_range_layer_is_refused_with_cores_message(toys: list) -> None:
         at.warning
     )
     assert toys[-1][3]["layer"] is None and at.selectbox(key="layer::toy-one").value == "default"
-    assert len(charts(at)) == 1 and at.query_params["layer"] == ["default"]
+    assert len(charts(at)) == 1 and at.query_params["layer"] == "default"  # one model: a single value
 
 
 def test_example_picker_fills_both_texts_and_explains(toys: list) -> None:
