@@ -336,7 +336,7 @@ def show_results(models: list[ModelInfo]) -> None:
     cell = column_cell(state.text_a, state.text_b, len(state.models))
     columns = render.model_columns(len(state.models))
     results = compute_columns(state, columns, infos, notices)
-    state = page_state()  # layers may have been clamped
+    state = page_state()  # a layer the model refused is now its default
     st.session_state[COMPUTED_LAYERS] = {name: state.layer_of(name) for name in state.models}
 
     views: dict[str, Attribution] = {}
