@@ -223,7 +223,8 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState, allow_custom: b
     options = installed + [m for m in state.models if m not in installed]
     descriptions = {m.name: m.description for m in models}
     architectures = {m.name: m.architecture for m in models}
-    steps_options = STEP_CHOICES + ([state.steps] if state.steps not in STEP_CHOICES else [])
+    typed_steps = str(st.session_state.get("steps", state.options.steps))  # as typed, even when refused
+    steps_options = STEP_CHOICES + ([typed_steps] if typed_steps not in STEP_CHOICES else [])
     with st.form("inputs", border=False, enter_to_submit=False):
         # One wrapping row: at narrow widths the button moves down instead of being clipped.
         row = st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="pl-inputs-row")

@@ -7,8 +7,10 @@ models, 1-based, the difference map compares), prompt_name and prompt (absent: n
 given), view ("map", "links"), clip ("none", "99", "95", "90": percentile where colours
 saturate), dm (difference map: "share" or "raw"), tool ("whatif", "sweep" or absent), tm
 (the tool's model, 1-based), edit (what-if edits, repeated: a:10-16:mask, see
-attribution.whatif.Edit). Invalid values are clamped or ignored, and each such change is
-reported as a notice for the page to show.
+attribution.whatif.Edit). The engine's options (steps, rule, mode, prompt_name, prompt, layer)
+are checked by the library itself (ExplainOptions.create, check_limits): a refused value keeps
+its default and core's own message becomes a notice. Other invalid values are clamped or
+ignored, each with a notice for the page to show.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from attribution.core.options import RULES
+from attribution.core.options import MODES, ExplainOptions, Limits, check_layer
 from attribution.errors import InputError
 from attribution.models import ModelInfo
 from attribution.settings import DEFAULT_MODEL, DEFAULT_RULE, EXAMPLE_PAIR, get_settings
@@ -28,7 +30,7 @@ from attribution.whatif import Edit, check_edits
 MAX_MODELS = 3
 MAX_TOP = 50
 DEFAULT_TOP = 5
-MODE_OPTIONS = ("default", "approximate", "exact")
+MODE_OPTIONS = ("default", *MODES)  # "default": the model's own (ExplainOptions.mode None)
 LEVEL_OPTIONS = ("token", "word")
 VIEW_OPTIONS = ("map", "links")
 CLIP_OPTIONS = ("none", "99", "95", "90")
@@ -54,6 +56,21 @@ def quoted(value: object, limit: int = ECHO_CHARS) -> str:
     return cut(repr(value), limit)
 
 
+def core_message(exc: InputError, value: object, limit: int = ECHO_CHARS) -> str:
+    """The library's message refusing `value`, with its echo of the value cut to `limit` characters
+    (the library cuts its echoes longer; the page repeats at most ECHO_CHARS of a value)."""
+    message, echo = str(exc), repr(value)
+    start = message.find(echo[:limit])
+    if len(echo) <= limit or start < 0:
+        return message
+    end = start
+    while end < len(message) and end - start < len(echo) and message[end] == echo[end - start]:
+        end += 1
+    if message.startswith("…", end):
+        end += 1
+    return message[:start] + quoted(value, limit) + message[end:]
+
+
 def literal_markdown(text: str) -> str:
     """Plain text as Markdown that shows exactly these characters.
 
@@ -72,15 +89,18 @@ def layer_key(model: str) -> str:
 
 @dataclass
 class PageState:
-    """All inputs: what is computed (texts, models, layers, steps, rule, mode) and how it is shown."""
+    """All inputs: what is computed (texts, models, layers, options) and how it is shown.
+
+    options: the engine's options as the library checked them (layer None: each model's layer is in
+    `layers`, see `options_for`). prompt_name_unused: the Prompt name box's text while the Prompt text
+    box is filled too (the text wins, as the engine takes one of them); kept so a link restores both boxes.
+    """
 
     text_a: str = EXAMPLE_PAIR[0]
     text_b: str = EXAMPLE_PAIR[1]
     models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
     layers: dict[str, int | None] = field(default_factory=dict)  # None or absent: engine default
-    steps: str = "auto"
-    rule: str = DEFAULT_RULE
-    mode: str = "default"
+    options: ExplainOptions = field(default_factory=ExplainOptions)
     level: str = "token"
     special: bool = True
     pos: bool = False
@@ -93,29 +113,23 @@ class PageState:
     tool: str = ""
     tool_model: int = 0  # index into models
     edits: list[str] = field(default_factory=list)  # Edit.to_param() strings
-    prompt_name: str = ""  # one of the models' prompts; "": the model's default
-    prompt: str = ""  # the prompt text itself; "": none given (used instead of prompt_name when given)
+    prompt_name_unused: str = ""
 
     def layer_of(self, model: str) -> int | None:
         return self.layers.get(model)
 
-    def steps_value(self) -> int | str:
-        """What explain() takes: "auto" or an int."""
-        return "auto" if self.steps == "auto" else int(self.steps)
+    def options_for(self, model: str) -> ExplainOptions:
+        """The options of one model's column: `options` at that model's layer."""
+        return self.options.replace(layer=self.layer_of(model))
 
-    def mode_value(self) -> str | None:
-        """What explain() takes: None for the model's default mode."""
-        return None if self.mode == "default" else self.mode
+    @property
+    def prompt_name(self) -> str:
+        """What the Prompt name box holds ("" when empty)."""
+        return self.options.prompt_name or self.prompt_name_unused
 
     def clip_value(self) -> float | None:
         """The percentile where colours saturate, or None for the full range."""
         return None if self.clip == "none" else float(self.clip)
-
-    def prompt_values(self) -> dict[str, str | None]:
-        """What explain() takes: prompt_name= and prompt= (the typed prompt text wins over the name)."""
-        if self.prompt:
-            return {"prompt_name": None, "prompt": self.prompt}
-        return {"prompt_name": self.prompt_name.strip() or None, "prompt": None}
 
     def diff_pair(self) -> tuple[int, int] | None:
         """The two model indices the difference map compares, or None with fewer than 2 models."""
@@ -162,22 +176,41 @@ def _bool(raw: str | None, name: str, default: bool, notices: list[str]) -> bool
     return default
 
 
-def parse_steps(raw: str, notices: list[str], where: str = "steps") -> str:
-    """'auto' or a whole number clamped to 1..PAIRLENS_MAX_STEPS; a notice for anything changed."""
-    max_steps = get_settings().max_steps
-    text = str(raw).strip().lower()
-    if text in ("", "auto"):
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        notices.append(f"{where}={quoted(raw)} is not 'auto' or a whole number; using auto.")
-        return "auto"
-    if not 1 <= value <= max_steps:
-        clamped = min(max(value, 1), max_steps)
-        notices.append(f"{where}={quoted(value)} is outside 1–{max_steps}; using {clamped}.")
-        return str(clamped)
-    return str(value)
+DEFAULT_NAMES = {"steps": "auto", "rule": DEFAULT_RULE, "mode": "the model's default"}
+
+
+def checked_options(
+    raw: Mapping[str, str | None], limits: Limits, notices: list[str], where: str = ""
+) -> tuple[ExplainOptions, str]:
+    """ExplainOptions from the page's values of steps, rule, mode, prompt_name and prompt (strings; absent
+    or None: the default), each checked by the library (ExplainOptions.create, then check_limits against the
+    operator's limits). A refused value keeps its default, and core's message (its echo of the value cut to
+    ECHO_CHARS) is added to `notices`, prefixed with "KEY= in the link: " when `where` is "link".
+
+    mode "default" means the model's own; an empty prompt name or prompt text means none given; with both
+    given the prompt text wins. Also returns the prompt name not used because of that ("" otherwise).
+    """
+    values: dict[str, str | None] = {key: raw.get(key) for key in ("steps", "rule", "mode")}
+    if values["mode"] == "default":
+        values["mode"] = None
+    name = (raw.get("prompt_name") or "").strip()
+    text = raw.get("prompt") or ""
+    unused = name if text else ""
+    values["prompt"], values["prompt_name"] = (text, None) if text else (None, name or None)
+    options = ExplainOptions()
+    for key, value in values.items():
+        if value is None:
+            continue
+        try:
+            candidate = ExplainOptions.create(**{**options.to_dict(), key: value})
+            candidate.check_limits(limits)
+        except InputError as exc:
+            prefix = f"{key}= in the link: " if where == "link" else ""
+            default = DEFAULT_NAMES.get(key, "none")
+            notices.append(f"{prefix}{core_message(exc, value)} Using {default}.")
+            continue
+        options = candidate
+    return options, unused
 
 
 def parse_query(
@@ -234,18 +267,6 @@ def parse_query(
         state.models = chosen
     state.layers = layers
 
-    if (raw := _last(params, "steps")) is not None:
-        state.steps = parse_steps(raw, notices)
-    if (raw := _last(params, "rule")) is not None:
-        if raw in RULES:
-            state.rule = raw
-        else:
-            notices.append(f"rule={quoted(raw)} is not one of {', '.join(RULES)}; using {DEFAULT_RULE}.")
-    if (raw := _last(params, "mode")) is not None:
-        if raw in MODE_OPTIONS:
-            state.mode = raw
-        else:
-            notices.append(f"mode={quoted(raw)} is not approximate, exact or default; using the model's default.")
     if (raw := _last(params, "level")) is not None:
         if raw in LEVEL_OPTIONS:
             state.level = raw
@@ -279,12 +300,16 @@ def parse_query(
         else:
             notices.append(f"tm={quoted(raw)} does not name one of the {len(state.models)} models; using the first.")
     state.edits = _parse_edits(_all(params, "edit"), state.text_a, state.text_b, notices)
-    if (raw := _last(params, "prompt_name")) is not None:
-        state.prompt_name = raw.strip()[:200]
+    option_values = {key: _last(params, key) for key in ("steps", "rule", "mode", "prompt_name")}
     if (raw := _last(params, "prompt")) is not None:
         if len(raw) > max_chars:
             notices.append(f"The prompt from the link had {len(raw):,} characters; cut to the limit of {max_chars:,}.")
-        state.prompt = raw[:max_chars]
+        option_values["prompt"] = raw[:max_chars]
+    if option_values["prompt_name"] is not None:
+        option_values["prompt_name"] = option_values["prompt_name"].strip()[:200]
+    state.options, state.prompt_name_unused = checked_options(
+        option_values, get_settings().limits, notices, where="link"
+    )
     return state, notices
 
 
@@ -303,26 +328,26 @@ def _parse_edits(raw: list[str], text_a: str, text_b: str, notices: list[str]) -
 
 
 def _parse_layer(raw: str, model: str, notices: list[str]) -> int | None:
-    text = raw.strip().lower()
-    if text in ("", "default", "auto"):
+    """A link's layer for `model`, checked as ExplainOptions checks it ("default": None); a refused one
+    gets core's message and the default layer (the model's depth is checked once it is loaded)."""
+    if raw.strip().lower() in ("", "default", "auto"):
         return None
     try:
-        value = int(text)
-    except ValueError:
-        notices.append(f"layer={quoted(raw)} for {cut(model)} is not a whole number; using the default layer.")
+        return ExplainOptions.create(layer=raw).layer
+    except InputError as exc:
+        notices.append(f"layer= in the link for {cut(model)}: {core_message(exc, raw)} Using the default layer.")
         return None
-    if value < 0:
-        notices.append(f"layer={quoted(value)} for {cut(model)} is negative; using 0.")
-        return 0
-    return value
 
 
-def clamp_layer(value: int | None, num_layers: int, model: str) -> tuple[int | None, str | None]:
-    """A requested layer limited to 0..num_layers, with a notice when it had to change."""
-    if value is None or 0 <= value <= num_layers:
-        return value, None
-    clamped = min(max(value, 0), num_layers)
-    return clamped, f"Layer {quoted(value)} does not exist in {cut(model)} (0–{num_layers}); using {clamped}."
+def checked_layer(value: int | None, num_layers: int, model: str) -> tuple[int | None, str | None]:
+    """A requested layer checked against the model's depth by the library (`check_layer`); a refused one
+    becomes None (the model's default layer) with core's message as a notice."""
+    if value is None:
+        return None, None
+    try:
+        return check_layer(value, num_layers, cut(model)), None
+    except InputError as exc:
+        return None, f"{core_message(exc, value)} Using the default layer."
 
 
 def _parse_top(raw: str, notices: list[str]) -> int:
@@ -357,9 +382,9 @@ def to_query(state: PageState) -> dict[str, str | list[str]]:
         "b": state.text_b,
         "model": list(state.models),
         "layer": ["default" if state.layer_of(m) is None else str(state.layer_of(m)) for m in state.models],
-        "steps": state.steps,
-        "rule": state.rule,
-        "mode": state.mode,
+        "steps": str(state.options.steps),
+        "rule": state.options.rule,
+        "mode": state.options.mode or "default",
         "level": state.level,
         "special": "1" if state.special else "0",
         "pos": "1" if state.pos else "0",
@@ -377,8 +402,8 @@ def to_query(state: PageState) -> dict[str, str | list[str]]:
         out["edit"] = list(state.edits)
     if state.prompt_name:
         out["prompt_name"] = state.prompt_name
-    if state.prompt:
-        out["prompt"] = state.prompt
+    if state.options.prompt:
+        out["prompt"] = state.options.prompt
     return out
 
 
@@ -404,14 +429,11 @@ def link_problem(link: str, limit: int = MAX_LINK_CHARS) -> str | None:
     )
 
 
-# Session-state keys of the widgets (layers: layer_key(model)).
+# Session-state keys of the widgets (layers: layer_key(model); the options: OPTION_KEYS).
 SESSION_KEYS = (
     "text_a",
     "text_b",
     "models",
-    "steps",
-    "rule",
-    "mode",
     "level",
     "special",
     "pos",
@@ -424,9 +446,8 @@ SESSION_KEYS = (
     "tool",
     "tool_model",
     "edits",
-    "prompt_name",
-    "prompt",
 )
+OPTION_KEYS = ("steps", "rule", "mode", "prompt_name", "prompt")
 
 
 def to_session(state: PageState) -> dict[str, Any]:
@@ -435,6 +456,13 @@ def to_session(state: PageState) -> dict[str, Any]:
     out["models"] = list(state.models)
     out["edits"] = list(state.edits)
     out["tool"] = state.tool or None  # the tool picker's "nothing chosen"
+    out.update(
+        steps=str(state.options.steps),
+        rule=state.options.rule,
+        mode=state.options.mode or "default",
+        prompt_name=state.prompt_name,
+        prompt=state.options.prompt or "",
+    )
     for model, layer in state.layers.items():
         out[layer_key(model)] = DEFAULT_LAYER if layer is None else layer
     return out
@@ -445,11 +473,18 @@ def session_layer(value: Any) -> int | None:
     return None if value is None or value == DEFAULT_LAYER else int(value)
 
 
-def from_session(session: Any) -> PageState:
-    """The PageState the widgets currently hold (missing keys: defaults); `session` is any mapping."""
+def from_session(session: Any, notices: list[str] | None = None) -> PageState:
+    """The PageState the widgets currently hold (missing keys: defaults); `session` is any mapping.
+
+    The options are checked by the library (`checked_options`): a refused widget value (a typed number of
+    steps) keeps its default, and core's message is added to `notices` when given."""
     default = PageState()
     values: dict[str, Any] = {key: session[key] for key in SESSION_KEYS if key in session}
     state = replace(default, **values)
+    raw = {key: None if session.get(key) is None else str(session[key]) for key in OPTION_KEYS}
+    state.options, state.prompt_name_unused = checked_options(
+        raw, get_settings().limits, [] if notices is None else notices
+    )
     state.models = list(state.models)  # may be empty: the page then asks for a model
     state.layers = {m: session_layer(session.get(layer_key(m))) for m in state.models}
     state.diff = tuple(state.diff) if state.diff else (0, 1)  # type: ignore[assignment]

@@ -43,11 +43,10 @@ from components.state import (
     DEFAULT_LAYER,
     MAX_TOP,
     PageState,
-    clamp_layer,
+    checked_layer,
     from_session,
     layer_key,
     parse_query,
-    parse_steps,
     session_layer,
     to_query,
     to_session,
@@ -95,9 +94,10 @@ def custom_models_allowed() -> bool:
     return str(st.get_option("server.address") or "").strip() in LOCAL_ADDRESSES
 
 
-def page_state() -> PageState:
-    """What the widgets hold, with the texts last explained (not what the boxes hold meanwhile)."""
-    state = from_session(st.session_state)
+def page_state(notices: list[str] | None = None) -> PageState:
+    """What the widgets hold, with the texts last explained (not what the boxes hold meanwhile); the
+    library's message for an option it refused (a typed number of steps) goes to `notices`."""
+    state = from_session(st.session_state, notices)
     state.text_a = str(st.session_state.get(SUBMITTED[0], state.text_a))
     state.text_b = str(st.session_state.get(SUBMITTED[1], state.text_b))
     return state
@@ -158,7 +158,7 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
     try:
         with st.spinner(f"Loading {short_model_name(name)} (once per server)…", show_time=True):
             num_layers, default_layer = backend.model_layers(name)
-        layer, notice = clamp_layer(state.layer_of(name), num_layers, short_model_name(name))
+        layer, notice = checked_layer(state.layer_of(name), num_layers, short_model_name(name))
         device = backend.model_device(name)
         if device is not None:
             with head:
@@ -314,13 +314,12 @@ def show_results(models: list[ModelInfo]) -> None:
     """Notices, view controls, one column per model, the difference map, Explore, the share link."""
     if st.session_state.pop(RESYNC, False):
         st.rerun(scope="app")  # a callback of this fragment changed the text boxes above it
-    state = page_state()
+    notices: list[str] = list(st.session_state.get(NOTICES, []))
+    state = page_state(notices)
     if pending_texts() and layers_moved(state):
         # A layer change asks for a computation: explain the texts as shown, never the old ones silently.
         submit_texts()
         st.rerun(scope="app")
-    notices: list[str] = list(st.session_state.get(NOTICES, []))
-    state.steps = parse_steps(state.steps, notices)
     notice_slot = st.container()
     problems = input_problems(state)
     if problems:
@@ -337,8 +336,7 @@ def show_results(models: list[ModelInfo]) -> None:
     cell = column_cell(state.text_a, state.text_b, len(state.models))
     columns = render.model_columns(len(state.models))
     results = compute_columns(state, columns, infos, notices)
-    state = page_state()  # layers may have been clamped
-    state.steps = parse_steps(state.steps, [])
+    state = page_state()  # a layer the model refused is now its default
     st.session_state[COMPUTED_LAYERS] = {name: state.layer_of(name) for name in state.models}
 
     views: dict[str, Attribution] = {}
@@ -474,9 +472,7 @@ def show_explore(state: PageState, results: dict[str, Attribution], style: Style
 
 def run_options(state: PageState, layer: int | None) -> ExplainOptions:
     """The options of a model's column at this layer (the backend applies the work cap)."""
-    return ExplainOptions.create(
-        layer=layer, steps=state.steps_value(), rule=state.rule, mode=state.mode_value(), **state.prompt_values()
-    )
+    return state.options.replace(layer=layer)
 
 
 def show_sweep(state: PageState, name: str, result: Attribution, style: Style) -> None:

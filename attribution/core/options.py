@@ -221,11 +221,7 @@ class ExplainOptions:
         the layer checked against its depth, the prompt against its prompts and the limits, the steps
         against limits.max_steps, the device made concrete. The one place options are resolved."""
         limits = limits or Limits()
-        layer = model.default_layer if self.layer is None else self.layer
-        if layer > model.num_layers:
-            raise InputError(
-                f"layer must be a whole number from 0 to {model.num_layers} for {model.name} (got {layer})."
-            )
+        layer = model.default_layer if self.layer is None else check_layer(self.layer, model.num_layers, model.name)
         self.check_limits(limits)
         prompt_name, prompt = self.prompt_name, self.prompt
         if self.per_side:
@@ -395,6 +391,15 @@ def whole_number(value: object, name: str, low: int, high: int | None) -> int:
     if number < low or (high is not None and number > high):
         raise InputError(wanted)
     return number
+
+
+def check_layer(value: object, num_layers: int, model_name: str) -> int:
+    """A layer of this model: a whole number from 0 to num_layers (its depth); else InputError naming the model."""
+    try:
+        return whole_number(value, "layer", 0, num_layers)
+    except InputError:
+        wanted = f"layer must be a whole number from 0 to {num_layers} for {model_name} (got {_short(value)})."
+        raise InputError(wanted) from None
 
 
 def given_options(options: object, option_values: dict[str, Any]) -> ExplainOptions:

@@ -431,10 +431,11 @@ def test_page_state_carries_the_prompt() -> None:
     from components.state import PageState, from_session, parse_query, to_query, to_session
 
     state, notices = parse_query({"prompt_name": [" query "], "prompt": ["search: "]}, [])
-    assert (state.prompt_name, state.prompt, notices) == ("query", "search: ", [])
-    assert state.prompt_values() == {"prompt_name": None, "prompt": "search: "}  # the typed text wins
-    assert PageState(prompt_name="query").prompt_values() == {"prompt_name": "query", "prompt": None}
-    assert PageState().prompt_values() == {"prompt_name": None, "prompt": None}
-    assert parse_query(to_query(state), [])[0].prompt == "search: "
+    assert (state.prompt_name, state.options.prompt, notices) == ("query", "search: ", [])
+    assert (state.options.prompt_name, state.options.prompt) == (None, "search: ")  # the typed text wins
+    named = from_session({"prompt_name": " query ", "prompt": ""}).options  # what the two boxes give explain()
+    assert (named.prompt_name, named.prompt) == ("query", None)
+    assert (PageState().options.prompt_name, PageState().options.prompt) == (None, None)
+    assert parse_query(to_query(state), [])[0].options.prompt == "search: "
     assert from_session(to_session(state)).prompt_name == "query"
     assert "prompt" not in to_query(PageState())  # links without a prompt stay as they were

@@ -299,10 +299,73 @@ def test_invalid_url_values_are_adjusted_with_a_visible_notice(toys: list) -> No
     at = new_app(model=["nope", "toy-absent", "toy-one"], top="999", steps="many", level="letters").run()
     assert_clean(at)
     notice = messages(at.warning)
-    for needle in ("'nope'", "pip install toy-absent", "top=999", "steps='many'", "level='letters'"):
+    # steps is checked by the library: its own message, after the parameter it refused
+    needles = ("'nope'", "pip install toy-absent", "top=999", "steps= in the link", "(got 'many')", "level='letters'")
+    for needle in needles:
         assert needle in notice
     assert at.slider(key="top").value == 50
     assert len(charts(at)) == 1
+
+
+PAGE_OPTIONS = ("layer", "steps", "rule", "mode", "prompt_name", "prompt")
+
+
+def page_options(fields: dict[str, Any]) -> dict[str, Any]:
+    """The ExplainOptions fields the page's widgets set (the backend adds the operator's memory budget)."""
+    return {key: fields[key] for key in PAGE_OPTIONS}
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "core_call"),
+    [
+        ("steps", "5000", lambda: ExplainOptions.create(steps="5000")),
+        ("steps", "abc", lambda: ExplainOptions.create(steps="abc")),
+        ("rule", "bogus", lambda: ExplainOptions.create(rule="bogus")),
+        ("mode", "fast", lambda: ExplainOptions.create(mode="fast")),
+    ],
+)
+def test_a_bad_option_in_a_link_shows_cores_message_and_computes_with_the_default(
+    toys: list, param: str, value: str, core_call: Any
+) -> None:
+    """A link with ?steps=5000 (or abc, or rule=bogus): the library's own message, and the map at the default."""
+    with pytest.raises(InputError) as refused:
+        core_call()
+    at = new_app(a="dogs run", b="puppies play", model="toy-one", **{param: value}).run()
+    assert_clean(at)
+    assert str(refused.value) in messages(at.warning)
+    assert not at.error and len(charts(at)) == 1
+    assert [page_options(c[3]) for c in toys] == [page_options(ExplainOptions().to_dict())]  # the defaults reached it
+    shown = {"steps": at.selectbox(key="steps").value, "rule": at.selectbox(key="rule").value}
+    assert shown == {"steps": "auto", "rule": "gauss-legendre"} and at.selectbox(key="mode").value == "default"
+    assert at.query_params[param] == {"steps": "auto", "rule": "gauss-legendre", "mode": "default"}[param]
+
+
+def test_widget_options_reach_the_backend_as_explain_options(toys: list) -> None:
+    """Steps, rule, mode and the prompt boxes changed in Advanced options: the engine gets that ExplainOptions."""
+    at = new_app(a="dogs run", b="puppies play", model="toy-one").run()
+    at.selectbox(key="steps").set_value("32")
+    at.selectbox(key="rule").set_value("midpoint")
+    at.selectbox(key="mode").set_value("exact")
+    at.text_input(key="prompt").set_value("query: ")
+    submit(at)
+    assert_clean(at)
+    chosen = ExplainOptions(steps=32, rule="midpoint", mode="exact", prompt="query: ")
+    assert page_options(toys[-1][3]) == page_options(chosen.to_dict())
+    assert (at.query_params["steps"], at.query_params["mode"], at.query_params["prompt"]) == ("32", "exact", "query: ")
+
+
+def test_a_typed_number_of_steps_the_library_refuses_shows_its_message(toys: list) -> None:
+    """Typing 0 steps: core's message, the map computed with steps=auto (not clamped to 1)."""
+    at = new_app(a="dogs run", b="puppies play", model="toy-one", steps="16").run()
+    box = at.selectbox(key="steps")
+    box.options.append("0")  # typed into the box (accept_new_options): the browser sends the text as it sends an option
+    box.set_value("0")
+    submit(at)
+    assert_clean(at)
+    with pytest.raises(InputError) as refused:
+        ExplainOptions.create(steps="0")
+    assert str(refused.value) in messages(at.warning) and "Using auto" in messages(at.warning)
+    assert toys[-1][3]["steps"] == "auto" and len(charts(at)) == 1
 
 
 def test_empty_text_prompts_and_computes_nothing(toys: list) -> None:
@@ -353,11 +416,15 @@ def test_changing_one_models_layer_recomputes_only_that_model(toys: list) -> Non
     assert "layer 0 of 4" in charts(at)[1]["layout"]["title"]["text"]
 
 
-def test_out_of_range_layer_is_clamped_with_a_notice(toys: list) -> None:
+def test_out_of_range_layer_is_refused_with_cores_message(toys: list) -> None:
+    """layer=40 of a 4-layer model: the library's message (check_layer, as for_model says it), the default layer."""
     at = new_app(a="dogs run", b="puppies play", model="toy-one", layer="40").run()
     assert_clean(at)
-    assert "Layer 40 does not exist in toy-one (0–4); using 4." in messages(at.warning)
-    assert toys[-1][3]["layer"] == 4
+    assert "layer must be a whole number from 0 to 4 for toy-one (got 40). Using the default layer." in messages(
+        at.warning
+    )
+    assert toys[-1][3]["layer"] is None and at.selectbox(key="layer::toy-one").value == "default"
+    assert len(charts(at)) == 1 and at.query_params["layer"] == "default"  # one model: a single value
 
 
 def test_example_picker_fills_both_texts_and_explains(toys: list) -> None:

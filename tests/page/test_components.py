@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 from helpers import flat_attribution
 
+from attribution.core.options import ExplainOptions
+from attribution.errors import InputError
 from attribution.models import ModelInfo
 from attribution.result import Attribution, without_special_tokens
+from attribution.settings import get_settings
 from attribution.viz import exports
 from attribution.viz.heatmap import (
     COLORBAR_TITLE,
@@ -40,10 +43,9 @@ from components.display import display_view
 from components.state import (
     MAX_TOP,
     PageState,
-    clamp_layer,
+    checked_layer,
     from_session,
     parse_query,
-    parse_steps,
     to_query,
     to_session,
 )
@@ -406,9 +408,8 @@ def test_state_round_trips_through_the_query_string() -> None:
         text_b="Yes & no",
         models=["all-mpnet-base-v2", "all-MiniLM-L6-v2"],
         layers={"all-mpnet-base-v2": 7, "all-MiniLM-L6-v2": None},
-        steps="32",
-        rule="midpoint",
-        mode="exact",
+        options=ExplainOptions(steps=32, rule="midpoint", mode="exact", prompt="query: "),
+        prompt_name_unused="passage",
         level="word",
         special=False,
         pos=True,
@@ -423,7 +424,9 @@ def test_state_round_trips_through_the_query_string() -> None:
     assert restored == state
 
 
-def test_invalid_query_values_are_clamped_or_ignored_with_notices() -> None:
+def test_invalid_query_values_are_refused_with_notices() -> None:
+    """Option values are refused with the library's own messages (the default kept); the page's own values
+    (level, pos, top, diff, models) are clamped or ignored with the page's notices."""
     params = {
         "model": ["nope", "absent", "all-minilm-l6-v2", "all-mpnet-base-v2", "third", "fourth"],
         "layer": ["1", "2", "-3", "x"],
@@ -437,12 +440,20 @@ def test_invalid_query_values_are_clamped_or_ignored_with_notices() -> None:
     }
     state, notices = parse_query(params, MODELS)
     assert state.models == ["all-MiniLM-L6-v2", "all-mpnet-base-v2", "third"]
-    assert state.layers == {"all-MiniLM-L6-v2": 0, "all-mpnet-base-v2": None}
-    assert state.steps == "1024" and state.rule == "gauss-legendre" and state.mode == "default"
+    assert state.layers == {"all-MiniLM-L6-v2": None, "all-mpnet-base-v2": None}
+    assert state.options == ExplainOptions()  # steps, rule and mode refused: the defaults
     assert state.level == "token" and state.pos is False and state.top == MAX_TOP and state.diff == (0, 1)
     text = "\n".join(notices)
-    for needle in ("'nope'", "pip install absent", "At most 3", "negative", "not a whole number", "simpson"):
+    for needle in ("'nope'", "pip install absent", "At most 3", "simpson"):
         assert needle in text
+    for key, value in (("steps", 99999), ("rule", "simpson"), ("mode", "fast")):  # core's own messages
+        with pytest.raises(InputError) as refused:
+            ExplainOptions.create(**{key: value if key != "steps" else str(value)})
+        assert f"{key}= in the link: {refused.value}" in text
+    for raw in ("-3", "x"):
+        with pytest.raises(InputError) as refused:
+            ExplainOptions.create(layer=raw)
+        assert str(refused.value) in text
     assert len(notices) >= 11
 
 
@@ -459,16 +470,22 @@ def test_no_usable_model_falls_back_to_the_default() -> None:
     assert any("showing all-MiniLM-L6-v2" in n for n in notices)
 
 
-def test_steps_and_layer_clamping() -> None:
+def test_steps_and_layers_are_checked_by_the_library() -> None:
     notices: list[str] = []
-    assert parse_steps("auto", notices) == "auto" and parse_steps(" 16 ", notices) == "16"
+    assert from_session({"steps": "auto"}, notices).options.steps == "auto"
+    assert from_session({"steps": " 16 "}, notices).options.steps == 16
     assert notices == []
-    assert parse_steps("0", notices) == "1" and parse_steps("abc", notices) == "auto"
-    assert len(notices) == 2
-    assert clamp_layer(None, 6, "m") == (None, None)
-    assert clamp_layer(4, 6, "m") == (4, None)
-    layer, notice = clamp_layer(40, 6, "m")
-    assert layer == 6 and notice is not None and "0–6" in notice
+    assert from_session({"steps": "0"}, notices).options.steps == "auto"  # refused, not clamped to 1
+    assert from_session({"steps": "abc"}, notices).options.steps == "auto"
+    assert notices == [
+        "steps must be 'auto' or a whole number from 1 to 1024 (got '0'). Using auto.",
+        "steps must be 'auto' or a whole number from 1 to 1024 (got 'abc'). Using auto.",
+    ]
+    assert checked_layer(None, 6, "m") == (None, None)
+    assert checked_layer(4, 6, "m") == (4, None)
+    layer, notice = checked_layer(40, 6, "m")  # refused as for_model refuses it: the default layer, not 6
+    assert layer is None
+    assert notice == "layer must be a whole number from 0 to 6 for m (got 40). Using the default layer."
 
 
 def test_session_mapping_round_trip() -> None:
@@ -477,3 +494,14 @@ def test_session_mapping_round_trip() -> None:
     assert session["layer::a"] == 3 and session["layer::b"] == "default"
     assert from_session(session) == state
     assert math.isclose(from_session({}).top, PageState().top)
+
+
+def test_the_operators_step_limit_refuses_with_cores_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under PAIRLENS_MAX_STEPS=100 a link's steps=500 is refused by ExplainOptions.check_limits (not clamped)."""
+    monkeypatch.setenv("PAIRLENS_MAX_STEPS", "100")
+    state, notices = parse_query({"steps": ["500"], "rule": ["midpoint"]}, MODELS)
+    assert state.options == ExplainOptions(rule="midpoint")  # the other options are kept
+    with pytest.raises(InputError) as refused:
+        ExplainOptions(steps=500).check_limits(get_settings().limits)
+    assert notices == [f"steps= in the link: {refused.value} Using auto."]
+    assert "from 1 to 100" in notices[0]
