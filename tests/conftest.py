@@ -30,6 +30,21 @@ def _pairlens_home(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["PAIRLENS_HOME"] = str(tmp_path_factory.mktemp("pairlens-home"))
 
 
+@pytest.fixture
+def _fresh_caches() -> None:
+    """No result from an earlier test: Streamlit's caches, the page's outcomes, the persistent cache."""
+    import streamlit as st
+
+    from attribution.service.cache import default_cache
+    from components import backend
+
+    st.cache_data.clear()
+    backend.registry().clear()
+    persistent = default_cache()
+    if persistent is not None:
+        persistent.clear()
+
+
 @pytest.fixture(scope="session")
 def minilm():  # type: ignore[no-untyped-def]
     from attribution import load_model

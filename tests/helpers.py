@@ -1,4 +1,5 @@
-"""Test helpers: hand-built results from the flat field names of the JSON form, two hand-made corpus pairs."""
+"""Test helpers: hand-built results from the flat field names of the JSON form, two hand-made corpus pairs,
+the text of AppTest elements, and data-file lines that corpus runs must survive."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0
 def shown_text(markdown: str) -> str:
     """What a Markdown body of literal text shows: backslash escapes of punctuation removed."""
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def messages(elements: object) -> str:
+    """The text AppTest elements (at.error, at.warning, ...) show, one per line."""
+    return "\n".join(shown_text(str(e.value)) for e in elements)  # type: ignore[attr-defined]
+
+
+# Lines of a JSONL data file that a corpus run must survive: JSON nested past the parser's depth,
+# and a lone surrogate (invalid UTF-8 under surrogateescape) in a text.
+DEEP = '{"text_a": ' + "[" * 100_000 + "]" * 100_000 + ', "text_b": "x"}'
+SURROGATE = '{"text_a": "caf\\udce9 au lait", "text_b": "coffee with milk", "score": 3}'
 
 
 def hand_result(matrix: list[list[float]], tokens_a: list[str], tokens_b: list[str], pos_a: list[str], pos_b: list[str],
