@@ -48,7 +48,8 @@ from attribution.settings import EXAMPLE_PAIR, get_settings
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 POLL_SECONDS = 0.25  # how often a waiting page asks for progress
 FIRST_POLL_SECONDS = 0.02  # the first wait; doubled up to POLL_SECONDS
-ABANDON_GRACE = 1.0  # seconds an unwatched job may wait for a rerun to take it up before it is cancelled
+ABANDON_GRACE = 3.0  # seconds an unwatched job may wait for a rerun to take it up before it is cancelled
+# (the page lets go of a slow job between the runs of the column fragment that watches it: see pages/explain.py)
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class Computation:
 
     key: Hashable
     model: str
+    options: ExplainOptions | None = None
     job_id: str | None = None
     outcome: Outcome | None = None
     status: JobStatus | None = None
@@ -301,7 +303,7 @@ def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Comp
     key = computation_key(model, text_a, text_b, options)
     known = registry().recall(key)
     if known is not None:
-        return Computation(key, model, outcome=known)
+        return Computation(key, model, options, outcome=known)
     backend = get_backend()
     request = ExplainRequest(model=model, text_a=text_a, text_b=text_b, options=options, pos=True)
     try:
@@ -310,18 +312,28 @@ def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Comp
         outcome = Failure(str(exc))
         if not isinstance(exc, (Busy, BackendUnavailable)):
             registry().remember(key, outcome)
-        return Computation(key, model, outcome=outcome)
-    return Computation(key, model, job_id=job_id)
+        return Computation(key, model, options, outcome=outcome)
+    return Computation(key, model, options, job_id=job_id)
 
 
-def wait(computations: list[Computation], show: Callable[[Computation], None]) -> None:
+def wait(
+    computations: list[Computation],
+    show: Callable[[Computation], None],
+    budget: float | None = None,
+    first: bool = False,
+) -> None:
     """Poll until every computation has an outcome, calling `show` after each poll of a pending one.
+
+    budget: return after about this many seconds even if some are pending (each is polled at least
+    once); those are let go as below, and a later `start()` with the same inputs takes them up again.
+    first: return as soon as one has an outcome.
 
     `show` draws the progress with `st.`; when Streamlit interrupts it (a rerun, a closed
     session) or anything fails, the jobs still running are let go (see Registry.detach).
     """
     backend = get_backend()
     pause = FIRST_POLL_SECONDS  # short results show at once; long ones are polled every POLL_SECONDS
+    deadline = None if budget is None else time.monotonic() + budget
     try:
         while True:
             pending = [c for c in computations if c.pending]
@@ -330,7 +342,11 @@ def wait(computations: list[Computation], show: Callable[[Computation], None]) -
             for computation in pending:
                 _poll(backend, computation)
                 show(computation)
+            if first and any(not c.pending for c in computations):
+                return
             if any(c.pending for c in computations):
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    return
                 time.sleep(pause)
                 pause = min(POLL_SECONDS, pause * 2)
     finally:
