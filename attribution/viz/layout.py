@@ -187,7 +187,9 @@ class Grid:
         return self.grid_y + self.grid_h + (GAP + self.strip if self.strip else 0) + self.bottom
 
 
-TOP_LABELS_PX = 600  # a map taller than this repeats its column labels above it (the bottom ones scroll away)
+# A map taller than this repeats its column labels above it (on the page the bottom ones scroll away); not
+# a map fitted to a given cell (slides, combined figures: their canvas is sized without that band).
+TOP_LABELS_PX = 600
 
 
 def grid_geometry(
@@ -233,7 +235,7 @@ def grid_geometry(
         strip=strip,
         totals_w=style.font(58) if totals else 0.0,
         totals_h=style.font(44) if totals else 0.0,
-        top=bottom if max(n_rows, 1) * size > TOP_LABELS_PX else 0.0,
+        top=bottom if cell is None and max(n_rows, 1) * size > TOP_LABELS_PX else 0.0,
     )
 
 
