@@ -416,12 +416,13 @@ def _map_axes(panel: MapPanel, at: _Placed, style: Style, colours: Palette) -> d
 
 def _top_labels(panel: MapPanel, at: _Placed, colours: Palette) -> tuple[dict[str, Any], dict[str, Any]]:
     """A tall map's column labels once more above it (over the column totals): an empty trace and its axis,
-    a copy of the map's x axis on top."""
+    a copy of the map's x axis on top, overlaying it (its own subplot would cover the map and take its hovers)."""
     width, height = at.canvas
     gx0, _, gx1, _ = at.grid_box
     n_cols = panel.shape[1]
     axis = dict(
-        domain=_domain_x(gx0, gx1, width), anchor="free", position=1.0 - (at.origin[1] + at.grid.top) / height,
+        domain=_domain_x(gx0, gx1, width), overlaying=at.ids["x"], anchor="free",
+        position=1.0 - (at.origin[1] + at.grid.top) / height,
         side="top", tickvals=list(range(n_cols)), ticktext=panel.col_labels, tickangle=at.grid.angle,
         tickfont=dict(size=at.grid.font, color=colours.text), range=[-0.5, n_cols - 0.5], showgrid=False,
         zeroline=False, ticks="", fixedrange=True, tickmode="array",

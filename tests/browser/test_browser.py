@@ -305,7 +305,7 @@ def test_sixty_by_sixty_map_shows_every_tick_label_without_overlap(server: str) 
             plot = ".js-plotly-plot"
             rows = page.evaluate(LABEL_BOXES_JS, f"{plot} .yaxislayer-above .ytick text")
             cols = page.evaluate(LABEL_BOXES_JS, f"{plot} .xaxislayer-above .xtick text")
-            tops = page.evaluate(LABEL_BOXES_JS, f"{plot} .xaxislayer-above .x6tick text")  # repeated on top
+            tops = page.evaluate(LABEL_BOXES_JS, f"{plot} .x6tick text")  # repeated on top
             assert len(rows) == 60 and len(cols) == 60 and len(tops) == 60, (len(rows), len(cols), len(tops))
             assert [b["text"] for b in tops] == [b["text"] for b in cols]
             assert all(b["w"] > 0 and b["h"] > 0 for b in rows + cols + tops)
