@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 import streamlit as st
 
-from attribution import explain
 from attribution.core.cost import CostEstimate, estimate_cost, measured_rate, result_units
 from attribution.core.execution import Cancelled
 from attribution.core.options import ExplainOptions
@@ -43,12 +42,13 @@ from attribution.service.scheduler import (
     NotFinished,
     UnknownJob,
 )
-from attribution.settings import EXAMPLE_PAIR, get_settings
+from attribution.settings import get_settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 POLL_SECONDS = 0.25  # how often a waiting page asks for progress
 FIRST_POLL_SECONDS = 0.02  # the first wait; doubled up to POLL_SECONDS
-ABANDON_GRACE = 1.0  # seconds an unwatched job may wait for a rerun to take it up before it is cancelled
+ABANDON_GRACE = 3.0  # seconds an unwatched job may wait for a rerun to take it up before it is cancelled
+# (the page lets go of a slow job between the runs of the column fragment that watches it: see pages/explain.py)
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,7 @@ class Computation:
 
     key: Hashable
     model: str
+    options: ExplainOptions | None = None
     job_id: str | None = None
     outcome: Outcome | None = None
     status: JobStatus | None = None
@@ -301,7 +302,7 @@ def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Comp
     key = computation_key(model, text_a, text_b, options)
     known = registry().recall(key)
     if known is not None:
-        return Computation(key, model, outcome=known)
+        return Computation(key, model, options, outcome=known)
     backend = get_backend()
     request = ExplainRequest(model=model, text_a=text_a, text_b=text_b, options=options, pos=True)
     try:
@@ -310,18 +311,28 @@ def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Comp
         outcome = Failure(str(exc))
         if not isinstance(exc, (Busy, BackendUnavailable)):
             registry().remember(key, outcome)
-        return Computation(key, model, outcome=outcome)
-    return Computation(key, model, job_id=job_id)
+        return Computation(key, model, options, outcome=outcome)
+    return Computation(key, model, options, job_id=job_id)
 
 
-def wait(computations: list[Computation], show: Callable[[Computation], None]) -> None:
+def wait(
+    computations: list[Computation],
+    show: Callable[[Computation], None],
+    budget: float | None = None,
+    first: bool = False,
+) -> None:
     """Poll until every computation has an outcome, calling `show` after each poll of a pending one.
+
+    budget: return after about this many seconds even if some are pending (each is polled at least
+    once); those are let go as below, and a later `start()` with the same inputs takes them up again.
+    first: return as soon as one has an outcome.
 
     `show` draws the progress with `st.`; when Streamlit interrupts it (a rerun, a closed
     session) or anything fails, the jobs still running are let go (see Registry.detach).
     """
     backend = get_backend()
     pause = FIRST_POLL_SECONDS  # short results show at once; long ones are polled every POLL_SECONDS
+    deadline = None if budget is None else time.monotonic() + budget
     try:
         while True:
             pending = [c for c in computations if c.pending]
@@ -330,7 +341,11 @@ def wait(computations: list[Computation], show: Callable[[Computation], None]) -
             for computation in pending:
                 _poll(backend, computation)
                 show(computation)
+            if first and any(not c.pending for c in computations):
+                return
             if any(c.pending for c in computations):
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    return
                 time.sleep(pause)
                 pause = min(POLL_SECONDS, pause * 2)
     finally:
@@ -458,6 +473,9 @@ def capped_by_page_work(result: Attribution) -> bool:
 # ----------------------------------------------------------------------------- cost before computing
 
 RATE_SAMPLES = 20  # recent maps per model whose work-units-per-second this server remembers
+RATE_MIN_UNITS = 10_000  # a map with less work measures mostly fixed overhead (about 700 units/s for 11 tokens)
+DEFAULT_RATE = 10_000.0  # work units/s of all-MiniLM-L6-v2 on a 60-token pair, measured on the 2-core dev machine
+# (commit 6d79686): the estimate until this server has computed a map large enough to measure its own rate.
 _rates: dict[str, list[tuple[int, float]]] = {}
 _rates_lock = threading.Lock()
 
@@ -478,22 +496,12 @@ def record_rate(name: str, result: Attribution) -> None:
 
 
 def rate_of(name: str) -> float | None:
-    """The fastest work units per second this server reached for the model lately, else for any model."""
+    """The fastest work units per second this server reached lately on a map of at least RATE_MIN_UNITS,
+    for the model, else for any model; None before it computed one."""
     with _rates_lock:
-        own = measured_rate(_rates.get(name, []))
-        return own if own is not None else measured_rate([s for samples in _rates.values() for s in samples])
-
-
-def calibrate(name: str) -> float | None:
-    """Measure the rate once: the example pair repeated to about 60 tokens, 2 steps at the default layer
-    (a pair that short would measure mostly fixed overhead)."""
-    text_a, text_b = " ".join([EXAMPLE_PAIR[0]] * 6), " ".join([EXAMPLE_PAIR[1]] * 6)
-    try:
-        result = explain(get_model(name), text_a, text_b, steps=2, pos=False)
-    except Exception:
-        return None
-    record_rate(name, result)
-    return rate_of(name)
+        own = [s for s in _rates.get(name, []) if s[0] >= RATE_MIN_UNITS]
+        every = [s for samples in _rates.values() for s in samples if s[0] >= RATE_MIN_UNITS]
+    return measured_rate(own) or measured_rate(every)
 
 
 def cost_of(name: str, text_a: str, text_b: str, options: ExplainOptions) -> CostEstimate | None:
@@ -503,7 +511,5 @@ def cost_of(name: str, text_a: str, text_b: str, options: ExplainOptions) -> Cos
         estimate = estimate_work(model, text_a, text_b, options, get_settings().limits)
     except Exception:  # a model that cannot be loaded or tokenized: the computation itself says why
         return None
-    rate = rate_of(name) or calibrate(name)
-    if rate is None:
-        return None
-    return estimate_cost(estimate, rate, auto=options.fixed_steps is None)
+    # Never a calibration run here: it would hold up a new server's first map by seconds.
+    return estimate_cost(estimate, rate_of(name) or DEFAULT_RATE, auto=options.fixed_steps is None)

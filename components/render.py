@@ -516,9 +516,9 @@ def render_progress(slot: DeltaGenerator, fraction: float, text: str) -> None:
     slot.progress(min(max(fraction, 0.0), 1.0), text=text)
 
 
-def render_cancel_button(slot: DeltaGenerator, name: str, on_cancel: Callable[[], None]) -> None:
-    """A Cancel button under a model's progress bar."""
-    slot.button("Cancel", key=f"cancel::{name}", on_click=on_cancel, help="Stop this computation")
+def render_cancel_button(slot: DeltaGenerator, name: str, on_cancel: Callable[[], None], key: str = "cancel") -> None:
+    """A Cancel button under a model's progress bar (`key`: which of the column's two waits draws it)."""
+    slot.button("Cancel", key=f"{key}::{name}", on_click=on_cancel, help="Stop this computation")
 
 
 def render_cancelled(name: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 
 import plotly.graph_objects as go
@@ -58,6 +58,10 @@ COMPUTED_LAYERS = "_pl_layers"  # each model's layer when its map was last drawn
 CONFIRMED = "_pl_confirmed"  # expensive computations this session agreed to start
 CONFIRM_SECONDS = 60.0  # a map estimated to take longer asks before it starts
 CANCELLED = "_pl_cancelled"  # computations this session stopped (not restarted until Explain is pressed)
+FAILED = "_pl_failed"  # {computation key: message} of jobs that failed while their column's watcher waited
+QUICK_WAIT_SECONDS = 1.0  # after the first map, how long a run waits for the others before watching them
+WATCH_SECONDS = 2.0  # each run of a computing column's watcher polls its job this long
+WATCH_EVERY_SECONDS = 0.5  # and the watcher runs again this often (backend.ABANDON_GRACE covers the gap)
 RESYNC = "_pl_resync"  # set by a callback inside the results fragment that changed the whole page
 # Widgets that are not drawn on every run (toolbar, per-model layers) lose their value unless kept.
 KEPT_KEYS = (
@@ -118,6 +122,7 @@ def submit_texts() -> None:
     """The boxes' texts become the explained pair; edits of the old pair no longer apply; computations
     cancelled before may start again."""
     st.session_state[CANCELLED] = set()
+    st.session_state[FAILED] = {}
     for key, submitted in (("text_a", SUBMITTED[0]), ("text_b", SUBMITTED[1])):
         if st.session_state.get(submitted) != st.session_state.get(key):
             st.session_state["edits"] = []
@@ -176,6 +181,10 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
         if key in st.session_state.get(CANCELLED, ()):
             render.render_cancelled(name)
             return None
+        failed = st.session_state.get(FAILED, {})
+        if key in failed:
+            render.render_failure(name, failed[key])
+            return None
         if not backend.is_known(key):
             cost = backend.cost_of(name, state.text_a, state.text_b, options)
             with layer_slot:
@@ -194,34 +203,47 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
 
 def compute_columns(
     state: PageState, columns: list[DeltaGenerator], infos: dict[str, ModelInfo], notices: list[str]
-) -> dict[str, Attribution]:
-    """Start every model's computation, then wait for all with a progress bar per column.
+) -> tuple[dict[str, Attribution], dict[str, tuple[backend.Computation, DeltaGenerator]]]:
+    """Start every model's computation: (results at hand, {model: (computation still running, its slot)}).
 
-    A rerun or a closed session interrupts the wait inside render_progress; the backend then
-    cancels the jobs nobody takes up again within a second.
+    Nothing here waits for a slow map, so one slow model never holds up (or greys) the other columns
+    and the tools: each running column gets a watcher (watch_column, called at the end of the run)
+    that shows its progress and Cancel and reruns the page when its map is ready. Only when every
+    column is computing does this run wait, for the first map and up to QUICK_WAIT_SECONDS more for the others.
     """
     computations: dict[str, backend.Computation] = {}
     slots: dict[str, DeltaGenerator] = {}
-    cancel_slots: dict[str, DeltaGenerator] = {}
     for name, column in zip(state.models, columns, strict=True):
         with column:
             computation = start_column(name, state, infos.get(name), notices)
-            slots[name], cancel_slots[name] = st.empty(), st.empty()
+            slots[name] = st.container()
         if computation is not None:
             computations[name] = computation
-            if computation.pending:
-                render.render_cancel_button(cancel_slots[name], name, partial(cancel_computation, computation.key))
+    pending = [c for c in computations.values() if c.pending]
+    if pending:
+        bars = {c.model: slots[c.model].empty() for c in pending}
+        cancels = {c.model: slots[c.model].empty() for c in pending}
+        for computation in pending:
+            render.render_cancel_button(cancels[computation.model], computation.model,
+                                        partial(cancel_computation, computation.key))  # fmt: skip
 
-    def show(computation: backend.Computation) -> None:
-        fraction, text = backend.progress_text(short_model_name(computation.model), computation.status)
-        render.render_progress(slots[computation.model], fraction, text)
+        def show(computation: backend.Computation) -> None:
+            fraction, text = backend.progress_text(short_model_name(computation.model), computation.status)
+            render.render_progress(bars[computation.model], fraction, text)
 
-    backend.wait(list(computations.values()), show)
+        if len(pending) == len(computations):  # nothing to draw yet: wait for the first map, and the others
+            backend.wait(pending, show, first=True)  # that finish soon after it, so they are drawn together
+            backend.wait([c for c in pending if c.pending], show, budget=QUICK_WAIT_SECONDS)
+        else:
+            backend.wait(pending, show, budget=0.0)  # one poll: draw what finished meanwhile, watch the rest
+        for slot in [*bars.values(), *cancels.values()]:
+            slot.empty()
     results: dict[str, Attribution] = {}
+    running: dict[str, tuple[backend.Computation, DeltaGenerator]] = {}
     for name, computation in computations.items():
-        slots[name].empty()
-        cancel_slots[name].empty()
-        if isinstance(computation.outcome, Attribution):
+        if computation.pending:
+            running[name] = (computation, slots[name])
+        elif isinstance(computation.outcome, Attribution):
             results[name] = computation.outcome
             if backend.capped_by_page_work(computation.outcome):
                 notices.append(
@@ -233,7 +255,32 @@ def compute_columns(
         elif computation.outcome is not None:
             with slots[name]:
                 render.render_failure(name, computation.outcome.message)
-    return results
+    return results, running
+
+
+@st.fragment(run_every=WATCH_EVERY_SECONDS)
+def watch_column(name: str, text_a: str, text_b: str, options: ExplainOptions) -> None:
+    """A computing column's progress bar and Cancel button, on its own: it polls the model's job for
+    up to WATCH_SECONDS per run (the rest of the page stays live meanwhile) and reruns the page once
+    the map or a failure is there. Rerun every WATCH_EVERY_SECONDS while the session is open."""
+    key = backend.computation_key(name, text_a, text_b, options)
+    if key in st.session_state.get(CANCELLED, ()):
+        st.rerun(scope="app")
+    computation = backend.start(name, text_a, text_b, options)  # takes the job up again
+    if computation.pending:
+        bar, cancel_slot = st.empty(), st.empty()
+        render.render_cancel_button(cancel_slot, name, partial(cancel_computation, key), key="cancel-watch")
+
+        def show(computation: backend.Computation) -> None:
+            fraction, text = backend.progress_text(short_model_name(name), computation.status)
+            render.render_progress(bar, fraction, text)
+
+        backend.wait([computation], show, budget=WATCH_SECONDS)
+    if computation.pending:
+        return
+    if isinstance(computation.outcome, backend.Failure):  # drawn by the next run, never computed again by it
+        st.session_state[FAILED] = {**st.session_state.get(FAILED, {}), key: computation.outcome.message}
+    st.rerun(scope="app")
 
 
 def confirm_computation(key: object) -> None:
@@ -335,7 +382,7 @@ def show_results(models: list[ModelInfo]) -> None:
         _, tagger_note = backend.tagger_status()
     cell = column_cell(state.text_a, state.text_b, len(state.models))
     columns = render.model_columns(len(state.models))
-    results = compute_columns(state, columns, infos, notices)
+    results, running = compute_columns(state, columns, infos, notices)
     state = page_state()  # a layer the model refused is now its default
     st.session_state[COMPUTED_LAYERS] = {name: state.layer_of(name) for name in state.models}
 
@@ -393,7 +440,7 @@ def show_results(models: list[ModelInfo]) -> None:
 
     pair = state.diff_pair()
     if pair is not None:
-        show_difference(state, results, pair, clip, style)
+        show_difference(state, results, pair, clip, style, running)
 
     if results:
         show_explore(state, results, style)
@@ -404,6 +451,10 @@ def show_results(models: list[ModelInfo]) -> None:
     query = to_query(state)
     render.render_share(query, [results[name] for name in state.models if name in results])
     render.write_query(query)
+    for name, (computation, slot) in running.items():  # last: the rest of the page is drawn already
+        assert computation.options is not None
+        with slot:
+            watch_column(name, state.text_a, state.text_b, computation.options)
 
 
 def combined_builder(
@@ -428,11 +479,19 @@ def draw_view(
 
 
 def show_difference(
-    state: PageState, results: dict[str, Attribution], pair: tuple[int, int], clip: float | None, style: Style
+    state: PageState,
+    results: dict[str, Attribution],
+    pair: tuple[int, int],
+    clip: float | None,
+    style: Style,
+    running: Collection[str] = (),
 ) -> None:
     """Where two models disagree, word by word (shares of each sum, or raw)."""
     first, second = state.models[pair[0]], state.models[pair[1]]
     render.render_difference_section(state.models)
+    if first in running or second in running:
+        render.render_prompt("The difference map appears when both maps are ready.")
+        return
     if first not in results or second not in results:
         render.render_prompt("The difference map needs both models to succeed.")
         return

@@ -358,9 +358,10 @@ def _placement(
 ) -> _Placed:
     suffix = "" if index == 0 else str(index * 10)
     ids = {k: f"{k}{suffix}" if suffix else k for k in ("x", "y")}
-    ax = {name: f"{name[0]}{index * 10 + n}" for n, name in ((2, "x2"), (3, "y3"), (4, "x4"), (5, "y5"))}
+    names = ((2, "x2"), (3, "y3"), (4, "x4"), (5, "y5"), (6, "x6"))
+    ax = {name: f"{name[0]}{index * 10 + n}" for n, name in names}
     if index == 0:
-        ax = {"x2": "x2", "y3": "y3", "x4": "x4", "y5": "y5"}
+        ax = {"x2": "x2", "y3": "y3", "x4": "x4", "y5": "y5", "x6": "x6"}
     strips = grid.strip > 0 and panel.pos_a is not None and panel.pos_b is not None
     return _Placed(grid, origin, canvas, suffix, ids, ax, strips)
 
@@ -413,6 +414,23 @@ def _map_axes(panel: MapPanel, at: _Placed, style: Style, colours: Palette) -> d
     }  # fmt: skip
 
 
+def _top_labels(panel: MapPanel, at: _Placed, colours: Palette) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tall map's column labels once more above it (over the column totals): an empty trace and its axis,
+    a copy of the map's x axis on top, overlaying it (its own subplot would cover the map and take its hovers)."""
+    width, height = at.canvas
+    gx0, _, gx1, _ = at.grid_box
+    n_cols = panel.shape[1]
+    axis = dict(
+        domain=_domain_x(gx0, gx1, width), overlaying=at.ids["x"], anchor="free",
+        position=1.0 - (at.origin[1] + at.grid.top) / height,
+        side="top", tickvals=list(range(n_cols)), ticktext=panel.col_labels, tickangle=at.grid.angle,
+        tickfont=dict(size=at.grid.font, color=colours.text), range=[-0.5, n_cols - 0.5], showgrid=False,
+        zeroline=False, ticks="", fixedrange=True, tickmode="array",
+    )  # fmt: skip
+    trace = dict(type="scatter", x=[], y=[], xaxis=at.ax["x6"], yaxis=at.ids["y"], showlegend=False, hoverinfo="skip")
+    return trace, {f"xaxis{at.ax['x6'][1:]}": axis}
+
+
 def _strips(panel: MapPanel, at: _Placed) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The POS strips beside the rows and under the columns: traces and their axes."""
     assert panel.pos_a is not None and panel.pos_b is not None
@@ -442,7 +460,7 @@ def _totals(
     """Row sums as bars right of the map, column sums above it: traces, axes, their two labels."""
     width, height = at.canvas
     gx0, _, gx1, _ = at.grid_box
-    oy = at.origin[1]
+    oy = at.origin[1] + at.grid.top
     n_rows, n_cols = panel.shape
     matrix = np.asarray(panel.matrix, dtype=np.float64)
     rows, cols = np.nansum(matrix, axis=1), np.nansum(matrix, axis=0)
@@ -538,6 +556,10 @@ def _place_panel(
         colorbar_x = at.grid_box[2] + 16
     traces = [_map_trace(panel, at, style, colours, colorbar_x if show_scale else None)]
     axes = _map_axes(panel, at, style, colours)
+    if grid.top > 0:
+        top_trace, top_axis = _top_labels(panel, at, colours)
+        traces.append(top_trace)
+        axes.update(top_axis)
     annotations: list[dict[str, Any]] = []
     if at.strips:
         strip_traces, strip_axes = _strips(panel, at)

@@ -144,7 +144,8 @@ class Grid:
     """One map panel in px: label room, POS strips, the square-celled grid, totals bars.
 
     Horizontally: left (row labels) | strip | GAP | grid | 2 GAP | totals_w.
-    Vertically: totals_h | 2 GAP | grid | GAP | strip | bottom (column labels).
+    Vertically: top (column labels again, on maps taller than TOP_LABELS_PX) | totals_h | 2 GAP | grid | GAP |
+    strip | bottom (column labels).
     """
 
     n_rows: int
@@ -157,6 +158,7 @@ class Grid:
     strip: float
     totals_w: float
     totals_h: float
+    top: float = 0.0
 
     @property
     def grid_w(self) -> float:
@@ -174,7 +176,7 @@ class Grid:
     @property
     def grid_y(self) -> float:
         """Top edge of the grid from the panel's top edge."""
-        return self.totals_h + (2 * GAP if self.totals_h else 0)
+        return self.top + self.totals_h + (2 * GAP if self.totals_h else 0)
 
     @property
     def width(self) -> float:
@@ -183,6 +185,11 @@ class Grid:
     @property
     def height(self) -> float:
         return self.grid_y + self.grid_h + (GAP + self.strip if self.strip else 0) + self.bottom
+
+
+# A map taller than this repeats its column labels above it (on the page the bottom ones scroll away); not
+# a map fitted to a given cell (slides, combined figures: their canvas is sized without that band).
+TOP_LABELS_PX = 600
 
 
 def grid_geometry(
@@ -228,6 +235,7 @@ def grid_geometry(
         strip=strip,
         totals_w=style.font(58) if totals else 0.0,
         totals_h=style.font(44) if totals else 0.0,
+        top=bottom if cell is None and max(n_rows, 1) * size > TOP_LABELS_PX else 0.0,
     )
 
 

@@ -305,12 +305,15 @@ def test_sixty_by_sixty_map_shows_every_tick_label_without_overlap(server: str) 
             plot = ".js-plotly-plot"
             rows = page.evaluate(LABEL_BOXES_JS, f"{plot} .yaxislayer-above .ytick text")
             cols = page.evaluate(LABEL_BOXES_JS, f"{plot} .xaxislayer-above .xtick text")
-            assert len(rows) == 60 and len(cols) == 60, (len(rows), len(cols))
-            assert all(b["w"] > 0 and b["h"] > 0 for b in rows + cols)
-            assert overlaps(rows) == [] and overlaps(cols) == []
+            tops = page.evaluate(LABEL_BOXES_JS, f"{plot} .x6tick text")  # repeated on top
+            assert len(rows) == 60 and len(cols) == 60 and len(tops) == 60, (len(rows), len(cols), len(tops))
+            assert [b["text"] for b in tops] == [b["text"] for b in cols]
+            assert all(b["w"] > 0 and b["h"] > 0 for b in rows + cols + tops)
+            assert overlaps(rows) == [] and overlaps(cols) == [] and overlaps(tops) == []
+            assert max(b["y"] + b["h"] for b in tops) < min(b["y"] for b in rows)  # above the map's first row
             svg = page.locator(f"{plot} .main-svg").first.bounding_box()
             assert svg is not None
-            for b in rows + cols:  # inside the figure: nothing cut at its edges
+            for b in rows + cols + tops:  # inside the figure: nothing cut at its edges
                 assert svg["x"] - 0.5 <= b["x"] and b["x"] + b["w"] <= svg["x"] + svg["width"] + 0.5, b
                 assert svg["y"] - 0.5 <= b["y"] and b["y"] + b["h"] <= svg["y"] + svg["height"] + 0.5, b
             drag = page.locator(f"{plot} .nsewdrag").first.bounding_box()

@@ -270,3 +270,55 @@ def test_hovering_a_token_of_the_text_view_outlines_its_partners(server: str, br
         assert "instrument" in page.evaluate(outlined)
     finally:
         page.close()
+
+
+GREYED_JS = """(selector) => [...document.querySelectorAll(selector)].map(el => {
+  let opacity = 1, stale = false;
+  for (let a = el; a; a = a.parentElement) {
+    opacity *= parseFloat(getComputedStyle(a).opacity || '1');
+    stale = stale || a.getAttribute('data-stale') === 'true';
+  }
+  return {opacity, stale};
+})"""
+
+
+def test_a_slow_model_never_greys_the_other_column_or_the_tools(server: str, tiny_bert: Path, browser: Any) -> None:
+    """MiniLM at layer 0 with 256 fixed steps computes for many seconds; meanwhile the tiny model's map
+    beside it is drawn and not greyed, the toolbar works (not greyed either), the slow column shows its
+    progress, and its Cancel button stops it."""
+    from urllib.parse import urlencode
+
+    query = urlencode(
+        [("a", TEXT_A), ("b", TEXT_B), ("model", "all-MiniLM-L6-v2"), ("layer", "0"), ("model", str(tiny_bert)),
+         ("layer", "default"), ("steps", "256"), ("top", "3")]
+    )  # fmt: skip
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    try:
+        page.goto(f"{server}/?{query}")
+        progress = page.locator("[data-testid=stProgress]").filter(has_text="all-MiniLM-L6-v2:")
+        compute = page.get_by_role("button", name="Compute it")
+        progress.or_(compute).first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        if compute.count():  # estimated above the page's threshold: the user agrees to wait
+            compute.click()
+        progress.first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        wait_maps(page, 1)
+        seen: list[str] = []
+        for _ in range(4):  # over about 2 s of computing (the watcher redraws the bar on each of its runs)
+            progress.first.wait_for(timeout=10_000)
+            seen.append(progress.first.inner_text())
+            maps = page.evaluate(GREYED_JS, ".js-plotly-plot")
+            tools = page.evaluate(GREYED_JS, ".st-key-pl-toolbar")
+            assert len(maps) == 1 and maps[0] == {"opacity": 1, "stale": False}, maps
+            assert tools == [{"opacity": 1, "stale": False}], tools
+            page.wait_for_timeout(500)
+        assert all(re.search(r"preparing|waiting|% of [\d,]+ tangent passes", text) for text in seen), seen
+        # the tools answer while the slow map computes: Words redraws the tiny model's map
+        page.get_by_role("radio", name="Words", exact=True).click()
+        page.wait_for_function("() => location.search.includes('level=word')", timeout=60_000)
+        assert page.evaluate(GREYED_JS, ".js-plotly-plot")[0]["opacity"] == 1
+        progress.first.wait_for(timeout=10_000)
+        page.locator(".st-key-pl-models").get_by_role("button", name="Cancel").click()
+        page.get_by_text("Cancelled. Press Explain to compute it again.").wait_for(timeout=60_000)
+        assert progress.count() == 0 and len(page.evaluate(GREYED_JS, ".js-plotly-plot")) == 1
+    finally:
+        page.close()

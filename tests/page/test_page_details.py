@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from test_app import assert_clean, messages, new_app, toys  # noqa: F401 - toys is a fixture
@@ -112,3 +114,25 @@ def test_a_local_page_takes_typed_hub_ids_and_folders(
     assert_clean(at)
     assert at.multiselect(key="models").proto.accept_new_options
     assert any("hub id" in str(c.value) for c in at.caption)
+
+
+def test_a_new_servers_first_estimate_runs_nothing_and_later_ones_use_its_measured_rate(
+    minilm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cost shown before a new server's first map comes from DEFAULT_RATE without computing anything
+    (a calibration run held the first map up by seconds); a map large enough to measure sets the rate,
+    while small, overhead-bound maps do not."""
+    from attribution.core.options import ExplainOptions
+    from components import backend
+
+    monkeypatch.setattr(backend, "get_model", lambda name: minilm)
+    monkeypatch.setattr(backend, "_rates", {})
+    options = ExplainOptions.create(steps=8)
+    first = backend.cost_of("all-MiniLM-L6-v2", "A man plays a guitar.", "Someone makes music.", options)
+    assert first is not None and first.seconds == pytest.approx(first.units / backend.DEFAULT_RATE)
+    assert backend._rates == {}  # nothing computed (a calibration run would have recorded its rate)
+    backend._rates["all-MiniLM-L6-v2"] = [(backend.RATE_MIN_UNITS // 10, 1.0)]  # small map: overhead
+    assert backend.rate_of("all-MiniLM-L6-v2") is None
+    backend._rates["all-MiniLM-L6-v2"].append((4 * backend.RATE_MIN_UNITS, 2.0))
+    later = backend.cost_of("all-MiniLM-L6-v2", "A man plays a guitar.", "Someone makes music.", options)
+    assert later is not None and later.seconds == pytest.approx(later.units / (2 * backend.RATE_MIN_UNITS))

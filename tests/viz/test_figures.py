@@ -226,3 +226,22 @@ def test_notebook_display_renders_the_same_heatmap(monkeypatch: pytest.MonkeyPat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
     assert math.isfinite(result.own_score)
+
+
+def test_a_long_map_repeats_its_column_labels_above_it_and_a_short_one_does_not() -> None:
+    """60 rows of 13 px cells (780 px) scroll the bottom labels out of view: the same labels sit on top,
+    above the column totals, in the figure; a 6-row map keeps them at the bottom only."""
+    long = build_heatmap(make_result(tokens(60), tokens(12, "w")), top_k=3, pos_overlay=True)
+    top = [a for name, a in long.layout.to_plotly_json().items() if name.startswith("xaxis") and a.get("side") == "top"]
+    assert len(top) == 1
+    assert list(top[0]["ticktext"]) == list(long.layout.xaxis.ticktext) and list(top[0]["tickvals"]) == list(
+        long.layout.xaxis.tickvals
+    )
+    assert list(top[0]["domain"]) == list(long.layout.xaxis.domain)  # over the same columns
+    totals_top = long.layout.yaxis5.domain[1]  # the column totals' bars sit below the repeated labels
+    assert totals_top < top[0]["position"] <= 1.0 and top[0]["position"] > long.layout.yaxis.domain[1]
+    assert any(t.xaxis == "x6" and t.hoverinfo == "skip" for t in long.data)  # the axis is drawn (an empty trace)
+    short = build_heatmap(make_result(tokens(6), tokens(5, "w")))
+    assert not any(
+        name.startswith("xaxis") and a.get("side") == "top" for name, a in short.layout.to_plotly_json().items()
+    )
