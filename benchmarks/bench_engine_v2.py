@@ -41,7 +41,6 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stsb import sample_pairs as sample_stsb  # noqa: E402
+from timing import wall_and_cpu  # noqa: E402
 
 from attribution import load_model  # noqa: E402
 from attribution.core.adaptive import integrate_adaptive  # noqa: E402
@@ -66,13 +66,6 @@ LONG_B = " ".join(f"token{i} is here" for i in range(200))
 
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
-
-
-def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(wall seconds, process CPU seconds of all threads, result)."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return time.perf_counter() - w0, time.process_time() - c0, out
 
 
 def matmul_rates(size: int = 1024, seconds: float = 2.0) -> tuple[float, float]:
@@ -143,7 +136,7 @@ def throughput(args: argparse.Namespace) -> None:
     for k in range(args.repeat):
         rates.append(matmul_rates())
         for name, structured in variants:
-            wall, cpu, out = timed_cpu(lambda s=structured: run(s))  # type: ignore[misc]
+            wall, cpu, out = wall_and_cpu(lambda s=structured: run(s))  # type: ignore[misc]
             rows[name].append((wall, cpu))
             results[name] = out
             print(f"round {k}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, load {load_avg()}", flush=True)
@@ -212,7 +205,7 @@ def adaptive(args: argparse.Namespace) -> None:
             order = (("old", old), ("new", new)) if k % 2 == 0 else (("new", new), ("old", old))
             out: dict[str, Any] = {}
             for name, fn in order:
-                out[name] = timed_cpu(fn)
+                out[name] = wall_and_cpu(fn)
             (ow, oc, (om, orel, on, onodes)), (nw, nc, (done, nnodes)) = out["old"], out["new"]
             row = {
                 "old_s": ow, "old_cpu": oc, "old_nodes": onodes, "old_rel": orel, "old_n": on,
@@ -253,14 +246,14 @@ def agreement(args: argparse.Namespace) -> None:
         for k, (a, b) in enumerate(pairs):
             if args.only and k not in args.only:
                 continue
-            wall, cpu, (pair, done) = timed_cpu(lambda a=a, b=b, o=options: _prepared_and_integrated(model, a, b, o))
+            wall, cpu, (pair, done) = wall_and_cpu(lambda a=a, b=b, o=options: _prepared_and_integrated(model, a, b, o))
             nodes = len(pair.a.evaluated) + len(pair.b.evaluated)
             row: dict[str, Any] = {
                 "tokens": f"{pair.a.h.shape[0]}+{pair.b.h.shape[0]}", "s": wall, "cpu": cpu, "nodes": nodes,
                 "converged": done.converged, "rel": done.relative, "bound": done.error_bound,
             }  # fmt: skip
             if not args.no_reference:
-                ref_wall, _, ref = timed_cpu(lambda pair=pair, o=reference: integrate(pair, o))
+                ref_wall, _, ref = wall_and_cpu(lambda pair=pair, o=reference: integrate(pair, o))
                 row |= {
                     "ref_converged": ref.converged, "ref_rel": ref.relative, "ref_bound": ref.error_bound,
                     "ref_s": ref_wall, "ref_nodes": len(pair.a.evaluated) + len(pair.b.evaluated),
@@ -302,7 +295,7 @@ def floor(args: argparse.Namespace) -> None:
         if args.only and k not in args.only:
             continue
         pair = prepare_pair(model, a, b, options)
-        wall, cpu, done = timed_cpu(
+        wall, cpu, done = wall_and_cpu(
             lambda pair=pair: integrate_adaptive(pair, options.layer, options.tolerance, options.step_cap)
         )
         evaluated = len(pair.a.evaluated) + len(pair.b.evaluated)
@@ -356,7 +349,7 @@ def derive(args: argparse.Namespace) -> None:
         out: dict[str, Any] = {}
         for mode in modes if k % 2 == 0 else modes[::-1]:
             pair = prepare_pair(model, a, b, options)
-            out[mode] = timed_cpu(
+            out[mode] = wall_and_cpu(
                 lambda pair=pair, mode=mode: integrate_adaptive(
                     pair, options.layer, options.tolerance, options.step_cap, derive=mode
                 )

@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stsb import sample_pairs as sample_stsb  # noqa: E402
+from timing import wall_and_cpu  # noqa: E402
 
 from attribution import explain, explain_many, load_model  # noqa: E402
-
-
-def timed(fn):  # type: ignore[no-untyped-def]
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return time.perf_counter() - w0, time.process_time() - c0, out
 
 
 def main() -> None:
@@ -67,7 +61,7 @@ def main() -> None:
         order = names if c % 2 == 0 else names[::-1]
         results, chunk_wall = {}, {}
         for name in order:
-            w, t, out = timed(lambda name=name, chunk=chunk: runs[name](chunk))
+            w, t, out = wall_and_cpu(lambda name=name, chunk=chunk: runs[name](chunk))
             wall[name] += w
             cpu[name] += t
             chunk_wall[name] = w

@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stsb import STSB_TEST  # noqa: E402
+from timing import wall_and_cpu  # noqa: E402
 
 from attribution import explain, explain_ranking, load_model, rank_scores  # noqa: E402
 from attribution.workflows.data import read_pairs  # noqa: E402
-
-
-def timed(fn):  # type: ignore[no-untyped-def]
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return time.perf_counter() - w0, time.process_time() - c0, out
 
 
 def main() -> None:
@@ -72,7 +66,7 @@ def main() -> None:
         order = [("loop", loop), ("rank", ranked)]
         results = {}
         for name, fn in order if repeat % 2 == 0 else order[::-1]:
-            wall, cpu, out = timed(fn)
+            wall, cpu, out = wall_and_cpu(fn)
             results[name] = out
             (loop_wall if name == "loop" else rank_wall).append(wall)
             (loop_cpu if name == "loop" else rank_cpu).append(cpu)
@@ -86,7 +80,7 @@ def main() -> None:
         )
     scores_wall, scores_cpu = [], []
     for _ in range(max(5, args.repeats)):
-        wall, cpu, _ = timed(lambda: rank_scores(model, query, candidates))
+        wall, cpu, _ = wall_and_cpu(lambda: rank_scores(model, query, candidates))
         scores_wall.append(wall)
         scores_cpu.append(cpu)
 
@@ -99,7 +93,7 @@ def main() -> None:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| 20 x explain(): CPU s (median) | {statistics.median(loop_cpu):.3f} |",
+        f"| {len(candidates)} x explain(): CPU s (median) | {statistics.median(loop_cpu):.3f} |",
         f"| explain_ranking: CPU s (median) | {statistics.median(rank_cpu):.3f} |",
         f"| CPU ratio ranking / loop (target <= 0.6) | {ratio:.3f} |",
         f"| wall s loop / ranking (median) | {statistics.median(loop_wall):.3f} / {statistics.median(rank_wall):.3f} |",

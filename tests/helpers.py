@@ -38,6 +38,17 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0
         time.sleep(poll)
 
 
+def wait_job(client: Any, status_url: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Poll a job's status URL (GET /jobs/{id}, /rank/{id}, ...) until it is done, failed or cancelled."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = client.get(status_url).json()
+        if status["state"] in ("done", "failed", "cancelled"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{status_url} did not finish within {timeout:.0f} s")
+
+
 def shown_text(markdown: str) -> str:
     """What a Markdown body of literal text shows: backslash escapes of punctuation removed."""
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

@@ -7,13 +7,11 @@ Playwright is missing. A screenshot lands in test-artifacts/page.png.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from page_driver import (
-    CHROMIUM,
+    ARTIFACTS,
     RENDER_TIMEOUT_MS,
     TICKS_JS,
     heatmap_matrix,
@@ -21,24 +19,10 @@ from page_driver import (
     open_sessions,
     pair_url,
     row_labels,
-    serve,
     wait_heatmap,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """The page served on a free local port for this module."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-    with serve() as url:
-        yield url
 
 
 def test_heatmap_hover_slider_and_screenshot(server: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, pair_url, serve
+from page_driver import RENDER_TIMEOUT_MS, TICKS_JS, launch, pair_url, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE_VERSION = "4.14.1"  # .ci/run installs this into tests/node_modules
@@ -33,11 +33,8 @@ def tiny_bert(tiny_models: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bert: Path) -> Iterator[str]:
+def server(tiny_bert: Path, browser_available: None) -> Iterator[str]:
     """The page on a free local port, custom model folders allowed (a one-person local run)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     with serve(env={"PAIRLENS_ALLOW_CUSTOM_MODELS": "1"}) as url:
         yield url
 
@@ -327,5 +324,32 @@ def test_a_slow_model_never_greys_the_other_column_or_the_tools(server: str, tin
             " === JSON.stringify([{opacity: 1, stale: false}])",
             timeout=30_000,
         )
+    finally:
+        page.close()
+
+
+def test_text_roles_in_advanced_options_give_each_text_the_models_own_prompt(
+    server: str, tiny_models: Any, browser: Any
+) -> None:
+    """A model with E5-style prompts: Advanced options → Text roles "A is a query, B a document" → Explain;
+    the score card names the two prompts, the link carries the roles, and the map's rows and columns
+    start with the prompt tokens."""
+    prompted = str(tiny_models["bert-prompts"])
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    try:
+        page.goto(pair_url(server, TEXT_A, TEXT_B, model=prompted, top="3"))
+        wait_maps(page, 1)
+        facts = page.locator(".pl-facts")
+        facts.first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        assert "prompts" not in facts.first.inner_text()
+        page.get_by_role("button", name="Advanced options").click()
+        page.locator(".st-key-roles input").first.click()
+        page.get_by_role("option", name="A is a query, B a document", exact=True).click()
+        page.keyboard.press("Escape")  # close the popover, as a click elsewhere does
+        page.get_by_role("button", name="Explain", exact=True).click()
+        page.locator(".pl-facts", has_text="A 'query: ' · B 'passage: '").wait_for(timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_function("() => location.search.includes('roles=query%2Cdocument')", timeout=60_000)
+        rows = page.evaluate(TICKS_JS)
+        assert any("query" in str(r) for r in rows[:4]), rows
     finally:
         page.close()

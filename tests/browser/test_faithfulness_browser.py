@@ -6,29 +6,15 @@ A screenshot lands in test-artifacts/faithfulness.png.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, serve, wait_heatmap
+from page_driver import ARTIFACTS, RENDER_TIMEOUT_MS, launch, wait_heatmap
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 PLOT_TITLES_JS = (
     "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
     ".map(p => (p.layout && p.layout.title && p.layout.title.text) || '')"
 )
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-    with serve() as url:
-        yield url
 
 
 def test_open_and_run_the_faithfulness_check(server: str) -> None:

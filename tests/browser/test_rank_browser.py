@@ -8,14 +8,11 @@ Playwright is missing. A screenshot lands in test-artifacts/rank.png.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from page_driver import CHROMIUM, RENDER_TIMEOUT_MS, launch, serve
+from page_driver import ARTIFACTS, RENDER_TIMEOUT_MS, launch
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 QUERY = "How do cats spend the day?"
 CANDIDATES = ["Dogs bark at the mailman.", "Cats sleep for most of the day.", "The stock market fell sharply."]
 BAR_TYPES_JS = (
@@ -23,15 +20,6 @@ BAR_TYPES_JS = (
 )
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-    with serve() as url:
-        yield url
 
 
 def pick(page, key: str, option: str) -> None:  # type: ignore[no-untyped-def]

@@ -3,13 +3,13 @@ and bad input as a 422 sentence before anything is queued."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers import wait_job
 
 from attribution import explain_ranking
 from attribution.service.http import create_app
@@ -28,13 +28,7 @@ def client(minilm: Any) -> Iterator[TestClient]:
 
 
 def wait_finished(client: TestClient, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get(f"/rank/{job_id}").json()
-        if status["state"] in ("done", "failed", "cancelled"):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"ranking {job_id} did not finish")
+    return wait_job(client, f"/rank/{job_id}", timeout)
 
 
 def test_ranking_job_gives_explain_rankings_result(client: TestClient, minilm: Any) -> None:

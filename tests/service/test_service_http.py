@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers import wait_job
 
 from attribution import explain
 from attribution.cli import explain_json
@@ -37,13 +38,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Iterator[Te
 
 
 def wait_done(client: TestClient, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get(f"/jobs/{job_id}").json()
-        if status["state"] in ("done", "failed", "cancelled"):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
+    return wait_job(client, f"/jobs/{job_id}", timeout)
 
 
 def test_health_and_models(client: TestClient) -> None:
