@@ -34,6 +34,7 @@ from .state import (
     LEVEL_OPTIONS,
     MAX_MODELS,
     MODE_OPTIONS,
+    ROLE_CHOICES,
     VIEW_OPTIONS,
     PageState,
     diff_options,
@@ -260,6 +261,16 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState, allow_custom: b
                 format_func=lambda mode: MODE_LABELS[mode],
                 help="approximate explains f(a)·f(b); exact explains (f(a) − f(ref))·(f(b) − f(ref)), the "
                 "default of models fine-tuned for it. The layer is chosen per model above its map.",
+            )
+            st.selectbox(
+                "Text roles",
+                list(ROLE_CHOICES),
+                key="roles",
+                format_func=ROLE_CHOICES.__getitem__,
+                help="Retrieval models encode queries and documents with different prompts (E5's 'query: ' "
+                "and 'passage: ', ...). A role gives each text the model's own query or document prompt, as "
+                "sentence-transformers' encode_query / encode_document do; the prompt boxes below are then "
+                "not used.",
             )
             st.text_input(
                 "Prompt name",

@@ -4,10 +4,11 @@ Query string (repeated keys for lists): a, b, model (1-3), layer (one per model:
 number or "default"), steps ("auto" or N), rule, mode ("default", "approximate", "exact"),
 level ("token", "word"), special, pos, shared (1/0), top (0-50), diff ("1,2": which two
 models, 1-based, the difference map compares), prompt_name and prompt (absent: none
-given), view ("map", "links"), clip ("none", "99", "95", "90": percentile where colours
+given), roles (per-text prompts: "query,document" and the other ROLE_CHOICES; absent: one prompt for
+both texts), view ("map", "links"), clip ("none", "99", "95", "90": percentile where colours
 saturate), dm (difference map: "share" or "raw"), tool ("whatif", "sweep" or absent), tm
 (the tool's model, 1-based), edit (what-if edits, repeated: a:10-16:mask, see
-attribution.whatif.Edit). The engine's options (steps, rule, mode, prompt_name, prompt, layer)
+attribution.whatif.Edit). The engine's options (steps, rule, mode, prompt_name, prompt, roles, layer)
 are checked by the library itself (ExplainOptions.create, check_limits): a refused value keeps
 its default and core's own message becomes a notice. Other invalid values are clamped or
 ignored, each with a notice for the page to show.
@@ -40,6 +41,16 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 LAYER_KEY_PREFIX = "layer::"
 DEFAULT_LAYER = "default"  # the layer widget's value for the engine's default (None in PageState)
+# Text roles: each text gets the model's own query or document prompt, as sentence-transformers'
+# encode_query / encode_document pick them (ExplainOptions.role_a / role_b). "": one prompt for both
+# texts, from the Prompt name / Prompt text boxes.
+ROLE_CHOICES = {
+    "": "Same prompt for both texts",
+    "query,document": "A is a query, B a document",
+    "document,query": "A is a document, B a query",
+    "query,query": "Both are queries",
+    "document,document": "Both are documents",
+}
 
 
 ECHO_CHARS = 40  # the most characters of a value from a link that a notice repeats
@@ -92,8 +103,9 @@ class PageState:
     """All inputs: what is computed (texts, models, layers, options) and how it is shown.
 
     options: the engine's options as the library checked them (layer None: each model's layer is in
-    `layers`, see `options_for`). prompt_name_unused: the Prompt name box's text while the Prompt text
-    box is filled too (the text wins, as the engine takes one of them); kept so a link restores both boxes.
+    `layers`, see `options_for`). prompt_name_unused / prompt_unused: what the Prompt name and Prompt
+    text boxes hold while the options do not use it (the text wins over the name, as the engine takes one
+    of them; text roles win over both); kept so a link or a rerun restores the boxes.
     """
 
     text_a: str = EXAMPLE_PAIR[0]
@@ -114,6 +126,7 @@ class PageState:
     tool_model: int = 0  # index into models
     edits: list[str] = field(default_factory=list)  # Edit.to_param() strings
     prompt_name_unused: str = ""
+    prompt_unused: str = ""
 
     def layer_of(self, model: str) -> int | None:
         return self.layers.get(model)
@@ -126,6 +139,17 @@ class PageState:
     def prompt_name(self) -> str:
         """What the Prompt name box holds ("" when empty)."""
         return self.options.prompt_name or self.prompt_name_unused
+
+    @property
+    def prompt_text(self) -> str:
+        """What the Prompt text box holds ("" when empty)."""
+        return self.options.prompt or self.prompt_unused
+
+    @property
+    def roles(self) -> str:
+        """The Text roles choice: "query,document" and the like, "" for one prompt for both texts."""
+        role_a, role_b = self.options.role_a, self.options.role_b
+        return f"{role_a},{role_b}" if role_a and role_b else ""
 
     def clip_value(self) -> float | None:
         """The percentile where colours saturate, or None for the full range."""
@@ -181,22 +205,37 @@ DEFAULT_NAMES = {"steps": "auto", "rule": DEFAULT_RULE, "mode": "the model's def
 
 def checked_options(
     raw: Mapping[str, str | None], limits: Limits, notices: list[str], where: str = ""
-) -> tuple[ExplainOptions, str]:
-    """ExplainOptions from the page's values of steps, rule, mode, prompt_name and prompt (strings; absent
-    or None: the default), each checked by the library (ExplainOptions.create, then check_limits against the
-    operator's limits). A refused value keeps its default, and core's message (its echo of the value cut to
-    ECHO_CHARS) is added to `notices`, prefixed with "KEY= in the link: " when `where` is "link".
+) -> tuple[ExplainOptions, str, str]:
+    """ExplainOptions from the page's values of steps, rule, mode, prompt_name, prompt and roles (strings;
+    absent or None: the default), each checked by the library (ExplainOptions.create, then check_limits
+    against the operator's limits). A refused value keeps its default, and core's message (its echo of the
+    value cut to ECHO_CHARS) is added to `notices`, prefixed with "KEY= in the link: " when `where` is "link".
 
     mode "default" means the model's own; an empty prompt name or prompt text means none given; with both
-    given the prompt text wins. Also returns the prompt name not used because of that ("" otherwise).
+    given the prompt text wins. roles (one of ROLE_CHOICES) gives each text the model's query or document
+    prompt and then the Prompt name and text are not used (a notice says so). Returns the options, the
+    prompt name and the prompt text not used ("" otherwise).
     """
     values: dict[str, str | None] = {key: raw.get(key) for key in ("steps", "rule", "mode")}
     if values["mode"] == "default":
         values["mode"] = None
+    roles_prefix = "roles= in the link: " if where == "link" else ""
+    roles = (raw.get("roles") or "").strip()
+    if roles not in ROLE_CHOICES:
+        known = ", ".join(repr(r) for r in ROLE_CHOICES if r)
+        notices.append(f"{roles_prefix}{quoted(roles)} is not one of {known}; using one prompt for both texts.")
+        roles = ""
     name = (raw.get("prompt_name") or "").strip()
     text = raw.get("prompt") or ""
-    unused = name if text else ""
-    values["prompt"], values["prompt_name"] = (text, None) if text else (None, name or None)
+    if roles:
+        values["role_a"], values["role_b"] = roles.split(",")
+        if name or text:
+            notices.append(f"{roles_prefix}Text roles give each text the model's own query or document prompt: the "
+                           "Prompt name and Prompt text are not used.")  # fmt: skip
+        unused_name, unused_text = name, text
+    else:
+        unused_name, unused_text = (name if text else ""), ""
+        values["prompt"], values["prompt_name"] = (text, None) if text else (None, name or None)
     options = ExplainOptions()
     for key, value in values.items():
         if value is None:
@@ -210,7 +249,7 @@ def checked_options(
             notices.append(f"{prefix}{core_message(exc, value)} Using {default}.")
             continue
         options = candidate
-    return options, unused
+    return options, unused_name, unused_text
 
 
 def parse_query(
@@ -300,14 +339,14 @@ def parse_query(
         else:
             notices.append(f"tm={quoted(raw)} does not name one of the {len(state.models)} models; using the first.")
     state.edits = _parse_edits(_all(params, "edit"), state.text_a, state.text_b, notices)
-    option_values = {key: _last(params, key) for key in ("steps", "rule", "mode", "prompt_name")}
+    option_values = {key: _last(params, key) for key in ("steps", "rule", "mode", "prompt_name", "roles")}
     if (raw := _last(params, "prompt")) is not None:
         if len(raw) > max_chars:
             notices.append(f"The prompt from the link had {len(raw):,} characters; cut to the limit of {max_chars:,}.")
         option_values["prompt"] = raw[:max_chars]
     if option_values["prompt_name"] is not None:
         option_values["prompt_name"] = option_values["prompt_name"].strip()[:200]
-    state.options, state.prompt_name_unused = checked_options(
+    state.options, state.prompt_name_unused, state.prompt_unused = checked_options(
         option_values, get_settings().limits, notices, where="link"
     )
     return state, notices
@@ -402,8 +441,10 @@ def to_query(state: PageState) -> dict[str, str | list[str]]:
         out["edit"] = list(state.edits)
     if state.prompt_name:
         out["prompt_name"] = state.prompt_name
-    if state.options.prompt:
-        out["prompt"] = state.options.prompt
+    if state.prompt_text:
+        out["prompt"] = state.prompt_text
+    if state.roles:
+        out["roles"] = state.roles
     return out
 
 
@@ -447,7 +488,7 @@ SESSION_KEYS = (
     "tool_model",
     "edits",
 )
-OPTION_KEYS = ("steps", "rule", "mode", "prompt_name", "prompt")
+OPTION_KEYS = ("steps", "rule", "mode", "prompt_name", "prompt", "roles")
 
 
 def to_session(state: PageState) -> dict[str, Any]:
@@ -461,7 +502,8 @@ def to_session(state: PageState) -> dict[str, Any]:
         rule=state.options.rule,
         mode=state.options.mode or "default",
         prompt_name=state.prompt_name,
-        prompt=state.options.prompt or "",
+        prompt=state.prompt_text,
+        roles=state.roles,
     )
     for model, layer in state.layers.items():
         out[layer_key(model)] = DEFAULT_LAYER if layer is None else layer
@@ -482,7 +524,7 @@ def from_session(session: Any, notices: list[str] | None = None) -> PageState:
     values: dict[str, Any] = {key: session[key] for key in SESSION_KEYS if key in session}
     state = replace(default, **values)
     raw = {key: None if session.get(key) is None else str(session[key]) for key in OPTION_KEYS}
-    state.options, state.prompt_name_unused = checked_options(
+    state.options, state.prompt_name_unused, state.prompt_unused = checked_options(
         raw, get_settings().limits, [] if notices is None else notices
     )
     state.models = list(state.models)  # may be empty: the page then asks for a model

@@ -75,6 +75,7 @@ class TinyModels(Mapping[str, Path]):
             for mode in ("cls", "max", "lasttoken", "weightedmean", "mean_sqrt_len_tokens")
         },
         "gemma3_text-exclude-prompt": ("gemma3_text", {"include_prompt": False}),
+        "bert-prompts": ("bert", {"prompts": {"query": "query: ", "document": "passage: "}}),  # E5's kind
         "bart": ("bart", {}),
     }
 

@@ -131,8 +131,22 @@ def score_facts(result: Attribution) -> list[Fact]:
         Fact("layer", f"{result.layer} of {result.num_layers}", "hidden states at the input of this layer"),
         Fact("steps", steps, "quadrature nodes along the reference-to-input path"),
         Fact("mode", result.mode, "approximate: f; exact: f(x) − f(reference)"),
+        *prompt_facts(result),
         Fact("compute time", f"{result.seconds:.2f} s", "attribution only, model loading excluded"),
     ]
+
+
+def prompt_facts(result: Attribution) -> list[Fact]:
+    """A "prompts" line when a prompt was prepended to either text (from the result's run_options):
+    one quoted prompt when both texts had the same, else A's and B's ("none" for no prompt)."""
+    options = result.run_options or {}
+    prompt_a = options.get("prompt") or ""
+    prompt_b = prompt_a if options.get("prompt_b") is None else options["prompt_b"]
+    if not prompt_a and not prompt_b:
+        return []
+    shown = [repr(p if len(p) <= 40 else p[:39] + "…") if p else "none" for p in (prompt_a, prompt_b)]
+    value = shown[0] if prompt_a == prompt_b else f"A {shown[0]} · B {shown[1]}"
+    return [Fact("prompts", value, "prepended to the texts before encoding, as sentence-transformers does")]
 
 
 @dataclass(frozen=True)

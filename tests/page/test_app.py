@@ -8,7 +8,8 @@ backend's functions, so several models, failures and layers are quick to exercis
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ class ToyModel:
     embedding_dim: int = 16
     default_prompt_name: str | None = None
     device: str = "cpu"  # the page shows where a model computes
+    prompts: Mapping[str, str] = field(default_factory=dict)  # none saved: roles fall back to no prompt
 
     def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str | None:
         """As LoadedModel's, for a model without saved prompts."""
@@ -352,6 +354,30 @@ def test_widget_options_reach_the_backend_as_explain_options(toys: list) -> None
     chosen = ExplainOptions(steps=32, rule="midpoint", mode="exact", prompt="query: ")
     assert page_options(toys[-1][3]) == page_options(chosen.to_dict())
     assert (at.query_params["steps"], at.query_params["mode"], at.query_params["prompt"]) == ("32", "exact", "query: ")
+
+
+def test_text_roles_reach_the_backend_as_per_text_prompts(toys: list) -> None:
+    """Text roles "A is a query, B a document": the engine gets role_a / role_b (the model's own query and
+    document prompts, as encode_query / encode_document), the link carries them, and a prompt typed as
+    well is kept in its box but not used, with a notice saying so."""
+    at = new_app(a="dogs run", b="puppies play", model="toy-one").run()
+    assert at.selectbox(key="roles").value == ""
+    at.selectbox(key="roles").set_value("query,document")
+    submit(at)
+    assert_clean(at)
+    fields = toys[-1][3]
+    assert (fields["role_a"], fields["role_b"]) == ("query", "document")
+    assert (fields["prompt"], fields["prompt_name"]) == (None, None)
+    assert at.query_params["roles"] == "query,document" and not at.warning
+    at.text_input(key="prompt").set_value("search: ")
+    submit(at)
+    assert_clean(at)
+    assert (toys[-1][3]["role_a"], toys[-1][3]["prompt"]) == ("query", None)
+    assert "Prompt name and Prompt text are not used" in messages(at.warning)
+    assert at.text_input(key="prompt").value == "search: " and at.query_params["prompt"] == "search: "
+    at.selectbox(key="roles").set_value("")
+    submit(at)
+    assert (toys[-1][3]["role_a"], toys[-1][3]["prompt"]) == (None, "search: ") and "roles" not in at.query_params
 
 
 def test_a_typed_number_of_steps_the_library_refuses_shows_its_message(toys: list) -> None:

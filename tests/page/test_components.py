@@ -16,7 +16,7 @@ from attribution.core.options import ExplainOptions
 from attribution.errors import InputError
 from attribution.models import ModelInfo
 from attribution.result import Attribution, without_special_tokens
-from attribution.settings import get_settings
+from attribution.settings import DEFAULT_MODEL, get_settings
 from attribution.viz import exports
 from attribution.viz.heatmap import (
     COLORBAR_TITLE,
@@ -358,6 +358,25 @@ def test_score_panel_warns_above_tolerance() -> None:
     assert "pl-warn" not in score_card_html(good)
 
 
+
+def test_score_panel_names_the_prompts_each_text_had() -> None:
+    """No prompt: no line; one prompt for both texts: it once; per-text prompts: A's and B's ("none" for
+    a text without one), as recorded in the result's run_options."""
+    result = make_result(["a"], ["b"], special_ends=False)
+    assert "prompts" not in [f.label for f in score_facts(result)]
+
+    def prompts_line(**run_options: object) -> str:
+        facts = {f.label: f.value for f in score_facts(result.replace(run_options=run_options))}
+        return facts.get("prompts", "")
+
+    assert prompts_line(prompt="", prompt_b=None) == ""
+    assert prompts_line(prompt="query: ", prompt_b=None) == "'query: '"
+    assert prompts_line(prompt="query: ", prompt_b="passage: ") == "A 'query: ' · B 'passage: '"
+    assert prompts_line(prompt="Instruct: search\nQuery: ", prompt_b="") == "A 'Instruct: search\\nQuery: ' · B none"
+    card = score_card_html(result.replace(run_options={"prompt": "", "prompt_b": "passage: "}))
+    assert "A none · B &#x27;passage: &#x27;" in card  # escaped like every fact
+
+
 # ----------------------------------------------------------------------------- exports
 
 
@@ -422,6 +441,26 @@ def test_state_round_trips_through_the_query_string() -> None:
     restored, notices = parse_query(params, MODELS)
     assert notices == []
     assert restored == state
+
+
+def test_text_roles_round_trip_and_a_bad_roles_value_is_refused() -> None:
+    state = PageState(
+        options=ExplainOptions(role_a="document", role_b="query"),
+        prompt_unused="search: ",
+        layers={DEFAULT_MODEL: None},
+    )
+    query = to_query(state)
+    assert (query["roles"], query["prompt"]) == ("document,query", "search: ")
+    params = {k: v if isinstance(v, list) else [v] for k, v in query.items()}
+    restored, notices = parse_query(params, MODELS)
+    assert restored == state and restored.roles == "document,query"
+    assert notices == ["roles= in the link: Text roles give each text the model's own query or document prompt: "
+                       "the Prompt name and Prompt text are not used."]  # fmt: skip
+    assert from_session(to_session(state)) == state
+    refused, notices = parse_query({"roles": ["query,passage"], "prompt_name": ["query"]}, MODELS)
+    assert refused.roles == "" and refused.options.prompt_name == "query"
+    assert notices == ["roles= in the link: 'query,passage' is not one of 'query,document', 'document,query', "
+                       "'query,query', 'document,document'; using one prompt for both texts."]  # fmt: skip
 
 
 def test_invalid_query_values_are_refused_with_notices() -> None:
