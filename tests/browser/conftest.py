@@ -18,7 +18,14 @@ def browser_available() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(browser_available: None) -> Iterator[str]:
+def page_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a module's page server: a PAIRLENS_HOME of its own, so no module's server sees
+    results or measured rates another module's server left behind (each module runs as it does alone)."""
+    return {"PAIRLENS_HOME": str(tmp_path_factory.mktemp("page-home"))}
+
+
+@pytest.fixture(scope="module")
+def server(browser_available: None, page_home: dict[str, str]) -> Iterator[str]:
     """The page (`streamlit run app.py`) served on a free local port for this module; its URL."""
-    with serve() as url:
+    with serve(env=page_home) as url:
         yield url

@@ -33,9 +33,9 @@ def tiny_bert(tiny_models: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bert: Path, browser_available: None) -> Iterator[str]:
+def server(tiny_bert: Path, browser_available: None, page_home: dict[str, str]) -> Iterator[str]:
     """The page on a free local port, custom model folders allowed (a one-person local run)."""
-    with serve(env={"PAIRLENS_ALLOW_CUSTOM_MODELS": "1"}) as url:
+    with serve(env={**page_home, "PAIRLENS_ALLOW_CUSTOM_MODELS": "1"}) as url:
         yield url
 
 
@@ -117,7 +117,9 @@ def download_everything(page: Any, menu: Any, tmp: Path) -> dict[str, str]:
     menu.click()
     body = page.locator("[data-testid=stPopoverBody]").last
     body.wait_for(timeout=30_000)
-    labels = [t.strip() for t in body.locator("[data-testid=stDownloadButton] button").all_inner_texts()]
+    buttons = body.locator("[data-testid=stDownloadButton] button")
+    buttons.first.wait_for(timeout=30_000)  # the popover opens before its buttons are drawn
+    labels = [t.strip() for t in buttons.all_inner_texts()]
     assert labels, "an empty Download menu"
     found: dict[str, str] = {}
     for label in labels:
@@ -351,5 +353,47 @@ def test_text_roles_in_advanced_options_give_each_text_the_models_own_prompt(
         page.wait_for_function("() => location.search.includes('roles=query%2Cdocument')", timeout=60_000)
         rows = page.evaluate(TICKS_JS)
         assert any("query" in str(r) for r in rows[:4]), rows
+    finally:
+        page.close()
+
+
+def test_the_model_box_takes_a_typed_folder_on_a_local_page_and_only_lists_models_on_a_shared_one(
+    server: str, tiny_bert: Path, browser: Any, page_home: dict[str, str]
+) -> None:
+    """A one-person local page: type a model folder into the model box, Enter, Explain: its map appears
+    beside MiniLM's. A shared page (PAIRLENS_ALLOW_CUSTOM_MODELS=0): the same typing finds nothing to add,
+    and the page says how its operator allows more models."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    try:
+        page.goto(pair_url(server, TEXT_A, TEXT_B, top="3"))
+        wait_maps(page, 1)
+        page.get_by_text("Or type a Hugging Face hub id").wait_for(timeout=30_000)
+        box = page.locator(".st-key-models input").first
+        box.click()
+        box.fill(str(tiny_bert))
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Explain", exact=True).click()
+        wait_maps(page, 2)
+        page.wait_for_function(
+            f"() => new URLSearchParams(location.search).getAll('model').includes({json.dumps(str(tiny_bert))})",
+            timeout=60_000,
+        )
+        with serve(env={**page_home, "PAIRLENS_ALLOW_CUSTOM_MODELS": "0"}) as shared:
+            page.goto(pair_url(shared, TEXT_A, TEXT_B, top="3"))
+            wait_maps(page, 1)
+            page.get_by_text("This server offers only the models listed").wait_for(timeout=30_000)
+            box = page.locator(".st-key-models input").first
+            box.click()
+            box.fill(str(tiny_bert))
+            page.get_by_text("No results").wait_for(timeout=10_000)
+            page.keyboard.press("Enter")  # nothing to add: the typed text stays in the search box
+            box.fill("")
+            page.keyboard.press("Escape")
+            page.get_by_role("button", name="Explain", exact=True).click()
+            page.wait_for_timeout(3_000)
+            chosen = page.locator(".st-key-models").first.inner_text()
+            assert "all-MiniLM-L6-v2" in chosen and "bert" not in chosen, chosen
+            assert str(tiny_bert) not in page.evaluate("() => decodeURIComponent(location.search)")
     finally:
         page.close()
