@@ -18,7 +18,8 @@ from __future__ import annotations
 import warnings
 from typing import Any, Literal, get_args
 
-from ..core.engine import explain, resolve
+from ..core import engine  # engine.explain looked up at call time (one explain, wherever it is replaced)
+from ..core.engine import resolve
 from ..core.execution import Run
 from ..core.options import ExplainOptions, Limits, RunOptions
 from ..errors import InputError, PairLensWarning
@@ -84,8 +85,8 @@ def explain_method(
     loaded, resolved = resolve(model, options, option_values, operator_limits(limits))
     options = method_options(resolved, chosen)
     if chosen == "integrated-jacobians":
-        return explain(loaded, text_a, text_b, options, pos=pos, run=run)
+        return engine.explain(loaded, text_a, text_b, options, pos=pos, run=run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PairLensWarning)
-        result = explain(loaded, text_a, text_b, options, pos=pos, run=run)
+        result = engine.explain(loaded, text_a, text_b, options, pos=pos, run=run)
     return result.replace(warnings=[HXI_NOTE, *result.warnings])

@@ -292,3 +292,21 @@ def test_a_cancelled_run_stops_the_check(tiny) -> None:  # type: ignore[no-untyp
     cancel.set()
     with pytest.raises(Cancelled):
         faithfulness_report(tiny, A, B, layer=1, steps=2, run=Run(cancel=cancel))
+
+
+def test_explain_method_calls_the_engines_explain_as_it_is_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """explain_method looks engine.explain up at call time: a module imported while a test (or a plug-in)
+    had replaced it must not keep that replacement after it is put back (the page's AppTests replace it
+    with toy models; the docs' faithfulness example then got a toy result)."""
+    from attribution.core import engine
+
+    calls: list[str] = []
+
+    def replacement(model, text_a, text_b, options, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(text_a)
+        raise InputError("replaced")
+
+    monkeypatch.setattr(engine, "explain", replacement)
+    with pytest.raises(InputError, match="replaced"):
+        explain_method("all-MiniLM-L6-v2", "dogs run", "cats sleep", method="integrated-jacobians", steps=2)
+    assert calls == ["dogs run"]
