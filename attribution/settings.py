@@ -16,6 +16,7 @@
 | PAIRLENS_CHUNK_MB            | 512                | memory budget of one scheduled chunk (fairness) |
 | PAIRLENS_BACKEND_URL         | (none)             | the page uses this `pairlens serve` backend     |
 | PAIRLENS_DEVICE              | auto               | cpu, cuda, cuda:N, mps; auto: cuda if present    |
+| PAIRLENS_CONFIRM_SECONDS     | 60                 | page: a map estimated longer asks before it runs |
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Settings:
     chunk_mb: int
     backend_url: str | None
     device: str = "auto"  # where models load by default (attribution.devices), checked against this machine
+    confirm_seconds: int = 60  # the page asks before starting a map its cost estimate puts above this
 
     @property
     def limits(self) -> Limits:
@@ -115,6 +117,7 @@ def get_settings() -> Settings:
         chunk_mb=_env_int("PAIRLENS_CHUNK_MB", 512, 1, 1 << 20),
         backend_url=(os.environ.get("PAIRLENS_BACKEND_URL") or "").strip() or None,
         device=_env_device(),
+        confirm_seconds=_env_int("PAIRLENS_CONFIRM_SECONDS", 60, 0, 10**6),
     )
 
 

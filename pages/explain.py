@@ -56,7 +56,6 @@ NOTICES = "_pl_notices"
 SUBMITTED = ("_pl_text_a", "_pl_text_b")  # the texts last explained (the boxes may hold newer ones)
 COMPUTED_LAYERS = "_pl_layers"  # each model's layer when its map was last drawn
 CONFIRMED = "_pl_confirmed"  # expensive computations this session agreed to start
-CONFIRM_SECONDS = 60.0  # a map estimated to take longer asks before it starts
 CANCELLED = "_pl_cancelled"  # computations this session stopped (not restarted until Explain is pressed)
 FAILED = "_pl_failed"  # {computation key: message} of jobs that failed while their column's watcher waited
 QUICK_WAIT_SECONDS = 1.0  # after the first map, how long a run waits for the others before watching them
@@ -189,7 +188,8 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
             cost = backend.cost_of(name, state.text_a, state.text_b, options)
             with layer_slot:
                 render.render_cost(cost)
-            if cost is not None and cost.seconds > CONFIRM_SECONDS and key not in st.session_state.get(CONFIRMED, ()):
+            confirm_seconds = get_settings().confirm_seconds  # PAIRLENS_CONFIRM_SECONDS, read at this edge
+            if cost is not None and cost.seconds > confirm_seconds and key not in st.session_state.get(CONFIRMED, ()):
                 render.render_confirm(name, cost, partial(confirm_computation, key))
                 return None
         # The backend applies the operator's work cap (PAIRLENS_MAX_PAGE_WORK) before computing.

@@ -71,6 +71,26 @@ def test_an_expensive_map_says_its_cost_and_waits_for_confirmation(
     assert len(toys) == 1 and at.get("plotly_chart")
 
 
+def test_the_operator_sets_where_confirmation_starts(
+    toys: list,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PAIRLENS_CONFIRM_SECONDS=300: the same 130 s map starts at once; =10: a 30 s map waits for Compute it."""
+    from attribution.core.cost import CostEstimate
+    from components import backend
+
+    monkeypatch.setenv("PAIRLENS_CONFIRM_SECONDS", "300")
+    monkeypatch.setattr(backend, "cost_of", lambda name, a, b, options: CostEstimate(130.0, 130.0, 10**9, False))
+    at = new_app(a="goats climb rocks", b="ibex scale cliffs", model="toy-one").run()
+    assert_clean(at)
+    assert len(toys) == 1 and not any(b.label == "Compute it" for b in at.button)
+    monkeypatch.setenv("PAIRLENS_CONFIRM_SECONDS", "10")
+    monkeypatch.setattr(backend, "cost_of", lambda name, a, b, options: CostEstimate(30.0, 30.0, 10**8, False))
+    at = new_app(a="hens peck grain", b="ducks swim", model="toy-one").run()
+    assert_clean(at)
+    assert len(toys) == 1 and "This map would take about 30 s on this server" in messages(at.warning)
+
+
 def test_a_cheap_map_starts_at_once_with_its_cost_beside_the_layer_menu(
     toys: list,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
