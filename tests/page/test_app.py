@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import streamlit as st
 from helpers import flat_attribution, shown_text
 from streamlit.testing.v1 import AppTest
 
@@ -25,7 +24,6 @@ from attribution.errors import InputError, ModelError
 from attribution.models import ModelInfo
 from attribution.result import Attribution
 from attribution.result.linguistics import annotate
-from attribution.service.cache import default_cache
 from attribution.settings import EXAMPLE_PAIR
 from components import backend
 
@@ -33,14 +31,8 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 300
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> None:
-    """Results cached by an earlier test would hide engine calls (page memory and the cache on disk)."""
-    st.cache_data.clear()
-    backend.registry().clear()
-    persistent = default_cache()
-    if persistent is not None:
-        persistent.clear()
+# Results cached by an earlier test would hide engine calls: conftest's _fresh_caches before every test.
+pytestmark = pytest.mark.usefixtures("_fresh_caches")
 
 
 @pytest.fixture

@@ -10,12 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from attribution import explain, rank_scores
 from attribution.errors import InputError
-from attribution.service.cache import default_cache
 from components import backend
 from components import rank as rk
 
@@ -25,13 +23,7 @@ QUERY = "How do cats spend the day?"
 CANDIDATES = ["Dogs bark at the mailman.", "Cats sleep for most of the day.", "The stock market fell sharply."]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> None:
-    st.cache_data.clear()
-    backend.registry().clear()
-    persistent = default_cache()
-    if persistent is not None:
-        persistent.clear()
+pytestmark = pytest.mark.usefixtures("_fresh_caches")  # conftest's: no result from an earlier test
 
 
 def charts(at: AppTest) -> list[dict[str, Any]]:
