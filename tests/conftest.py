@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tests live in folders that mirror the package (tests/core, tests/viz, ...); the shared helpers
-# (helpers, oracle, tiny_models, page_driver) stay here and are imported by bare name.
+# (helpers, oracle, tiny_models, page_driver, downloads) stay here and are imported by bare name.
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))

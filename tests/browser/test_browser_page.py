@@ -6,21 +6,19 @@ Run with `pytest -m browser tests/browser/test_browser_page.py`; skipped when ch
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from downloads import download_everything
 from page_driver import RENDER_TIMEOUT_MS, TICKS_JS, launch, pair_url, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE_VERSION = "4.14.1"  # .ci/run installs this into tests/node_modules
 AXE_PATHS = [ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"]
-DOWNLOAD_TIMEOUT_MS = 120_000  # one image export renders in kaleido's own headless browser
 TEXT_A = "A man is playing a guitar on stage."
 TEXT_B = "Someone performs music with an instrument."
 
@@ -64,78 +62,6 @@ def wait_maps(page: Any, count: int) -> None:
     page.wait_for_function(
         f"() => document.querySelectorAll('.js-plotly-plot .nsewdrag').length >= {count}", timeout=RENDER_TIMEOUT_MS
     )
-
-
-# ----------------------------------------------------------------------------- opening each file
-
-
-def check_file(path: Path, filename: str) -> str:
-    """Open a downloaded file by its kind and check what it holds; returns a short description."""
-    data = path.read_bytes()
-    assert data, filename
-    slide = "_slide" in filename
-    if filename.endswith(".png"):
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        width, height = image.size
-        assert width >= 300 and height >= 200, (filename, image.size)
-        if slide:
-            assert abs(width / height - 16 / 9) < 0.01, (filename, image.size)
-        return f"png {width}x{height}"
-    if filename.endswith(".svg"):
-        root = ET.fromstring(data)
-        width, height = float(root.attrib["width"]), float(root.attrib["height"])
-        if slide:
-            assert abs(width / height - 16 / 9) < 0.01, (filename, width, height)
-        text = " ".join(t for t in root.itertext())
-        assert "guitar" in text and "instrument" in text, (filename, text[:200])  # the texts, as text
-        return f"svg {width:.0f}x{height:.0f}"
-    if filename.endswith(".pdf"):
-        assert data.startswith(b"%PDF"), filename
-        return f"pdf {len(data)} bytes"
-    if filename.endswith(".html"):
-        page = data.decode()
-        assert "<title>" in page and "Plotly.newPlot" in page, filename
-        return f"html {len(data)} bytes"
-    if filename.endswith(".csv"):
-        import pandas as pd
-
-        frame = pd.read_csv(io.BytesIO(data))
-        assert frame.shape[0] >= 2 and frame.shape[1] >= 2, (filename, frame.shape)
-        return f"csv {frame.shape}"
-    if filename.endswith(".json"):
-        record = json.loads(data)
-        assert isinstance(record, dict) and record, filename
-        return f"json {len(record)} keys"
-    raise AssertionError(f"unexpected download {filename}")
-
-
-def download_everything(page: Any, menu: Any, tmp: Path) -> dict[str, str]:
-    """Open the popover `menu`, click every download button in it, check each file; {filename: what}."""
-    menu.click()
-    body = page.locator("[data-testid=stPopoverBody]").last
-    body.wait_for(timeout=30_000)
-    buttons = body.locator("[data-testid=stDownloadButton] button")
-    buttons.first.wait_for(timeout=30_000)  # the popover opens before its buttons are drawn
-    labels = [t.strip() for t in buttons.all_inner_texts()]
-    assert labels, "an empty Download menu"
-    found: dict[str, str] = {}
-    for label in labels:
-        if not body.is_visible():
-            menu.click()
-            body.wait_for(timeout=30_000)
-        button = body.locator("[data-testid=stDownloadButton] button").filter(has_text=label).first
-        with page.expect_download(timeout=DOWNLOAD_TIMEOUT_MS) as info:
-            button.click()
-        download = info.value
-        assert download.failure() is None, (label, download.failure())
-        target = tmp / download.suggested_filename
-        download.save_as(target)
-        found[download.suggested_filename] = check_file(target, download.suggested_filename)
-    page.keyboard.press("Escape")
-    return found
 
 
 def test_every_format_of_every_download_menu_downloads_and_opens(

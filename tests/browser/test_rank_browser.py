@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from downloads import download_everything
 from page_driver import ARTIFACTS, RENDER_TIMEOUT_MS, launch
 
 QUERY = "How do cats spend the day?"
@@ -61,5 +62,23 @@ def test_rank_uploaded_candidates_and_open_a_contrast(server: str, tmp_path: Pat
             page.get_by_text("Score gap").first.wait_for(timeout=RENDER_TIMEOUT_MS)
             assert "why=" in page.url and "q=How" in page.url  # the view is in the shareable address
             page.screenshot(path=str(ARTIFACTS / "rank.png"), full_page=True)
+
+            # the contrast's Export menu: every file downloads and opens (the query's words are in the SVGs)
+            export = page.locator("[data-testid=stPopover] button").filter(has_text="Export").first
+            found = download_everything(page, export, tmp_path, words=("cats",))
+            kinds = {name.rsplit(".", 1)[-1] for name in found}
+            assert {"png", "svg", "json"} <= kinds and any("_slide" in name for name in found), found
+
+            # a candidate's map on demand
+            pick(page, "rank_map_pick", CANDIDATES[2])
+            page.locator(".st-key-rank_map_go button").click()
+            page.wait_for_function(f"() => ({BAR_TYPES_JS})().includes('heatmap')", timeout=RENDER_TIMEOUT_MS)
+            page.get_by_text("by all-MiniLM-L6-v2, score").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+
+            # no prompts: ranked again, and the link says so
+            page.get_by_text("No prompts", exact=True).click()
+            page.locator(".st-key-rank_go button").click()
+            page.wait_for_function("() => location.search.includes('prompts=none')", timeout=RENDER_TIMEOUT_MS)
+            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=RENDER_TIMEOUT_MS)
         finally:
             browser.close()
