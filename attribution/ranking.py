@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -523,9 +522,7 @@ def _explain_chosen(
         view = dataclasses.replace(query_path, evaluated={})
         check = completeness(view.f, view.f_ref, path.f, path.f_ref, options.mode, options.similarity)
         pair = PairPaths(view, path, check, evaluator)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # one warning per candidate would flood; kept in result.warnings
-            result = explain_prepared(prepared.loaded, pair, options, started=begin, pos=pos)
+        result = explain_prepared(prepared.loaded, pair, options, started=begin, pos=pos)  # warnings: in the result
         maps[k] = result.replace(warnings=[w.replace("Text B", f"Candidate {k}").replace("Text A", "The query")
                                            for w in result.warnings])  # fmt: skip
         if progress is not None:
