@@ -14,7 +14,6 @@ from .core import engine, many
 from .core.execution import Run
 from .core.many import PairProgress
 from .core.options import ExplainOptions, RunOptions
-from .errors import InputError
 from .models import LoadedModel
 from .result import Attribution
 from .settings import get_settings
@@ -51,18 +50,3 @@ def explain_many(
         model, pairs, options, pos=pos, run=run, progress=progress, limits=get_settings().limits, **option_values
     )
 
-
-def explain_outcomes(
-    model: LoadedModel | str,
-    pairs: Sequence[tuple[str, str]],
-    options: ExplainOptions | RunOptions | None = None,
-    *,
-    pos: bool = False,
-    run: Run | None = None,
-    progress: PairProgress | None = None,
-    **option_values: Any,
-) -> list[Attribution | InputError]:
-    """attribution.core.many.explain_outcomes under the operator's limits; see there."""
-    return many.explain_outcomes(
-        model, pairs, options, pos=pos, run=run, progress=progress, limits=get_settings().limits, **option_values
-    )
