@@ -20,8 +20,7 @@ def display_view(result: Attribution, level: str = "token", show_special: bool =
 
 # A page this wide (px) holds maps side by side; 1440 px with the sidebar open leaves about 1050.
 SIDE_BY_SIDE_PX = 1050
-# Below this window width (px) the model columns stack (assets/style.css: .st-key-pl-models).
-STACK_BELOW_PX = 1200
+# Below 1200 px of window width the model columns stack: assets/style.css (.st-key-pl-models) says so.
 
 
 def estimated_tokens(text: str) -> int:

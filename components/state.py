@@ -103,9 +103,9 @@ class PageState:
     """All inputs: what is computed (texts, models, layers, options) and how it is shown.
 
     options: the engine's options as the library checked them (layer None: each model's layer is in
-    `layers`, see `options_for`). prompt_name_unused / prompt_unused: what the Prompt name and Prompt
-    text boxes hold while the options do not use it (the text wins over the name, as the engine takes one
-    of them; text roles win over both); kept so a link or a rerun restores the boxes.
+    `layers`; pages/explain.py's run_options puts one in). prompt_name_unused / prompt_unused: what the
+    Prompt name and Prompt text boxes hold while the options do not use it (the text wins over the name, as
+    the engine takes one of them; text roles win over both); kept so a link or a rerun restores the boxes.
     """
 
     text_a: str = EXAMPLE_PAIR[0]
@@ -130,10 +130,6 @@ class PageState:
 
     def layer_of(self, model: str) -> int | None:
         return self.layers.get(model)
-
-    def options_for(self, model: str) -> ExplainOptions:
-        """The options of one model's column: `options` at that model's layer."""
-        return self.options.replace(layer=self.layer_of(model))
 
     @property
     def prompt_name(self) -> str:
