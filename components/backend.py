@@ -192,6 +192,11 @@ def get_backend() -> Backend:
     return HttpBackend(url) if url else LocalBackend()
 
 
+def is_remote() -> bool:
+    """True when the page computes through a `pairlens serve` backend (PAIRLENS_BACKEND_URL)."""
+    return isinstance(get_backend(), HttpBackend)
+
+
 # ----------------------------------------------------------------------------- computations
 
 
@@ -278,6 +283,10 @@ class Registry:
         with contextlib.suppress(PairLensError):
             cancel(job_id)
 
+    def is_watched(self, key: Hashable) -> bool:
+        with self.lock:
+            return key in self.watched
+
     def clear(self) -> None:
         with self.lock:
             self.outcomes.clear()
@@ -295,6 +304,12 @@ def computation_key(model: str, text_a: str, text_b: str, options: ExplainOption
 def is_known(key: Hashable) -> bool:
     """True when the outcome of this computation is already at hand (no cost to announce)."""
     return registry().recall(key) is not None
+
+
+def is_running(key: Hashable) -> bool:
+    """True while a job computes this key for some session: a map that started is never asked about again
+    (a changed estimate would otherwise stop watching it, and the job would be cancelled)."""
+    return registry().is_watched(key)
 
 
 def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Computation:
@@ -481,7 +496,10 @@ _rates_lock = threading.Lock()
 
 
 def record_rate(name: str, result: Attribution) -> None:
-    """Remember how fast this server computed `result` (work units per second of compute)."""
+    """Remember how fast this server computed `result` (work units per second of compute); nothing with a
+    remote backend (it computed elsewhere, and the model is not loaded here)."""
+    if is_remote():
+        return
     try:
         dim = int(get_model(name).embedding_dim)
     except Exception:
@@ -505,7 +523,10 @@ def rate_of(name: str) -> float | None:
 
 
 def cost_of(name: str, text_a: str, text_b: str, options: ExplainOptions) -> CostEstimate | None:
-    """How long this request should take here (None when it cannot be estimated: the engine then says why)."""
+    """How long this request should take here (None when it cannot be estimated: the engine then says why,
+    or with a remote backend, whose models this process does not load)."""
+    if is_remote():
+        return None
     try:
         model = get_model(name)
         estimate = estimate_work(model, text_a, text_b, options, get_settings().limits)

@@ -51,10 +51,6 @@ def compute_report(
     )
 
 
-def remote_backend() -> bool:
-    return isinstance(backend.get_backend(), backend.HttpBackend)
-
-
 def summary_rows(report: FaithfulnessReport) -> list[dict[str, Any]]:
     """One row per method and one for random order: rank agreement and curve areas."""
     curves = report.curves
@@ -124,7 +120,7 @@ def render_faithfulness(
         options = options_of(name)
         key = (name, text_a, text_b, json.dumps(options.to_dict(), sort_keys=True), op, level, order, int(draws))
         if clicked:
-            if remote_backend():
+            if backend.is_remote():
                 st.info(
                     "This page computes through a remote PairLens server: run the check there with "
                     "POST /faithfulness (or `pairlens faithfulness`)."

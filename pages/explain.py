@@ -189,7 +189,8 @@ def start_column(name: str, state: PageState, info: ModelInfo | None, notices: l
             with layer_slot:
                 render.render_cost(cost)
             confirm_seconds = get_settings().confirm_seconds  # PAIRLENS_CONFIRM_SECONDS, read at this edge
-            if cost is not None and cost.seconds > confirm_seconds and key not in st.session_state.get(CONFIRMED, ()):
+            asks = not backend.is_running(key) and key not in st.session_state.get(CONFIRMED, ())
+            if cost is not None and cost.seconds > confirm_seconds and asks:
                 render.render_confirm(name, cost, partial(confirm_computation, key))
                 return None
         # The backend applies the operator's work cap (PAIRLENS_MAX_PAGE_WORK) before computing.
@@ -419,7 +420,7 @@ def show_results(models: list[ModelInfo]) -> None:
         with card_slot:
             render.render_score_card(results[name], exact_mode_warning(results[name]))
             render.render_result_notes(results[name])
-        figure = partial(draw_view, view, state, pos, zmax, clip)
+        figure = partial(draw_view, view, state, pos, zmax, clip, len(views))
         fig = figure(style)
         stem = file_stem(view) if state.view == "map" else file_stem(view, "links")
         with map_slot:
@@ -469,12 +470,19 @@ def combined_builder(
 
 
 def draw_view(
-    view: Attribution, state: PageState, pos: bool, zmax: float | None, clip: float | None, style: Style
+    view: Attribution,
+    state: PageState,
+    pos: bool,
+    zmax: float | None,
+    clip: float | None,
+    drawn: int,
+    style: Style,
 ) -> go.Figure:
-    """The chosen view of one model's result: the map, or the strongest links."""
+    """The chosen view of one model's result: the map, or the strongest links. zmax: the colour scale the
+    `drawn` maps share (None: the map's own); a model still computing or failed does not share it."""
     if state.view == "links":
         return build_links(view, max(state.top, 1), style=style)
-    shared_by = len(state.models) if zmax is not None else 1
+    shared_by = drawn if zmax is not None else 1
     return build_heatmap(view, top_k=state.top, pos_overlay=pos, zmax=zmax, clip=clip, style=style, shared_by=shared_by)
 
 

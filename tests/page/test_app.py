@@ -419,6 +419,15 @@ def test_a_failing_model_shows_an_error_while_the_others_render(toys: list) -> N
     assert "needs both models" in messages(at.info)
 
 
+def test_the_shared_colour_scale_counts_the_maps_drawn_not_the_models_picked(toys: list) -> None:
+    """Three models, one refused: the two maps drawn share one scale and their colour bars say 2, not 3."""
+    at = new_app(a="dogs run", b="puppies play", model=["toy-one", "toy-two", "toy-broken"]).run()
+    assert_clean(at)
+    heatmaps = [c["data"][0] for c in charts(at) if c["data"] and c["data"][0].get("type") == "heatmap"]
+    titles = {h["colorbar"]["title"]["text"] for h in heatmaps if h.get("showscale", True)}
+    assert "contribution · shared by 2 models" in titles and not any("by 3" in t for t in titles), titles
+
+
 def test_uninstalled_models_are_listed_with_how_to_install(toys: list) -> None:
     at = new_app(model="toy-one").run()
     assert "pip install toy-absent" in messages(at.caption)

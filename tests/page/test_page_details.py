@@ -91,6 +91,23 @@ def test_the_operator_sets_where_confirmation_starts(
     assert len(toys) == 1 and "This map would take about 30 s on this server" in messages(at.warning)
 
 
+def test_a_map_already_computing_is_not_asked_about_again(
+    toys: list,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job this server is already computing (another session started it, or the estimate rose while it
+    ran): over the threshold, yet no "Compute it": asking would stop watching it and the job would be
+    cancelled."""
+    from attribution.core.cost import CostEstimate
+    from components import backend
+
+    monkeypatch.setattr(backend, "cost_of", lambda name, a, b, options: CostEstimate(130.0, 130.0, 10**9, False))
+    monkeypatch.setattr(backend, "is_running", lambda key: True)
+    at = new_app(a="foxes roam at dusk", b="wolves howl", model="toy-one").run()
+    assert_clean(at)
+    assert not any(b.label == "Compute it" for b in at.button) and len(toys) == 1
+
+
 def test_a_cheap_map_starts_at_once_with_its_cost_beside_the_layer_menu(
     toys: list,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,

@@ -172,6 +172,16 @@ def test_registry_cancels_only_unwatched_jobs_after_the_grace(monkeypatch: pytes
     assert registry.attach("k", lambda: fake.submit(None)) == "job-2"  # a cancelled job is not taken up
 
 
+def test_registry_says_which_jobs_are_being_watched() -> None:
+    fake = FakeBackend()
+    registry = backend.Registry(max_outcomes=2)
+    assert not registry.is_watched("k")
+    job = registry.attach("k", lambda: fake.submit(None))
+    assert registry.is_watched("k")
+    registry.detach("k", job, True, fake.cancel)
+    assert not registry.is_watched("k")
+
+
 def test_outcome_memory_is_bounded() -> None:
     registry = backend.Registry(max_outcomes=2)
     for key in "abc":
@@ -220,7 +230,10 @@ def http_backend(tmp_path: Path, minilm: Any, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_page_computes_through_the_http_backend(http_backend: JobManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []  # the page catches errors of a model load (cost estimate, rates): count the asks too
+
     def no_local_model(name: str) -> None:
+        asked.append(name)
         raise AssertionError("the page must not load models when it has a backend")
 
     monkeypatch.setattr(backend, "get_model", no_local_model)
@@ -232,6 +245,7 @@ def test_page_computes_through_the_http_backend(http_backend: JobManager, monkey
     assert len(figures) == 1 and "[CLS]" in figures[0]["layout"]["yaxis"]["ticktext"]
     assert http_backend.counts()["done"] == 1
     assert isinstance(backend.get_backend(), backend.HttpBackend)
+    assert asked == []
 
 
 def test_unreachable_backend_is_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
