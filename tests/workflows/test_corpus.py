@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import ONE, TWO, hand_result
+from helpers import ONE, TWO, hand_result, run_options
 
 from attribution.cli import main
 from attribution.core import engine, many
@@ -262,6 +262,26 @@ def test_other_settings_are_refused(minilm, tmp_path: Path) -> None:  # type: ig
     with pytest.raises(InputError, match="new --out folder") as info:
         corpus.analyze(minilm, data, out, **{**FAST, "convergence_pairs": 0, "steps": 2})  # type: ignore[arg-type]
     assert "steps 4 -> 2" in str(info.value)
+
+
+def test_text_bs_own_prompt_is_part_of_a_runs_settings(tmp_path: Path) -> None:
+    """Per-text prompts (--role-b and the like): a resume with another prompt for text B is refused; runs with
+    one prompt for both texts, and run.json files written before per-text prompts, resume as before."""
+    from attribution.workflows.corpus.settings import RunSettings, check_settings
+    from attribution.workflows.corpus.store import RUN
+
+    def settings(**changes: Any) -> RunSettings:
+        return RunSettings("m", "d", run_options(prompt="query: ", **changes), [1], [0])
+
+    shared, per_text = settings(), settings(prompt_name_b="document", prompt_b="passage: ")
+    assert (shared.to_dict()["prompt_b"], per_text.to_dict()["prompt_b"]) == (None, "passage: ")
+    (tmp_path / RUN).write_text(json.dumps({"settings": per_text.to_dict()}), encoding="utf-8")
+    check_settings(tmp_path, per_text)
+    with pytest.raises(InputError, match="prompt_b 'passage: ' -> 'query: '"):
+        check_settings(tmp_path, settings(prompt_name_b="query", prompt_b="query: "))
+    older = {k: v for k, v in shared.to_dict().items() if not k.endswith("_b")}
+    (tmp_path / RUN).write_text(json.dumps({"settings": older}), encoding="utf-8")
+    check_settings(tmp_path, shared)
 
 
 def test_png_failure_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

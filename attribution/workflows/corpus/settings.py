@@ -20,8 +20,8 @@ CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64)
 # The RunOptions fields (`RunOptions.result_fields`) that fix a run's numbers. The device and the memory budget
 # change them by float rounding only: a run may be resumed on another device or with another budget.
 NUMBER_FIELDS = (
-    "layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt", "precision", "step_cap",
-    "max_tokens",
+    "layer", "steps", "rule", "mode", "similarity", "tolerance", "prompt_name", "prompt", "prompt_name_b", "prompt_b",
+    "precision", "step_cap", "max_tokens",
 )  # fmt: skip
 # What run.json files written before a setting existed mean by its absence (step_cap: see `setting_before`).
 SETTINGS_BEFORE = {"precision": "fp32", "engine": 1, "max_tokens": 256, "prompt": None}
@@ -48,7 +48,7 @@ class RunSettings:
         return {
             "model": self.model,
             "data": self.data,
-            **{name: values[name] for name in NUMBER_FIELDS},
+            **{name: values.get(name) for name in NUMBER_FIELDS},  # B's prompt: null when A's serves both texts
             "engine": ENGINE_VERSION,
             "convergence_steps": list(self.convergence_steps),
             "convergence_layers": list(self.convergence_layers),
