@@ -70,6 +70,21 @@ def test_bad_data_is_refused_before_the_model_loads(tmp_path: Path, capsys: pyte
     assert main(["margins", str(bad)]) == 2
     assert "Line 1 of bad.jsonl is not JSON" in capsys.readouterr().err
     assert main(["margins", str(tmp_path / "missing.jsonl")]) == 2
+    bad.write_bytes(b'{"query": "caf\xe9", "positives": ["a"], "negatives": ["b"]}\n')  # Latin-1, not UTF-8
+    assert main(["margins", str(bad)]) == 2
+    assert "bad.jsonl is not UTF-8 text: save it as UTF-8." in capsys.readouterr().err
+
+
+def test_too_many_queries_are_refused_while_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attribution.workflows.corpus import ranking
+
+    monkeypatch.setattr(ranking, "MAX_QUERIES", 2)
+    many = tmp_path / "many.jsonl"
+    line = json.dumps({"query": "q", "positives": ["a"], "negatives": ["b"]})
+    many.write_text(f"{line}\n" * 3 + "not json\n", encoding="utf-8")  # refused before the bad 4th line
+    with pytest.raises(InputError, match=r"More than 2 queries: use --limit or split the file\."):
+        read_examples(many)
+    assert len(read_examples(many, limit=2)) == 2
 
 
 def test_a_refused_query_is_skipped_and_named(minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

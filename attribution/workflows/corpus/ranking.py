@@ -132,22 +132,25 @@ def read_examples(path: str | Path, limit: int | None = None) -> list[RankingExa
     source = Path(path)
     if not source.is_file():
         raise InputError(f"No data file at {str(path)!r}: give a JSONL file of query, positives, negatives.")
-    examples = []
+    examples: list[RankingExample] = []
     with source.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"Line {number} of {source.name} is not JSON ({exc.msg}).") from None
-            examples.append(_example(row, number, source.name))
-            if limit is not None and len(examples) >= limit:
-                break
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"Line {number} of {source.name} is not JSON ({exc.msg}).") from None
+                examples.append(_example(row, number, source.name))
+                if limit is not None and len(examples) >= limit:
+                    break
+                if len(examples) > MAX_QUERIES:  # refused as soon as it is too many, not after reading them all
+                    raise InputError(f"More than {MAX_QUERIES:,} queries: use --limit or split the file.")
+        except UnicodeDecodeError:
+            raise InputError(f"{source.name} is not UTF-8 text: save it as UTF-8.") from None
     if not examples:
         raise InputError(f"{source.name} has no lines: each line needs a query, positives and negatives.")
-    if len(examples) > MAX_QUERIES:
-        raise InputError(f"{len(examples):,} queries are more than {MAX_QUERIES:,}: use --limit or split the file.")
     return examples
 
 
