@@ -21,7 +21,8 @@ class BuildPyWithPage(build_py):
         for name in PAGE_FILES:
             source = ROOT / name
             if source.is_dir():
-                shutil.copytree(source, target / name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "secrets.toml"))
+                left_out = shutil.ignore_patterns("__pycache__", "secrets.toml")  # never a local secret in a wheel
+                shutil.copytree(source, target / name, dirs_exist_ok=True, ignore=left_out)
             elif source.is_file():
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target / name)
