@@ -1,12 +1,35 @@
-"""The one error body of the HTTP API and the OpenAPI `responses` that document it (shared by every router)."""
+"""The one error body of the HTTP API, the OpenAPI `responses` that document it, and the base of every request
+body (an unknown field is refused with that endpoint's own field list). Shared by every router."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-__all__ = ["ErrorBody", "errors"]
+__all__ = ["ErrorBody", "RequestBody", "errors"]
+
+
+class RequestBody(BaseModel):
+    """A request body with strict fields: an unknown one is a 422 naming the endpoint and its fields
+    ("colour is not a field of POST /rank (use query, candidates, ...)"). `endpoint`: what the message calls it."""
+
+    model_config = ConfigDict(extra="forbid")  # OpenAPI: additionalProperties false
+    endpoint: ClassVar[str] = "this request"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise PydanticCustomError(
+                    "unknown_field",
+                    "{name} is not a field of {endpoint} (use {fields})",
+                    {"name": str(unknown[0]), "endpoint": cls.endpoint, "fields": ", ".join(cls.model_fields)},
+                )
+        return data
 
 
 class ErrorBody(BaseModel):

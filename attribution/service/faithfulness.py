@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, StrictInt, StrictStr
 
 from ..core.execution import Run
 from ..core.work import estimate_work, limit_work
@@ -28,30 +27,17 @@ from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD
 from ..faithfulness.report import faithfulness_report
 from ..models import load_model
 from ..settings import DEFAULT_MODEL, get_settings
-from .api_errors import errors
+from .api_errors import RequestBody, errors
 from .scheduler import ExplainRequest, JobManager
 
 MAX_DRAWS = 20
 POLL_SECONDS = 0.05
 
 
-class FaithfulnessBody(BaseModel):
+class FaithfulnessBody(RequestBody):
     """What POST /faithfulness accepts (types strict, unknown fields refused with this endpoint's field list)."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields))
-            if unknown:
-                raise PydanticCustomError(
-                    "unknown_field",
-                    "{name} is not a field of POST /faithfulness (use {fields})",
-                    {"name": str(unknown[0]), "fields": ", ".join(cls.model_fields)},
-                )
-        return data
+    endpoint: ClassVar[str] = "POST /faithfulness"
 
     text_a: StrictStr
     text_b: StrictStr

@@ -35,13 +35,13 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,7 +53,7 @@ from ..errors import InputError, ModelError, PairLensError
 from ..models import list_models, load_model
 from ..result.output import explain_json
 from ..settings import DEFAULT_MODEL, get_settings
-from .api_errors import errors
+from .api_errors import RequestBody, errors
 from .faithfulness import faithfulness_router
 from .rank_http import rank_router
 from .scheduler import (
@@ -75,10 +75,10 @@ POLL_SECONDS = 0.05
 CANCEL_WAIT_SECONDS = 5.0  # DELETE /jobs/{id} answers once the job has stopped, or after this long
 
 
-class ExplainBody(BaseModel):
+class ExplainBody(RequestBody):
     """What POST /explain and POST /jobs accept (types strict: "3" is no number, 3 is no text)."""
 
-    model_config = ConfigDict(extra="forbid")
+    endpoint: ClassVar[str] = "POST /explain and POST /jobs"
 
     text_a: StrictStr
     text_b: StrictStr
@@ -239,8 +239,6 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
         kind = error.get("type", "")
         if kind == "missing":
             parts.append(f"{where} is required")
-        elif kind == "extra_forbidden":
-            parts.append(f"{where} is not a field (use text_a, text_b, model, options, pos, words, top)")
         else:
             parts.append(f"{where}: {error.get('msg', 'invalid value')}")
     return 422, "Invalid request: " + "; ".join(parts) + "."

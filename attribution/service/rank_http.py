@@ -20,12 +20,12 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from ..core.execution import Cancelled, Progress, Run
 from ..core.options import ExplainOptions, Limits
@@ -42,17 +42,17 @@ from ..ranking import (
     ranking_options,
 )
 from ..settings import DEFAULT_MODEL, get_settings
-from .api_errors import errors
+from .api_errors import RequestBody, errors
 from .scheduler import Busy, JobFailed, JobManager, JobState, UnknownJob, check_model_name
 
 CANCEL_WAIT_SECONDS = 5.0
 KEEP_SECONDS = 600.0
 
 
-class RankBody(BaseModel):
+class RankBody(RequestBody):
     """What POST /rank accepts (types strict)."""
 
-    model_config = ConfigDict(extra="forbid")
+    endpoint: ClassVar[str] = "POST /rank"
 
     query: StrictStr
     candidates: list[StrictStr] = Field(max_length=MAX_RANKED + 1)  # the cap's own message says what to do

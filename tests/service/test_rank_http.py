@@ -80,6 +80,7 @@ def test_cancelled_ranking(client: TestClient) -> None:
         ({"query": QUERY, "candidates": ["a", "b"], "options": {"prompt_name_b": "title"}}, 422, "no prompt named"),
         ({"query": QUERY, "candidates": ["a", "b"], "options": {"role_a": "x"}}, 422, "role_a must be"),
         ({"query": QUERY, "candidates": "one"}, 422, "candidates"),
+        ({"query": QUERY, "candidates": ["a"], "colour": 1}, 422, "colour is not a field of POST /rank (use query"),
     ],
 )
 def test_bad_input_is_a_sentence(client: TestClient, body: dict[str, Any], status: int, message: str) -> None:

@@ -128,7 +128,7 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("a list", [A, B], 422, "Invalid request"),
     ("text as number", {"text_a": 3, "text_b": B}, 422, "text_a"),
     ("missing text", {"text_a": A}, 422, "text_b is required"),
-    ("unknown field", {"text_a": A, "text_b": B, "colour": "red"}, 422, "colour is not a field"),
+    ("unknown field", {"text_a": A, "text_b": B, "colour": "red"}, 422, "colour is not a field of POST /explain"),
     ("options a list", {"text_a": A, "text_b": B, "options": [1]}, 422, "options"),
     ("unknown option", {"text_a": A, "text_b": B, "options": {"stepz": 3}}, 422, "Unknown option"),
     ("bad steps", {"text_a": A, "text_b": B, "options": {"steps": "many"}}, 422, "steps"),
