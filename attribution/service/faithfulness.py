@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,8 +23,11 @@ from pydantic import Field, StrictInt, StrictStr
 
 from ..core.execution import Run
 from ..core.work import estimate_work, limit_work
-from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD
+from ..faithfulness.curves import DEFAULT_DRAWS, Order
+from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD, Method
 from ..faithfulness.report import faithfulness_report
+from ..faithfulness.scoring import Op
+from ..faithfulness.units import Level
 from ..models import load_model
 from ..settings import DEFAULT_MODEL, get_settings
 from .api_errors import RequestBody, errors
@@ -43,13 +46,11 @@ class FaithfulnessBody(RequestBody):
     text_b: StrictStr
     model: StrictStr = DEFAULT_MODEL
     options: dict[str, Any] = Field(default_factory=dict)
-    methods: list[Literal["integrated-jacobians", "hessian-x-input"]] = Field(
-        default_factory=lambda: [DEFAULT_METHOD, SECOND_METHOD], min_length=1, max_length=2
-    )
-    op: Literal["mask", "drop"] = "mask"
-    level: Literal["token", "word"] = "token"
-    order: Literal["unit", "pair"] = "unit"
-    draws: StrictInt = Field(default=5, ge=1, le=MAX_DRAWS)
+    methods: list[Method] = Field(default_factory=lambda: [DEFAULT_METHOD, SECOND_METHOD], min_length=1, max_length=2)
+    op: Op = "mask"
+    level: Level = "token"
+    order: Order = "unit"
+    draws: StrictInt = Field(default=DEFAULT_DRAWS, ge=1, le=MAX_DRAWS)
     seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
 
 
