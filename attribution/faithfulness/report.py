@@ -99,13 +99,14 @@ def faithfulness_report(
     started = time.perf_counter()
     chosen = check_methods(methods)
     edit, unit_level, kind_order, n_draws = check_op(op), check_level(level), check_order(order), check_draws(draws)
-    loaded, resolved = resolve(model, options, option_values, operator_limits(limits))
+    limits = operator_limits(limits)  # read once: every stage below runs under the same limits
+    loaded, resolved = resolve(model, options, option_values, limits)
     check_text(text_a, "A", resolved.max_text_chars)
     check_text(text_b, "B", resolved.max_text_chars)
     run = run or Run()
-    results = {m: explain_method(loaded, text_a, text_b, resolved, method=m, run=run) for m in chosen}
+    results = {m: explain_method(loaded, text_a, text_b, resolved, method=m, run=run, limits=limits) for m in chosen}
     run.check()  # Cancelled between the stages as well as inside explain
-    pair = prepare(loaded, results[chosen[0]], resolved, level=unit_level, chunk=chunk)
+    pair = prepare(loaded, results[chosen[0]], resolved, level=unit_level, chunk=chunk, limits=limits)
     sweeps = {}
     for name, result in results.items():
         pair.result = result
