@@ -17,6 +17,7 @@
 | PAIRLENS_BACKEND_URL         | (none)             | the page uses this `pairlens serve` backend     |
 | PAIRLENS_DEVICE              | auto               | cpu, cuda, cuda:N, mps; auto: cuda if present    |
 | PAIRLENS_CONFIRM_SECONDS     | 60                 | page: a map estimated longer asks before it runs |
+| PAIRLENS_ALLOWED_HOSTS       | (none)             | API Host names answered (comma-separated; * any) |
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Settings:
     backend_url: str | None
     device: str = "auto"  # where models load by default (attribution.devices), checked against this machine
     confirm_seconds: int = 60  # the page asks before starting a map its cost estimate puts above this
+    allowed_hosts: str | None = None  # Host names `pairlens serve` answers (None: loopback and the bound address)
 
     @property
     def limits(self) -> Limits:
@@ -118,6 +120,7 @@ def get_settings() -> Settings:
         backend_url=(os.environ.get("PAIRLENS_BACKEND_URL") or "").strip() or None,
         device=_env_device(),
         confirm_seconds=_env_int("PAIRLENS_CONFIRM_SECONDS", 60, 0, 10**6),
+        allowed_hosts=(os.environ.get("PAIRLENS_ALLOWED_HOSTS") or "").strip() or None,
     )
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar, cast
@@ -433,7 +432,7 @@ def serve(
 
     if policy not in POLICIES:
         raise InputError(f"Unknown --policy {policy!r}: choose one of {', '.join(POLICIES)}.")
-    hosts = allowed_hosts_for(host, os.environ.get("PAIRLENS_ALLOWED_HOSTS"))
+    hosts = allowed_hosts_for(host, get_settings().allowed_hosts)
     if host in ("0.0.0.0", "::") and "*" not in hosts:
         log.warning(
             "PairLens: listening on every interface; requests are answered only for the Host names %s "
