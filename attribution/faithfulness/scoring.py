@@ -171,10 +171,9 @@ class PairScorer:
             return np.zeros(0), np.zeros(0)
         versions_a = [self.version("a", ra, op) for ra, _ in removals]
         versions_b = [self.version("b", rb, op) for _, rb in removals]
-        every = versions_a + versions_b
-        self.embed([v.ids for v in every] + [self._reference(v) for v in every])  # both texts share the passes
-        f_a, r_a = self.embeddings(versions_a)
-        f_b, r_b = self.embeddings(versions_b)
+        f, r = self.embeddings(versions_a + versions_b)  # both texts' versions share the forward passes
+        n = len(versions_a)
+        f_a, r_a, f_b, r_b = f[:n], r[:n], f[n:], r[n:]
         shift_a, shift_b = f_a - r_a, f_b - r_b
         compared_a, compared_b = (shift_a, shift_b) if self.mode == "exact" else (f_a, f_b)
         scores = similarity_score(compared_a, compared_b, self.similarity)
