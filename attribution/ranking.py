@@ -39,6 +39,7 @@ from .jsonable import json_ready
 from .models import LoadedModel
 from .result import Attribution
 from .settings import get_settings
+from .workflows.evaluate import embed_ids  # batched by equal length, at most 64 a pass
 
 MAX_RANKED = 1000  # candidates one ranking scores
 MAX_EXPLAINED = 100  # attribution maps one ranking computes
@@ -334,20 +335,6 @@ def _similarity(f_q: torch.Tensor, f_c: torch.Tensor, similarity: str) -> float:
     return float((q @ c) / (q.norm() * c.norm()).clamp_min(1e-30))
 
 
-def _embed_by_length(model: LoadedModel, tokens: Sequence[TokenizedText]) -> list[torch.Tensor]:
-    """Pooled embeddings (D,) before Normalize, one encoder forward per token length (no padding)."""
-    groups: dict[int, list[int]] = {}
-    for k, tok in enumerate(tokens):
-        groups.setdefault(tok.input_ids.shape[1], []).append(k)
-    out: list[torch.Tensor] = [torch.zeros(0)] * len(tokens)
-    with torch.inference_mode():
-        for members in groups.values():
-            pooled = model.embed_ids(torch.cat([tokens[k].input_ids for k in members]))
-            for k, row in zip(members, pooled, strict=True):
-                out[k] = row.detach().cpu()
-    return out
-
-
 def _notes(prepared: _Prepared) -> list[str]:
     notes = prepared.query_tokens.notes("query")
     for index, text in enumerate(prepared.texts):
@@ -372,8 +359,8 @@ def rank_scores(
 def _scores(prepared: _Prepared) -> list[float]:
     model_q, model_c = prepared.models
     similarity = prepared.options.similarity
-    (f_q,) = _embed_by_length(model_q, [prepared.query_tokens])
-    f_c = _embed_by_length(model_c, [prepared.tokens[t] for t in prepared.texts])
+    (f_q,) = embed_ids(model_q.embed_ids, [prepared.query_tokens.input_ids[0].tolist()])
+    f_c = embed_ids(model_c.embed_ids, [prepared.tokens[t].input_ids[0].tolist() for t in prepared.texts])
     return [_similarity(f_q, f, similarity) for f in f_c]
 
 
