@@ -55,7 +55,6 @@ from .backend import (
     convergence_errors,
     convergence_outcome,
     convergence_record,
-    explain_outcome,
     pair_record,
 )
 from .cli import add_parser, ray_options, report_text
@@ -97,7 +96,7 @@ __all__ = [
     "PAIR_COLUMNS", "PLOTS", "REPORT", "RESULTS", "RUN", "RUN_SCHEMA", "SETTINGS_BEFORE", "STS_GOLD_SCALE", "SUMMARY",
     "Backend", "Curves", "Outcome", "ProgressFn", "RecordWriter", "RunReport", "RunSettings", "SerialBackend",
     "add_parser", "analyze", "append_line", "batch_outcomes", "check_settings", "check_threads",
-    "convergence_errors", "convergence_layers", "convergence_outcome", "convergence_record", "explain_outcome",
+    "convergence_errors", "convergence_layers", "convergence_outcome", "convergence_record",
     "finish", "output_folder", "pair_key", "pair_record", "ray_options", "read_lines", "read_pair_table",
     "repair_tail", "replacing", "report_text", "run_convergence", "setting_before", "summarize",
     "summarize_convergence", "write_json", "write_plots",

@@ -17,7 +17,7 @@ from ...errors import InputError
 from ...jsonable import json_ready
 from ...models import LoadedModel
 from ...result import Attribution
-from ...service.cache import cached_explain, cached_explain_many
+from ...service.cache import cached_explain_many
 from ..data import Pair
 from .settings import RunSettings
 
@@ -53,27 +53,12 @@ class Backend(Protocol):
         ...
 
 
-def explain_outcome(model: LoadedModel, pair: Pair, options: RunOptions, *, cache: bool = False) -> Outcome:
-    """explain() of one pair with POS tags, or the message of the InputError that refused it.
-
-    cache: look the pair up in (and store it into) the persistent result cache of PAIRLENS_HOME.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # kept in result.warnings
-            result, _ = cached_explain(
-                model, pair.text_a, pair.text_b, options, pos=True, cache="default" if cache else None
-            )
-            return result
-    except InputError as exc:
-        return str(exc)
-
-
 def batch_outcomes(
     model: LoadedModel, pairs: Sequence[Pair], options: RunOptions, *, cache: bool = False
 ) -> list[Outcome]:
-    """explain_outcome of each pair, in order, computed together by explain_many: texts of equal
-    length share the first round of nodes, and each result equals explain()'s.
+    """Each pair's explain() result with POS tags, or the message of the InputError that refused it, in
+    order, computed together by explain_many: texts of equal length share the first round of nodes, and
+    each result equals explain()'s.
 
     cache: pairs found in the persistent result cache are taken from it, the others stored after.
     """
