@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from attribution.core.options import ExplainOptions
-from attribution.core.work import estimate_work, limit_work
+from attribution.core.work import within_work
 from attribution.errors import PairLensError
 from attribution.faithfulness.curves import DEFAULT_DRAWS, RANDOM
 from attribution.faithfulness.methods import METHODS, method_label
@@ -44,8 +44,7 @@ def compute_report(
     model = get_model(model_name)
     settings = get_settings()
     limits = settings.limits
-    if settings.max_page_work is not None:
-        options = limit_work(estimate_work(model, text_a, text_b, options, limits), options, settings.max_page_work)
+    options = within_work(model, text_a, text_b, options, limits, settings.max_page_work)
     return faithfulness_report(
         model, text_a, text_b, options, methods=METHODS, op=op, level=level, order=order, draws=draws, limits=limits
     )

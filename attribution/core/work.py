@@ -90,6 +90,16 @@ def estimate_work(
     return WorkEstimate(tokens[0], tokens[1], layers, per_node, nodes_counted(resolved), resolved.step_cap)
 
 
+def within_work(
+    model: LoadedModel, text_a: str, text_b: str, options: ExplainOptions, limits: Limits | None, max_work: int | None
+) -> ExplainOptions:
+    """`options` for explain(model, text_a, text_b) kept within `max_work` work units (None: no cap): the
+    server's work cap, as limit_work applies it to estimate_work; InputError when even that is too much."""
+    if max_work is None:
+        return options
+    return limit_work(estimate_work(model, text_a, text_b, options, limits), options, max_work)
+
+
 def limit_work(estimate: WorkEstimate, options: ExplainOptions, limit: int) -> ExplainOptions:
     """`options` kept within `limit` work units, or InputError saying what was refused and what to do.
 

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, StrictInt, StrictStr
 
 from ..core.execution import Run
-from ..core.work import estimate_work, limit_work
+from ..core.work import within_work
 from ..faithfulness.curves import DEFAULT_DRAWS, Order
 from ..faithfulness.methods import DEFAULT_METHOD, SECOND_METHOD, Method
 from ..faithfulness.report import faithfulness_report
@@ -61,9 +61,7 @@ def compute(body: FaithfulnessBody, jobs: JobManager, cancel: threading.Event | 
     limits = settings.limits
     model = load_model(request.model)
     options = request.options
-    if settings.max_page_work is not None:
-        estimate = estimate_work(model, request.text_a, request.text_b, options, limits)
-        options = limit_work(estimate, options, settings.max_page_work)
+    options = within_work(model, request.text_a, request.text_b, options, limits, settings.max_page_work)
     report = faithfulness_report(
         model, request.text_a, request.text_b, options, methods=body.methods, op=body.op, level=body.level,
         order=body.order, draws=body.draws, seed=body.seed, run=Run(cancel=cancel, gate=jobs.gate), limits=limits,

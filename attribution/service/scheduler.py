@@ -39,7 +39,7 @@ from typing import Any, Literal
 from ..core.execution import Cancelled, Gate, Progress, Run
 from ..core.options import ExplainOptions, Limits
 from ..core.tokens import check_text
-from ..core.work import estimate_work, limit_work
+from ..core.work import within_work
 from ..errors import InputError, ModelError, PairLensError
 from ..models import load_model
 from ..models.registry import BUILTIN_MODELS, MAX_MODEL_NAME_BYTES, is_builtin_name, resolve_source
@@ -717,9 +717,7 @@ class JobManager:
         try:
             model = (self.load or load_model)(request.model)
             max_work = settings.max_page_work if self._max_work == "default" else self._max_work
-            if max_work is not None:
-                estimate = estimate_work(model, request.text_a, request.text_b, options, limits)
-                options = limit_work(estimate, options, max_work)
+            options = within_work(model, request.text_a, request.text_b, options, limits, max_work)
             result, cached = cached_explain(
                 model, request.text_a, request.text_b, options, pos=request.pos, run=run, cache=self.cache,
                 limits=limits,

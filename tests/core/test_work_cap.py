@@ -13,6 +13,19 @@ from attribution import InputError, explain
 from attribution.settings import get_settings
 
 
+def test_within_work_is_the_cap_of_the_estimate(minilm) -> None:  # type: ignore[no-untyped-def]
+    """The one place the edges (job queue, /faithfulness, the page's check) apply a server's work cap."""
+    from attribution import ExplainOptions
+    from attribution.core.work import estimate_work, limit_work, within_work
+
+    options = ExplainOptions()
+    assert within_work(minilm, "A cat.", "A dog.", options, None, None) is options  # no cap: as asked
+    estimate = estimate_work(minilm, "A cat.", "A dog.", options)
+    assert within_work(minilm, "A cat.", "A dog.", options, None, 50 * 20) == limit_work(estimate, options, 50 * 20)
+    with pytest.raises(InputError, match="first round of steps=auto"):
+        within_work(minilm, "A cat.", "A dog.", options, None, 10)
+
+
 def test_work_estimate_is_pure_and_grows_with_tokens_steps_and_layers(minilm) -> None:  # type: ignore[no-untyped-def]
     from attribution import ExplainOptions
     from attribution.core.work import estimate_work, limit_work, node_work
