@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 PACKAGED = Path(__file__).resolve().parent / "_page"  # in an installed wheel
 CLONE = Path(__file__).resolve().parent.parent  # a clone or an editable install
 
@@ -42,19 +42,26 @@ def page_command(port: int, host: str | None) -> list[str]:
 
 
 def run_page(args: argparse.Namespace) -> int:
+    """Become the Streamlit server (exec, not a child process: a SIGTERM to `pairlens page` stops the page
+    instead of leaving an orphaned server on the port)."""
     if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
         raise InputError('The page needs the app extra: pip install "pairlens[app]" (streamlit, plotly, spaCy, ...).')
     folder = page_folder()
     command = page_command(args.port, args.host)
-    print(f"pairlens page: http://{args.host or 'localhost'}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
-    try:
-        return subprocess.call(command, cwd=folder, env=dict(os.environ))
-    except KeyboardInterrupt:
-        return 0
+    if args.host not in LOCAL_HOSTS:
+        print(f"pairlens page: WARNING: listening on {args.host} with no authentication; anyone who can reach it "
+              "computes on this machine (docs/guides/security.md).", file=sys.stderr)  # fmt: skip
+    print(f"pairlens page: http://{args.host}:{args.port} (Ctrl+C stops it)", file=sys.stderr, flush=True)
+    os.chdir(folder)  # the page's .streamlit/config.toml applies
+    os.execv(sys.executable, command)
+    return 0  # not reached: the process is Streamlit now
 
 
 def add_parser(subparsers: Any) -> None:
     page = subparsers.add_parser("page", help='start the browser page (needs pip install "pairlens[app]")')
     page.add_argument("--port", type=int, default=8501, help="port (default 8501)")
-    page.add_argument("--host", default=None, help="address to bind (default: Streamlit's own, all addresses)")
+    page.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only, as make run; 0.0.0.0 serves others)",
+    )  # fmt: skip
     page.set_defaults(func=run_page)

@@ -40,6 +40,16 @@ def test_pairlens_page_serves_the_page() -> None:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+    # stopping `pairlens page` stops the page: no Streamlit server is left behind on the port
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=5)
+
+
+def test_pairlens_page_binds_this_machine_unless_told_otherwise() -> None:
+    from attribution.cli import build_parser
+
+    args = build_parser().parse_args(["page"])
+    assert launch.page_command(args.port, args.host)[-2:] == ["--server.address", "127.0.0.1"]
 
 
 def test_page_folder_prefers_the_wheels_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
