@@ -33,8 +33,9 @@ def test_open_and_run_the_faithfulness_check(server: str, tmp_path: Path) -> Non
             page.get_by_text("Faithfulness: does the map say what the model needs?").click()
             run = page.get_by_role("button", name="Run the check")
             run.wait_for(timeout=30_000)
-            # what a user may change before running: drop instead of mask, pair order, fewer random draws
+            # what a user may change before running: drop instead of mask, words, pair order, fewer random draws
             page.locator(".st-key-fa_op").get_by_role("radio", name="drop", exact=True).click()
+            page.locator(".st-key-fa_level").get_by_role("radio", name="words", exact=True).click()
             page.locator(".st-key-fa_order").get_by_role("radio", name="by cells (word pairs)").click()
             page.locator(".st-key-fa_draws input").fill("3")
             page.locator(".st-key-fa_draws input").press("Tab")
@@ -48,14 +49,14 @@ def test_open_and_run_the_faithfulness_check(server: str, tmp_path: Path) -> Non
             sweeps = [t for t in titles if "Spearman" in t]
             assert len(sweeps) == 2, titles
             assert "integrated Jacobians" in sweeps[0] and "2nd method" in sweeps[1]
-            assert page.get_by_text("what the model loses without each token").first.is_visible()
+            assert page.get_by_text("what the model loses without each word").first.is_visible()  # words chosen
             with page.expect_download(timeout=60_000) as info:
                 page.get_by_role("button", name="Report (JSON)").click()
             target = tmp_path / info.value.suggested_filename
             info.value.save_as(target)
             curves = json.loads(target.read_text(encoding="utf-8"))["curves"]
-            chosen = {k: curves.get(k) for k in ("op", "order", "draws")}
-            assert chosen == {"op": "drop", "order": "pair", "draws": 3}, chosen
+            chosen = {k: curves.get(k) for k in ("op", "level", "order", "draws")}
+            assert chosen == {"op": "drop", "level": "word", "order": "pair", "draws": 3}, chosen
             page.screenshot(path=str(ARTIFACTS / "faithfulness.png"), full_page=True)
         finally:
             browser.close()
