@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attribution.result import Attribution, without_special_tokens
 from attribution.viz.heatmap import figure_width
-from attribution.viz.layout import MIN_CELL, cell_for
+from attribution.viz.layout import MIN_CELL, ON_PAGE, cell_for
 
 LEVELS = ("token", "word")
 
@@ -38,6 +38,6 @@ def column_cell(text_a: str, text_b: str, n_models: int) -> float | None:
     if n_models < 2:
         return None
     n = max(estimated_tokens(text_a), estimated_tokens(text_b))
-    fixed = figure_width(n) - n * cell_for(n)
+    fixed = figure_width(n, style=ON_PAGE) - n * cell_for(n)
     column = SIDE_BY_SIDE_PX / n_models - 16
     return float(min(cell_for(n), max((column - fixed) / n, MIN_CELL)))

@@ -368,10 +368,13 @@ def model_columns(n_models: int) -> list[DeltaGenerator]:
         return list(st.columns(n_models, gap="medium", border=n_models > 1))
 
 
+CLOCK = ":material/schedule:"  # Streamlit's bundled icon font: drawn where no emoji font is installed
+
+
 def render_cost(cost: CostEstimate | None) -> None:
     """Under a model's layer menu: how long its map should take here, before it starts."""
     if cost is not None:
-        st.caption(f"⏱ {cost.describe()}", help="Estimated from this request's work and the speed this server "
+        st.caption(f"{CLOCK} {cost.describe()}", help="Estimated from this request's work and the speed this server "
                    "measured on the maps it computed.")  # fmt: skip
 
 
@@ -379,7 +382,7 @@ def render_confirm(name: str, cost: CostEstimate, on_confirm: Callable[[], None]
     """Instead of starting an expensive map: what it costs and a button to compute it anyway."""
     st.warning(
         f"This map would take {cost.describe()}. A deeper layer, shorter texts or fewer steps are faster.",
-        icon="⏱️",
+        icon=CLOCK,
     )
     st.button("Compute it", key=f"confirm::{name}", on_click=on_confirm, type="primary")
 
@@ -387,7 +390,7 @@ def render_confirm(name: str, cost: CostEstimate, on_confirm: Callable[[], None]
 def render_explain_cost(line: str | None) -> None:
     """Beside the Explain button: what explaining the texts in the boxes would cost."""
     if line:
-        st.caption(f"⏱ {line}")
+        st.caption(f"{CLOCK} {line}")
 
 
 def render_model_header(info: ModelInfo | None, name: str) -> None:

@@ -31,6 +31,7 @@ from .layout import (
     Palette,
     Style,
     base_layout,
+    colorbar_band,
     colorbar_width,
     fit_cell,
     grid_geometry,
@@ -188,10 +189,10 @@ def label_chars(tokens: Sequence[str], pos: Sequence[str] | None = None) -> floa
     return longest
 
 
-def figure_width(n_cols: int, pos_overlay: bool = False) -> int:
+def figure_width(n_cols: int, pos_overlay: bool = False, style: Style = PAGE) -> int:
     """Width in px of a map with `n_cols` columns and short labels (the builders size exactly)."""
-    grid = grid_geometry(n_cols, n_cols, 8, 8, PAGE, strips=pos_overlay, totals=True)
-    return int(EDGE * 2 + grid.width + colorbar_width(PAGE))
+    grid = grid_geometry(n_cols, n_cols, 8, 8, style, strips=pos_overlay, totals=True)
+    return int(EDGE * 2 + grid.width + colorbar_width(style))
 
 
 def figure_height(n_rows: int, pos_overlay: bool = False, longest_column_label: int = 8) -> int:
@@ -379,7 +380,9 @@ def _map_trace(
         xgap=gaps, ygap=gaps, name="attribution", xaxis=at.ids["x"], yaxis=at.ids["y"],
         showscale=colorbar_x is not None, hoverongaps=False,
     )  # fmt: skip
-    if colorbar_x is not None:
+    if colorbar_x is not None and style.keys_left:
+        trace["colorbar"] = _colorbar_above(panel, at, style, colours, colorbar_x)
+    elif colorbar_x is not None:
         width, height = at.canvas
         _, gy0, _, _ = at.grid_box
         trace["colorbar"] = dict(
@@ -392,6 +395,19 @@ def _map_trace(
     return trace
 
 
+def _colorbar_above(panel: MapPanel, at: _Placed, style: Style, colours: Palette, x: float) -> dict[str, Any]:
+    """A horizontal colour bar in the band above the panel (colorbar_band), starting `x` px from the left."""
+    width, height = at.canvas
+    title_h = style.font(12) * 1.5
+    title = dict(text=panel.colorbar_title, side="top", font=dict(size=style.font(12), color=colours.muted))
+    return dict(
+        orientation="h", title=title, thickness=style.font(10), lenmode="pixels",
+        len=max(min(style.font(300), width - x - EDGE), 80), x=x / width, xanchor="left", xref="paper", xpad=0,
+        y=1.0 - (at.origin[1] - colorbar_band(style) + title_h) / height, yanchor="top", yref="paper", ypad=0,
+        outlinewidth=0, tickfont=dict(size=style.font(11), color=colours.text), tickformat=tick_format(panel.limit),
+    )  # fmt: skip
+
+
 def _map_axes(panel: MapPanel, at: _Placed, style: Style, colours: Palette) -> dict[str, Any]:
     """The map's x axis (text B's tokens) and y axis (text A's, first on top)."""
     width, height = at.canvas
@@ -400,6 +416,12 @@ def _map_axes(panel: MapPanel, at: _Placed, style: Style, colours: Palette) -> d
     font = dict(size=at.grid.font, color=colours.text)
     title_font = dict(size=style.font(12), color=colours.muted)
     common = dict(showgrid=False, zeroline=False, automargin=True, ticks="", fixedrange=True, tickmode="array")
+    # the row labels sit left of whatever is leftmost beside the grid: row totals (totals_left), POS strip, grid
+    y_anchor = at.ids["x"]
+    if at.strips:
+        y_anchor = at.ax["x2"]
+    if at.grid.totals_left and panel.totals and at.grid.totals_w > 0:
+        y_anchor = at.ax["x4"]
     return {
         f"xaxis{at.suffix}": dict(
             domain=_domain_x(gx0, gx1, width), anchor=at.ax["y3"] if at.strips else at.ids["y"],
@@ -407,7 +429,7 @@ def _map_axes(panel: MapPanel, at: _Placed, style: Style, colours: Palette) -> d
             title=dict(text=panel.axis_titles[1], font=title_font, standoff=6), range=[-0.5, n_cols - 0.5], **common,
         ),
         f"yaxis{at.suffix}": dict(
-            domain=_domain_y(gy0, gy1, height), anchor=at.ax["x2"] if at.strips else at.ids["x"],
+            domain=_domain_y(gy0, gy1, height), anchor=y_anchor,
             tickvals=list(range(n_rows)), ticktext=panel.row_labels, tickfont=font,
             title=dict(text=panel.axis_titles[0], font=title_font, standoff=6), range=[n_rows - 0.5, -0.5], **common,
         ),
@@ -437,7 +459,7 @@ def _strips(panel: MapPanel, at: _Placed) -> tuple[list[dict[str, Any]], dict[st
     width, height = at.canvas
     _, _, _, gy1 = at.grid_box
     categories = pos_categories(panel.pos_a, panel.pos_b)
-    sx0 = at.origin[0] + at.grid.left
+    sx0 = at.origin[0] + at.grid.strip_x
     traces = [
         _pos_strip(panel.pos_a, panel.row_names or panel.row_labels, categories, True, at.ax["x2"], at.ids["y"]),
         _pos_strip(panel.pos_b, panel.col_names or panel.col_labels, categories, False, at.ids["x"], at.ax["y3"]),
@@ -457,9 +479,10 @@ def _strips(panel: MapPanel, at: _Placed) -> tuple[list[dict[str, Any]], dict[st
 def _totals(
     panel: MapPanel, at: _Placed, style: Style, colours: Palette
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-    """Row sums as bars right of the map, column sums above it: traces, axes, their two labels."""
+    """Row sums as bars right of the map (left of it with totals_left), column sums above it: traces, axes,
+    their two labels."""
     width, height = at.canvas
-    gx0, _, gx1, _ = at.grid_box
+    gx0 = at.grid_box[0]
     oy = at.origin[1] + at.grid.top
     n_rows, n_cols = panel.shape
     matrix = np.asarray(panel.matrix, dtype=np.float64)
@@ -483,7 +506,7 @@ def _totals(
             showlegend=False,
         ),
     ]  # fmt: skip
-    tx0 = gx1 + 2 * GAP
+    tx0 = at.origin[0] + at.grid.totals_x
     ty0 = oy + 2 * GAP  # a little air between the header and the bars
     bar_axis = dict(
         showgrid=False, showticklabels=False, ticks="", zeroline=True, zerolinecolor=colours.rule,
@@ -500,9 +523,11 @@ def _totals(
     }  # fmt: skip
     note = dict(size=style.font(10), color=colours.muted)
     middle = 1.0 - (ty0 + at.grid.totals_h / 2) / height
+    # left of the grid the column totals' label takes the band above the row totals: theirs goes below them
+    row_label_y = 1.0 - (at.grid_box[3] + style.font(10)) / height if at.grid.totals_left else middle
     labels = [
         dict(
-            text="Σ row", x=(tx0 + at.grid.totals_w / 2) / width, y=middle, xref="paper", yref="paper",
+            text="Σ row", x=(tx0 + at.grid.totals_w / 2) / width, y=row_label_y, xref="paper", yref="paper",
             showarrow=False, font=note,
         ),
         dict(
@@ -553,7 +578,7 @@ def _place_panel(
     """Traces, axes, shapes and annotations of one panel whose top-left corner is at `origin` (px)."""
     at = _placement(panel, grid, origin, canvas, index)
     if show_scale and colorbar_x is None:
-        colorbar_x = at.grid_box[2] + 16
+        colorbar_x = origin[0] if style.keys_left else at.grid_box[2] + 16
     traces = [_map_trace(panel, at, style, colours, colorbar_x if show_scale else None)]
     axes = _map_axes(panel, at, style, colours)
     if grid.top > 0:
@@ -681,10 +706,12 @@ def compose(
         body_w = sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1)
         width = EDGE * 2 + body_w + bar_w
         width = max(width, text_width(len(_plain(title)), style.font(15)) * 0.92 + 2 * EDGE)
+        if style.keys_left:  # the colour bar's title above the map
+            width = max(width, text_width(len(_plain(panels[0].colorbar_title)), style.font(12)) * 0.92 + 2 * EDGE)
         if subtitle:
             width = max(width, text_width(len(_plain(subtitle)), style.font(12)) * 0.92 + 2 * EDGE)
         rows = legend_rows(len(categories), width, style)
-        top = header_height(style, subtitle_lines, rows) + heading_room
+        top = header_height(style, subtitle_lines, rows) + heading_room + colorbar_band(style)
         body_h = max(g.height for g in grids)
         return grids, width, top + body_h + EDGE, rows
 
@@ -701,7 +728,7 @@ def compose(
         width, height = max(width, style.canvas[0]), max(height, style.canvas[1])
     width, height = float(math.ceil(width)), float(math.ceil(height))  # whole pixels: domains stay exact
 
-    top = header_height(style, subtitle_lines, rows) + heading_room
+    top = header_height(style, subtitle_lines, rows) + heading_room + colorbar_band(style)
     traces: list[dict[str, Any]] = []
     layout: dict[str, Any] = {}
     shapes: list[dict[str, Any]] = []
@@ -713,7 +740,7 @@ def compose(
     for index, (panel, grid) in enumerate(zip(panels, grids, strict=True)):
         y = top + (body_h - grid.height) / 2 if style.canvas is not None else top
         last_x = x + grid.width
-        colorbar_x = first_x + sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + 12
+        colorbar_x = first_x + (0 if style.keys_left else sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + 12)
         t, axes, s, a = _place_panel(
             panel, grid, (x, y), (width, height), index, style, colours, show_scale=index == 0, colorbar_x=colorbar_x
         )

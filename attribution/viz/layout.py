@@ -33,6 +33,9 @@ class Style:
     canvas: tuple[int, int] | None = None
     name: str = "page"
     max_cell: float | None = None  # cap on the cell size (maps side by side in narrow columns)
+    # The colour bar above the map and the row totals left of it: the page's maps, which may be wider than
+    # their column and scroll sideways, keep what explains them in view at the column's left edge.
+    keys_left: bool = False
 
     def font(self, size: float) -> float:
         return round(size * self.font_scale, 1)
@@ -42,6 +45,7 @@ class Style:
 
 
 PAGE = Style()
+ON_PAGE = Style(keys_left=True)  # the page's own maps; downloads and exports are drawn with PAGE
 SLIDE = Style(font_scale=1.7, canvas=(1920, 1080), name="slide")
 PRESETS = {"page": PAGE, "slide": SLIDE}
 
@@ -143,7 +147,8 @@ def tick_font(n: int) -> float:
 class Grid:
     """One map panel in px: label room, POS strips, the square-celled grid, totals bars.
 
-    Horizontally: left (row labels) | strip | GAP | grid | 2 GAP | totals_w.
+    Horizontally: left (row labels) | strip | GAP | grid | 2 GAP | totals_w, or with totals_left
+    left (row labels) | totals_w | 2 GAP | strip | GAP | grid.
     Vertically: top (column labels again, on maps taller than TOP_LABELS_PX) | totals_h | 2 GAP | grid | GAP |
     strip | bottom (column labels).
     """
@@ -159,6 +164,7 @@ class Grid:
     totals_w: float
     totals_h: float
     top: float = 0.0
+    totals_left: bool = False
 
     @property
     def grid_w(self) -> float:
@@ -169,9 +175,21 @@ class Grid:
         return self.n_rows * self.cell
 
     @property
+    def totals_x(self) -> float:
+        """Left edge of the row totals' bars from the panel's left edge."""
+        if self.totals_left:
+            return self.left
+        return self.grid_x + self.grid_w + 2 * GAP
+
+    @property
+    def strip_x(self) -> float:
+        """Left edge of the rows' POS strip from the panel's left edge."""
+        return self.left + (self.totals_w + 2 * GAP if self.totals_left and self.totals_w else 0)
+
+    @property
     def grid_x(self) -> float:
         """Left edge of the grid from the panel's left edge."""
-        return self.left + self.strip + (GAP if self.strip else 0)
+        return self.strip_x + self.strip + (GAP if self.strip else 0)
 
     @property
     def grid_y(self) -> float:
@@ -180,7 +198,7 @@ class Grid:
 
     @property
     def width(self) -> float:
-        return self.grid_x + self.grid_w + (2 * GAP + self.totals_w if self.totals_w else 0)
+        return self.grid_x + self.grid_w + (2 * GAP + self.totals_w if self.totals_w and not self.totals_left else 0)
 
     @property
     def height(self) -> float:
@@ -236,6 +254,7 @@ def grid_geometry(
         totals_w=style.font(58) if totals else 0.0,
         totals_h=style.font(44) if totals else 0.0,
         top=bottom if cell is None and max(n_rows, 1) * size > TOP_LABELS_PX else 0.0,
+        totals_left=style.keys_left,
     )
 
 
@@ -265,8 +284,17 @@ def fit_cell(
 
 
 def colorbar_width(style: Style) -> float:
-    """Room for a vertical colour bar with its tick labels and side title."""
+    """Room for a vertical colour bar with its tick labels and side title (none when it lies above the map)."""
+    if style.keys_left:
+        return 0.0
     return style.font(12) + 8 + text_width(6, style.font(11)) + style.font(12) * 1.4 + 10
+
+
+def colorbar_band(style: Style) -> float:
+    """Height of the band above the map that holds a horizontal colour bar (keys_left): title, bar, ticks."""
+    if not style.keys_left:
+        return 0.0
+    return style.font(12) * 1.5 + style.font(10) + style.font(11) * 1.5 + 10
 
 
 def header_height(style: Style, subtitle_lines: int = 0, legend_rows: int = 0) -> float:

@@ -135,6 +135,49 @@ def test_two_models_sit_side_by_side_from_1200_px_and_stack_below(
         page.close()
 
 
+LONG_A = "The old fisherman walked slowly down to the harbour at dawn, carrying his nets and a flask of tea."
+LONG_B = (
+    "At first light an elderly man who had fished these waters all his life made his way to the quay with his gear "
+    "and a hot drink, greeting the gulls as he went along the wet stones."
+)
+# Each map's visible part (its box cut by every scrolling or clipping ancestor and the window), its own width,
+# and the boxes of its colour bar and of its row totals' bars (on the x4 axis, beside the map's rows).
+KEYS_IN_VIEW_JS = """() => [...document.querySelectorAll('.st-key-pl-models .js-plotly-plot')].map(plot => {
+  let left = 0, right = window.innerWidth;
+  for (let el = plot.parentElement; el; el = el.parentElement) {
+    if (getComputedStyle(el).overflowX !== 'visible') {
+      const r = el.getBoundingClientRect(); left = Math.max(left, r.left); right = Math.min(right, r.right);
+    }
+  }
+  const box = el => { const r = el.getBoundingClientRect(); return {left: r.left, right: r.right, width: r.width}; };
+  return {
+    visible: {left, right}, plot: box(plot.querySelector('.main-svg')),
+    colorbar: box(plot.querySelector('.colorbar')), rowTotals: box(plot.querySelector('.subplot.x4y .trace.bars')),
+  };
+})"""
+
+
+def test_a_map_wider_than_its_column_keeps_its_colour_legend_and_row_totals_in_view_at_1000_px(
+    server: str, browser: Any
+) -> None:
+    """At 1000 px with the sidebar open a long pair's map is wider than its column and scrolls sideways; the colour
+    legend and the row totals sit at its left edge, on screen without scrolling."""
+    page = browser.new_page(viewport={"width": 1000, "height": 1100})
+    try:
+        page.goto(pair_url(server, LONG_A, LONG_B, top="3"))
+        wait_maps(page, 1)
+        page.wait_for_timeout(500)
+        (found,) = page.evaluate(KEYS_IN_VIEW_JS)[:1]
+        visible = found["visible"]
+        assert found["plot"]["width"] > visible["right"] - visible["left"] + 50, found  # the map does not fit
+        for key in ("colorbar", "rowTotals"):
+            box = found[key]
+            assert box["width"] > 0, (key, found)
+            assert visible["left"] <= box["left"] and box["right"] <= visible["right"], (key, found)
+    finally:
+        page.close()
+
+
 @pytest.fixture(scope="module")
 def axe_script() -> Path:
     """axe-core's axe.min.js from the npm registry (`npm install --prefix tests axe-core`, as .ci/run does)."""

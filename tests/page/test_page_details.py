@@ -121,7 +121,7 @@ def test_a_cheap_map_starts_at_once_with_its_cost_beside_the_layer_menu(
     assert len(toys) == 1
     assert any("about 3 s on this server, up to 40 s if it refines" in str(c.value) for c in at.caption)
     at.text_area(key="text_a").set_value("cats sleep").run()
-    assert any(str(c.value).startswith("⏱ Explain: toy-one about 3 s") for c in at.caption)
+    assert any(str(c.value).startswith(":material/schedule: Explain: toy-one about 3 s") for c in at.caption)
 
 
 def test_a_shared_page_lists_only_its_models_and_says_how_an_operator_enables_more(

@@ -71,6 +71,29 @@ def test_row_and_column_totals_sum_the_matrix() -> None:
     assert not [t for t in build_heatmap(make_result(["a"], ["b"]), totals=False).data if t.type == "bar"]
 
 
+@pytest.mark.parametrize("pos", [False, True])
+def test_page_maps_keep_their_colour_bar_and_row_totals_at_the_left_edge(pos: bool) -> None:
+    """keys_left (the page's maps, which may scroll sideways in a narrow column): the colour bar lies
+    horizontally above the map from the figure's left edge, the row totals between the row labels and the
+    grid; the exports' layout (PAGE) keeps both right of the map."""
+    result = make_result(["[CLS]", *tokens(20), "[SEP]"], ["[CLS]", *tokens(35), "[SEP]"], pos=pos)
+    page = build_heatmap(result, pos_overlay=pos, style=Style(keys_left=True))
+    width, height = page.layout.width, page.layout.height
+    bar = page.data[0].colorbar
+    grid_x0, grid_top = page.layout.xaxis.domain[0] * width, (1 - page.layout.yaxis.domain[1]) * height
+    totals = page.layout.xaxis4.domain
+    assert bar.orientation == "h" and bar.x * width <= EDGE + 1 and bar.len + bar.x * width <= width
+    assert (1 - bar.y) * height < (1 - page.layout.yaxis5.domain[1]) * height < grid_top  # above the column totals
+    assert totals[1] * width < grid_x0  # row totals left of the grid...
+    assert page.layout.yaxis.anchor == "x4"  # ...and the row labels left of them
+    ticks = [a for a in page.layout.annotations if a.text in ("Σ row", "Σ column")]
+    assert len({(round(a.x, 3), round(a.y, 3)) for a in ticks}) == 2  # the two labels do not sit on each other
+    classic = build_heatmap(result, pos_overlay=pos)
+    assert classic.layout.xaxis4.domain[0] > classic.layout.xaxis.domain[1]
+    assert classic.data[0].colorbar.x > classic.layout.xaxis.domain[1]
+    assert page.layout.width < classic.layout.width  # no colour bar column at the right
+
+
 def test_percentile_clipping_narrows_the_colour_range_and_says_so() -> None:
     matrix = np.full((10, 10), 0.01)
     matrix[0, 0] = 1.0
