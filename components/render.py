@@ -24,7 +24,7 @@ from attribution.result import Attribution
 from attribution.settings import get_settings
 from attribution.viz import exports
 from attribution.viz.heatmap import file_stem, short_model_name
-from attribution.viz.tables import score_card_html, top_pairs_frame, top_share_sentence
+from attribution.viz.tables import score_card_html, top_pairs_html, top_share_sentence
 
 from . import backend
 from .state import (
@@ -125,6 +125,7 @@ DARK_CSS = """
 [data-testid="stCaptionContainer"] { color: #aeb4bd; }
 /* The selected option of a segmented control is drawn in the primary colour, too dark for text here. */
 [data-selected="true"] [data-testid="stMarkdownContainer"] p { color: #f4a582; }
+.pl-top-table th { background: #1f2937; }
 """
 
 
@@ -475,26 +476,7 @@ def render_top_pairs(view: Attribution, k: int, show_pos: bool) -> None:
     if k <= 0:
         return
     st.markdown(f"<div class='pl-topline'>{html.escape(top_share_sentence(view, k))}</div>", unsafe_allow_html=True)
-    frame = top_pairs_frame(view, k)
-    frame[["share", "cumulative share"]] *= 100  # shown as percent
-    has_pos = show_pos and bool(frame["POS A"].astype(bool).any())
-    st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        height=min(36 + 35 * len(frame), 36 + 35 * 10),
-        column_order=[c for c in frame.columns if has_pos or not c.startswith("POS")],
-        column_config={
-            "rank": st.column_config.NumberColumn("#", width=30),
-            "text A": st.column_config.TextColumn("text A", width=82),
-            "text B": st.column_config.TextColumn("text B", width=82),
-            "value": st.column_config.NumberColumn("value", format="%+.4f", width=68),
-            "share": st.column_config.NumberColumn("share", format="%.1f %%", width=56),
-            "cumulative share": st.column_config.NumberColumn("cumul.", format="%.1f %%", width=60),
-            "POS A": st.column_config.TextColumn("POS A", width=58),
-            "POS B": st.column_config.TextColumn("POS B", width=58),
-        },
-    )
+    st.html(top_pairs_html(view, k, show_pos))
 
 
 def render_text_view(markup: str) -> None:
@@ -732,10 +714,15 @@ def render_whatif_result(
 
 
 def render_share(query: dict[str, str | list[str]], results: Sequence[Attribution] = ()) -> None:
-    """A copyable link that reopens exactly this view; past MAX_LINK_CHARS a notice and JSON downloads instead."""
+    """A copyable link that reopens exactly this view; past MAX_LINK_CHARS a notice and JSON downloads instead.
+
+    The link's code block is drawn only while the expander is open (it reruns on opening): its syntax
+    highlighter is the largest script a new session would otherwise load before its first map.
+    """
     link = share_url(st.context.url, query)
     problem = link_problem(link)
-    with st.expander("Share this view", icon=":material/link:"):
+    box = st.expander("Share this view", icon=":material/link:", key="pl-share", on_change="rerun")
+    with box:
         if problem is not None:
             st.info(literal_markdown(problem), icon=":material/link_off:")
             for index, result in enumerate(results):
@@ -749,7 +736,8 @@ def render_share(query: dict[str, str | list[str]], results: Sequence[Attributio
                 )
             return
         st.caption("This link reopens the page with these texts, models and display settings.")
-        st.code(link, language=None, wrap_lines=True)
+        if box.open:
+            st.code(link, language=None, wrap_lines=True)
 
 
 def render_how_to_read() -> None:

@@ -37,6 +37,38 @@ def top_pairs_frame(result: Attribution, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TOP_COLUMNS)
 
 
+def top_pairs_html(result: Attribution, k: int, show_pos: bool = False) -> str:
+    """The k strongest cells as an HTML table (tokens escaped; share and cumulative share in % of the sum).
+
+    A plain table, not a data grid: it draws with the page instead of loading a grid component first.
+    POS columns only with `show_pos` and when the result has tags.
+    """
+    frame = top_pairs_frame(result, k)
+    if frame.empty:
+        return ""
+    with_pos = show_pos and bool(frame["POS A"].astype(bool).any())
+    heads = ["#", "text A", "text B", *(["POS A", "POS B"] if with_pos else []), "value", "share", "cumul."]
+    numeric = {"#", "value", "share", "cumul."}
+    head = "".join(f"<th scope='col' class='{'pl-num' if h in numeric else ''}'>{h}</th>" for h in heads)
+
+    def share(value: float) -> str:
+        return f"{100 * value:.1f} %" if math.isfinite(value) else "–"
+
+    body = []
+    for row in frame.to_dict("records"):
+        cells = [f"<td class='pl-num'>{row['rank']}</td>"]
+        cells += [f"<td class='pl-tok'>{html.escape(str(row[c]))}</td>" for c in ("text A", "text B")]
+        if with_pos:
+            cells += [f"<td class='pl-pos'>{html.escape(str(row[c]))}</td>" for c in ("POS A", "POS B")]
+        cells += [f"<td class='pl-num'>{row['value']:+.4f}</td>", f"<td class='pl-num'>{share(row['share'])}</td>"]
+        cells.append(f"<td class='pl-num'>{share(row['cumulative share'])}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f"<div class='pl-top-table' role='region' aria-label='top pairs' tabindex='0'><table>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
 def top_share_sentence(result: Attribution, k: int) -> str:
     """'the top k pairs carry X % of the attribution sum' ('' when k is 0)."""
     pairs = result.top_pairs(max(0, int(k)))

@@ -466,7 +466,9 @@ def test_example_picker_fills_both_texts_and_explains(toys: list) -> None:
 
 def test_share_link_reopens_the_view(toys: list) -> None:
     at = new_app(a="dogs run", b="puppies <b>play</b>", model="toy-one", top="4").run()
-    link = messages(at.code)
+    assert not at.code  # drawn when the expander opens
+    at.session_state["pl-share"] = True  # what opening "Share this view" does
+    link = messages(at.run().code)
     assert "a=dogs+run" in link and "top=4" in link and "model=toy-one" in link
     assert "puppies+%3Cb%3Eplay%3C%2Fb%3E" in link
 
