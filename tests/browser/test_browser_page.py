@@ -272,7 +272,11 @@ def test_a_slow_model_never_greys_the_other_column_or_the_tools(server: str, tin
         wait_maps(page, 1)
         seen: list[str] = []
         for _ in range(4):  # over about 2 s of computing (the watcher redraws the bar on each of its runs)
-            progress.first.wait_for(timeout=10_000)
+            try:
+                progress.first.wait_for(timeout=30_000)
+            except Exception:
+                page.screenshot(path=str(ROOT / "test-artifacts" / "slow-model-no-progress.png"), full_page=True)
+                raise
             seen.append(progress.first.inner_text())
             maps = page.evaluate(GREYED_JS, ".js-plotly-plot")
             tools = page.evaluate(GREYED_JS, ".st-key-pl-toolbar")
