@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -210,6 +211,7 @@ class Computation:
     job_id: str | None = None
     outcome: Outcome | None = None
     status: JobStatus | None = None
+    watching: bool = False  # holds one of its job's watchers (Registry.attach) until released
 
     @property
     def pending(self) -> bool:
@@ -264,12 +266,16 @@ class Registry:
             entry = self.watched.get(key)
             if entry is None or entry.job_id != job_id:
                 return
+            if entry.watchers <= 0:
+                return  # not watched: nothing to let go (each watcher is released once)
             entry.watchers -= 1
             if finished:
                 if entry.watchers <= 0:
                     del self.watched[key]
                 return
             if entry.watchers <= 0:
+                if entry.timer is not None:
+                    entry.timer.cancel()
                 entry.timer = threading.Timer(ABANDON_GRACE, self._expire, (key, job_id, cancel))
                 entry.timer.daemon = True
                 entry.timer.start()
@@ -327,7 +333,15 @@ def start(model: str, text_a: str, text_b: str, options: ExplainOptions) -> Comp
         if not isinstance(exc, (Busy, BackendUnavailable)):
             registry().remember(key, outcome)
         return Computation(key, model, options, outcome=outcome)
-    return Computation(key, model, options, job_id=job_id)
+    return Computation(key, model, options, job_id=job_id, watching=True)
+
+
+def _release(backend: Backend, computation: Computation, finished: bool) -> None:
+    """Let go of the computation's watcher, once (a second wait() on the same computation must not count a
+    release twice: the job's count fell below its watchers and an abandoned-job timer cancelled a watched job)."""
+    if computation.watching and computation.job_id is not None:
+        computation.watching = False
+        registry().detach(computation.key, computation.job_id, finished, backend.cancel)
 
 
 def wait(
@@ -348,6 +362,10 @@ def wait(
     backend = get_backend()
     pause = FIRST_POLL_SECONDS  # short results show at once; long ones are polled every POLL_SECONDS
     deadline = None if budget is None else time.monotonic() + budget
+    for computation in computations:  # waited for again after an earlier wait let go of it: take it up again
+        if computation.pending and computation.job_id is not None and not computation.watching:
+            registry().attach(computation.key, partial(str, computation.job_id))  # the job it already has
+            computation.watching = True
     try:
         while True:
             pending = [c for c in computations if c.pending]
@@ -365,8 +383,8 @@ def wait(
                 pause = min(POLL_SECONDS, pause * 2)
     finally:
         for computation in computations:
-            if computation.job_id is not None and computation.pending:
-                registry().detach(computation.key, computation.job_id, False, backend.cancel)
+            if computation.pending:
+                _release(backend, computation, False)
 
 
 def explain_cached(
@@ -409,8 +427,7 @@ def _finish(backend: Backend, computation: Computation, outcome: Outcome) -> Non
     computation.outcome = outcome
     if isinstance(outcome, Attribution):
         record_rate(computation.model, outcome)
-    assert computation.job_id is not None
-    registry().detach(computation.key, computation.job_id, True, backend.cancel)
+    _release(backend, computation, True)
 
 
 def progress_text(model: str, status: JobStatus | None) -> tuple[float, str]:

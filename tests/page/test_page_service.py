@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import Mock
 
 import pytest
 import streamlit as st
@@ -170,6 +171,26 @@ def test_registry_cancels_only_unwatched_jobs_after_the_grace(monkeypatch: pytes
     registry.detach("k", first, False, fake.cancel)
     wait_for(lambda: fake.cancelled == [first], timeout=2)
     assert registry.attach("k", lambda: fake.submit(None)) == "job-2"  # a cancelled job is not taken up
+
+
+def test_waiting_twice_for_a_computation_lets_go_of_its_job_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page run waits for a slow column twice (for the first map, then briefly for the others) before its
+    watcher takes the job up: the job is let go once, so the watcher's job is not cancelled under it (the
+    second release used to count below zero and leave the first abandoned-job timer running)."""
+    monkeypatch.setattr(backend, "ABANDON_GRACE", 0.2)
+    fake = FakeBackend()
+    registry = backend.Registry(max_outcomes=2)
+    monkeypatch.setattr(backend, "get_backend", Mock(return_value=fake))  # a Mock has the cache's .clear()
+    monkeypatch.setattr(backend, "registry", lambda: registry)
+    computation = backend.start("m", "a", "b", ExplainOptions())
+    backend.wait([computation], lambda _: None, first=True, budget=0.05)
+    backend.wait([computation], lambda _: None, budget=0.05)
+    watcher = backend.start("m", "a", "b", ExplainOptions())  # the column's watcher, within the grace
+    assert watcher.job_id == computation.job_id and fake.submitted == 1
+    time.sleep(0.5)
+    assert fake.cancelled == []  # watched: never cancelled
+    backend.wait([watcher], lambda _: None, budget=0.05)  # the watcher lets go and nobody takes it up
+    wait_for(lambda: fake.cancelled == [watcher.job_id], timeout=2)
 
 
 def test_registry_says_which_jobs_are_being_watched() -> None:
