@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from functools import partial
 
 import plotly.graph_objects as go
@@ -30,7 +31,7 @@ from attribution.viz.heatmap import (
     similarity_label,
     symmetric_limit,
 )
-from attribution.viz.layout import Style
+from attribution.viz.layout import ON_PAGE, Style
 from attribution.viz.links import build_links
 from attribution.viz.slides import build_slide
 from attribution.viz.sweep import build_sweep
@@ -407,7 +408,7 @@ def show_results(models: list[ModelInfo]) -> None:
     clip = state.clip_value()
     shared = state.shared and len(views) > 1
     zmax = symmetric_limit(*(v.matrix for v in views.values()), clip=clip) if shared else None
-    style = Style(dark=render.is_dark(), max_cell=cell, keys_left=True)
+    style = replace(ON_PAGE, dark=render.is_dark(), max_cell=cell)
     pos = state.pos and has_pos
     for index, (name, column) in enumerate(zip(state.models, columns, strict=True)):
         if name not in views:
@@ -508,7 +509,7 @@ def show_difference(
     def figure(chosen: Style) -> go.Figure:
         return build_difference_map(words_1, words_2, mode=mode, clip=clip, style=chosen)
 
-    fig = figure(Style(dark=style.dark, keys_left=True))
+    fig = figure(ON_PAGE.themed(style.dark))
     stem = difference_stem(words_1, words_2)
     frame = difference_frame(words_1, words_2, mode=mode)
     items = [*exports.figure_downloads(figure, stem), exports.frame_download(frame, "Table (CSV)", f"{stem}.csv")]
@@ -628,7 +629,7 @@ def show_whatif(state: PageState, name: str, result: Attribution, style: Style) 
     def figure(chosen: Style) -> go.Figure:
         return build_change_map(comparison, style=chosen, clip=state.clip_value())
 
-    fig = figure(Style(dark=style.dark, keys_left=True))
+    fig = figure(ON_PAGE.themed(style.dark))
     label = similarity_label(result)
     change = comparison.score_change
     summary = (

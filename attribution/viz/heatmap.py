@@ -572,14 +572,12 @@ def _place_panel(
     style: Style,
     colours: Palette,
     *,
-    show_scale: bool,
     colorbar_x: float | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Traces, axes, shapes and annotations of one panel whose top-left corner is at `origin` (px)."""
+    """Traces, axes, shapes and annotations of one panel whose top-left corner is at `origin` (px); the colour
+    bar at `colorbar_x` px from the left (None: none, another panel shows it)."""
     at = _placement(panel, grid, origin, canvas, index)
-    if show_scale and colorbar_x is None:
-        colorbar_x = origin[0] if style.keys_left else at.grid_box[2] + 16
-    traces = [_map_trace(panel, at, style, colours, colorbar_x if show_scale else None)]
+    traces = [_map_trace(panel, at, style, colours, colorbar_x)]
     axes = _map_axes(panel, at, style, colours)
     if grid.top > 0:
         top_trace, top_axis = _top_labels(panel, at, colours)
@@ -735,14 +733,14 @@ def compose(
     annotations: list[dict[str, Any]] = []
     content_w = sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + bar_w
     x = EDGE + max(0.0, (width - 2 * EDGE - content_w) / 2) if style.canvas is not None else EDGE
-    first_x = x
+    # one colour bar, the first panel's: above the panels from their left edge (keys_left), else right of them
+    colorbar_x = x if style.keys_left else x + sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + 12
     body_h = max(g.height for g in grids)
     for index, (panel, grid) in enumerate(zip(panels, grids, strict=True)):
         y = top + (body_h - grid.height) / 2 if style.canvas is not None else top
         last_x = x + grid.width
-        colorbar_x = first_x + (0 if style.keys_left else sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + 12)
         t, axes, s, a = _place_panel(
-            panel, grid, (x, y), (width, height), index, style, colours, show_scale=index == 0, colorbar_x=colorbar_x
+            panel, grid, (x, y), (width, height), index, style, colours, colorbar_x=colorbar_x if index == 0 else None
         )
         traces += t
         layout.update(axes)
