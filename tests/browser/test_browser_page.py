@@ -330,6 +330,35 @@ def test_text_roles_in_advanced_options_give_each_text_the_models_own_prompt(
         page.close()
 
 
+def type_into_model_box(page: Any, text: str) -> Any:
+    """Click the model box and type `text` into its search field, as a user does; the field."""
+    box = page.locator(".st-key-models input").first
+    box.click()
+    box.fill(text)
+    return box
+
+
+def test_share_this_view_shows_the_link_of_the_page_when_opened(server: str, browser: Any) -> None:
+    """The share link is drawn when its expander opens (not before: its code block is a large script); it is the
+    address of the view, which reopens it."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    try:
+        page.goto(pair_url(server, TEXT_A, TEXT_B, top="4"))
+        wait_maps(page, 1)
+        assert page.locator("[data-testid=stCode]").count() == 0
+        page.get_by_text("Share this view", exact=True).click()
+        code = page.locator(".st-key-pl-share [data-testid=stCode]")
+        code.wait_for(timeout=30_000)
+        link = code.inner_text().strip()
+        assert "top=4" in link and "model=all-MiniLM-L6-v2" in link and link.startswith(server), link
+        page.goto(link)  # the link reopens the view
+        wait_maps(page, 1)
+        page.wait_for_function("() => new URLSearchParams(location.search).get('top') === '4'", timeout=30_000)
+        assert page.locator(".pl-top-table tbody tr").count() == 4  # the top 4 pairs, as shared
+    finally:
+        page.close()
+
+
 def test_the_model_box_takes_a_typed_folder_on_a_local_page_and_only_lists_models_on_a_shared_one(
     server: str, tiny_bert: Path, browser: Any, page_home: dict[str, str]
 ) -> None:
@@ -341,9 +370,7 @@ def test_the_model_box_takes_a_typed_folder_on_a_local_page_and_only_lists_model
         page.goto(pair_url(server, TEXT_A, TEXT_B, top="3"))
         wait_maps(page, 1)
         page.get_by_text("Or type a Hugging Face hub id").wait_for(timeout=30_000)
-        box = page.locator(".st-key-models input").first
-        box.click()
-        box.fill(str(tiny_bert))
+        type_into_model_box(page, str(tiny_bert))
         page.keyboard.press("Enter")
         page.keyboard.press("Escape")
         page.get_by_role("button", name="Explain", exact=True).click()
@@ -356,9 +383,7 @@ def test_the_model_box_takes_a_typed_folder_on_a_local_page_and_only_lists_model
             page.goto(pair_url(shared, TEXT_A, TEXT_B, top="3"))
             wait_maps(page, 1)
             page.get_by_text("This server offers only the models listed").wait_for(timeout=30_000)
-            box = page.locator(".st-key-models input").first
-            box.click()
-            box.fill(str(tiny_bert))
+            box = type_into_model_box(page, str(tiny_bert))
             page.get_by_text("No results").wait_for(timeout=10_000)
             page.keyboard.press("Enter")  # nothing to add: the typed text stays in the search box
             box.fill("")
