@@ -27,9 +27,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from page_driver import (  # noqa: E402
     CHROMIUM,
+    MAP_PAINTED_MARK_JS,
     SHAPES_JS,
     TICKS_JS,
     launch,
+    map_painted_ms,
     open_sessions,
     serve,
     wait_heatmap,
@@ -40,7 +42,9 @@ TARGETS = {
     "new pair to heatmap": 1.0,
     "slider move re-render": 0.35,
     "toggle re-render": 0.35,
-    "new session, cached pair, to first heatmap": 3.0,
+    "new session, cached pair, to first heatmap": 3.0,  # a new visitor, the page's own clock
+    "  the same, this script's wall clock": 3.0,
+    "  a returning visitor's new tab": 3.0,
 }
 FOLD_PX = 900  # the first map should start above this at 1440 x 900 (issue 24)
 TRACES_JS = "() => { const p = document.querySelector('.js-plotly-plot'); return p && p.data ? p.data.length : -1; }"
@@ -97,11 +101,12 @@ def bench_browser(repeats: int, sessions: int) -> None:
     with sync_playwright() as playwright:
         browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1440, "height": 1200})
+        page.context.add_init_script(MAP_PAINTED_MARK_JS)
         started = time.perf_counter()  # the server's start counts: serve() launches it
         try:
             with serve() as url:
                 page.goto(url)
-                wait_heatmap(page)
+                map_painted_ms(page)  # seen within a frame of its painting
                 report("cold start to first heatmap", [time.perf_counter() - started])
                 measure_interaction(page, repeats)
                 bench_concurrency(browser, url, sessions)
@@ -145,31 +150,47 @@ def measure_interaction(page: Any, repeats: int) -> None:
 
 
 def bench_first_map(repeats: int) -> None:
-    """Cold: the server's start to the first heatmap. Warm: a new session (a new browser context at
-    1440 x 900) opening the page whose default pair the server has already computed, to its heatmap,
-    and where that heatmap's top edge is (above the fold when < FOLD_PX)."""
+    """Cold: the server's start to the first heatmap. Warm: new sessions on a server that has computed the
+    default pair. A new visitor is a new browser context at 1440 x 900 (empty HTTP cache); a returning visitor
+    opens a new tab in a context that loaded the page before (Streamlit's hashed bundles in the browser's cache,
+    as their `immutable` headers allow). Each map is timed by the page's own clock, from navigation start to the
+    map's first painted frame (MAP_PAINTED_MARK_JS), and by this script's wall clock from `goto` until it sees
+    that mark (Playwright's round trips added). Also where the new visitor's map starts (above the fold when
+    < FOLD_PX)."""
     from playwright.sync_api import sync_playwright
+
+    def new_context() -> Any:
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.add_init_script(MAP_PAINTED_MARK_JS)
+        return context
 
     with sync_playwright() as playwright:
         browser = launch(playwright)
         started = time.perf_counter()
         try:
             with serve() as url:
-                page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-                page.goto(url)
-                wait_heatmap(page)
+                context = new_context()
+                context.new_page().goto(url)
+                map_painted_ms(context.pages[0])
                 report("cold start to first heatmap", [time.perf_counter() - started])
-                page.context.close()
-                warm, tops = [], []
+                context.close()
+                new_visitor, wall_clock, returning, tops = [], [], [], []
                 for _ in range(max(repeats, 1)):
-                    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+                    context = new_context()
+                    page = context.new_page()
                     opened = time.perf_counter()
                     page.goto(url)
-                    wait_heatmap(page)
-                    warm.append(time.perf_counter() - opened)
+                    new_visitor.append(map_painted_ms(page) / 1000)
+                    wall_clock.append(time.perf_counter() - opened)
                     tops.append(page.evaluate(MAP_TOP_JS))
-                    page.context.close()
-                report("new session, cached pair, to first heatmap", warm)
+                    page.close()
+                    page = context.new_page()
+                    page.goto(url)
+                    returning.append(map_painted_ms(page) / 1000)
+                    context.close()
+                report("new session, cached pair, to first heatmap", new_visitor)
+                report("  the same, this script's wall clock", wall_clock)
+                report("  a returning visitor's new tab", returning)
                 top = statistics.median(tops)
                 verdict = "above the fold" if top < FOLD_PX else "BELOW THE FOLD"
                 print(f"{'first map top edge at 1440x900':30s} {top:8.0f} px  fold {FOLD_PX} px   {verdict}")

@@ -89,6 +89,28 @@ def open_sessions(browser: Any, url: str, pairs: Sequence[tuple[str, str]]) -> l
     return pages
 
 
+# Added to a browser context before its pages load (context.add_init_script): records, in the page's own clock
+# (ms since navigation start), the first animation frame after the first heatmap's drag layer exists, i.e.
+# when the map is first painted. Timing a map by when Playwright's wait_for_selector returns added 0.15-0.23 s
+# to this mark here (goto's round trip before navigation starts, the selector's polling, the reply).
+MAP_PAINTED_MARK_JS = """
+(() => {
+  const observer = new MutationObserver(() => {
+    if (!document.querySelector('.js-plotly-plot .nsewdrag')) return;
+    observer.disconnect();
+    requestAnimationFrame(() => { window.__plMapPaintedMs = performance.now(); });
+  });
+  observer.observe(document, {subtree: true, childList: true});
+})();
+"""
+
+
+def map_painted_ms(page: Any) -> float:
+    """Ms from navigation start to the first heatmap's first painted frame (the context needs MAP_PAINTED_MARK_JS)."""
+    handle = page.wait_for_function("() => window.__plMapPaintedMs", polling="raf", timeout=RENDER_TIMEOUT_MS)
+    return float(handle.json_value())
+
+
 def wait_heatmap(page: Any, first_token: str | None = None) -> None:
     """Until the first heatmap is drawn (and, if given, has `first_token` among its rows)."""
     page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=RENDER_TIMEOUT_MS)

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from page_driver import (
     ARTIFACTS,
+    MAP_PAINTED_MARK_JS,
     RENDER_TIMEOUT_MS,
     TICKS_JS,
     heatmap_matrix,
     launch,
+    map_painted_ms,
     open_sessions,
     pair_url,
     row_labels,
@@ -65,6 +67,33 @@ def test_heatmap_hover_slider_and_screenshot(server: str) -> None:
             page.mouse.move(5, 5)
             page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
             assert (ARTIFACTS / "page.png").stat().st_size > 20_000
+        finally:
+            browser.close()
+
+
+def test_the_benchmarks_first_map_mark_is_set_when_the_map_is_painted(server: str) -> None:
+    """benchmarks/ time a new session's first map by MAP_PAINTED_MARK_JS: set in the page's clock after the
+    app's scripts ran and the heatmap exists, and not set on a page that draws no map."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            context.add_init_script(MAP_PAINTED_MARK_JS)
+            page = context.new_page()
+            page.goto(pair_url(server, "", "Someone plays music."))
+            page.get_by_text("Text A is empty").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+            page.wait_for_timeout(500)
+            assert page.evaluate("window.__plMapPaintedMs") is None
+            assert page.locator(".js-plotly-plot").count() == 0
+
+            page = context.new_page()
+            page.goto(server)
+            painted = map_painted_ms(page)
+            loaded = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
+            assert loaded < painted <= page.evaluate("performance.now()")
+            assert page.locator(".js-plotly-plot .nsewdrag").count() >= 1
         finally:
             browser.close()
 
