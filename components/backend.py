@@ -6,7 +6,9 @@ result cache under PAIRLENS_HOME); with PAIRLENS_BACKEND_URL set it sends the sa
 result already known, or a job); `wait()` polls the jobs, reporting progress through a callback
 that draws with `st.` (so a rerun or a closed session interrupts it there) and, when
 interrupted, lets go of its jobs: a job no session watches is cancelled after
-`ABANDON_GRACE` seconds, unless a rerun with the same inputs (a view change) takes it up again.
+`ABANDON_GRACE` seconds, unless a rerun with the same inputs (a view change) takes it up again,
+or a connected session's page still shows it computing (`keep_computing`: a hidden tab's
+throttled timers can hold its watcher back for a minute; closing the tab still cancels it).
 Sessions asking for the same computation at once share one job. A small in-memory cache of
 finished outcomes sits in front (PAIRLENS_RESULT_CACHE entries).
 """
@@ -18,13 +20,15 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from attribution.core.cost import CostEstimate, estimate_cost, measured_rate, result_units
 from attribution.core.execution import Cancelled
@@ -232,6 +236,7 @@ class Registry:
     max_outcomes: int
     outcomes: OrderedDict[Hashable, Outcome] = field(default_factory=OrderedDict)
     watched: dict[Hashable, _Watched] = field(default_factory=dict)
+    shown: dict[str, frozenset[Hashable]] = field(default_factory=dict)  # session id -> keys its page shows computing
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def remember(self, key: Hashable, outcome: Outcome) -> None:
@@ -260,8 +265,25 @@ class Registry:
             entry.watchers += 1
             return entry.job_id
 
-    def detach(self, key: Hashable, job_id: str, finished: bool, cancel: Callable[[str], None]) -> None:
-        """Stop watching; the last watcher of an unfinished job leaves it ABANDON_GRACE seconds to be taken up."""
+    def show_computing(self, session: str, keys: Iterable[Hashable]) -> None:
+        """The computations a session's page shows running now (replacing what its last run showed)."""
+        with self.lock:
+            shown = frozenset(keys)
+            if shown:
+                self.shown[session] = shown
+            else:
+                self.shown.pop(session, None)
+
+    def detach(
+        self,
+        key: Hashable,
+        job_id: str,
+        finished: bool,
+        cancel: Callable[[str], None],
+        alive: Callable[[str], bool] = lambda session: False,
+    ) -> None:
+        """Stop watching; the last watcher of an unfinished job leaves it ABANDON_GRACE seconds to be taken up.
+        Then it is cancelled unless a session that `alive` says is connected still shows it computing."""
         with self.lock:
             entry = self.watched.get(key)
             if entry is None or entry.job_id != job_id:
@@ -274,16 +296,25 @@ class Registry:
                     del self.watched[key]
                 return
             if entry.watchers <= 0:
-                if entry.timer is not None:
-                    entry.timer.cancel()
-                entry.timer = threading.Timer(ABANDON_GRACE, self._expire, (key, job_id, cancel))
-                entry.timer.daemon = True
-                entry.timer.start()
+                self._arm(entry, key, cancel, alive)
 
-    def _expire(self, key: Hashable, job_id: str, cancel: Callable[[str], None]) -> None:
+    def _arm(self, entry: _Watched, key: Hashable, cancel: Callable[[str], None], alive: Callable[[str], bool]) -> None:
+        """(Re)start an unwatched job's grace timer; the caller holds the lock."""
+        if entry.timer is not None:
+            entry.timer.cancel()
+        entry.timer = threading.Timer(ABANDON_GRACE, self._expire, (key, entry.job_id, cancel, alive))
+        entry.timer.daemon = True
+        entry.timer.start()
+
+    def _expire(self, key: Hashable, job_id: str, cancel: Callable[[str], None], alive: Callable[[str], bool]) -> None:
         with self.lock:
             entry = self.watched.get(key)
             if entry is None or entry.job_id != job_id or entry.watchers > 0:
+                return
+            for session in [s for s in self.shown if not alive(s)]:
+                del self.shown[session]  # closed: what its page showed is wanted no more
+            if any(key in keys for keys in self.shown.values()):
+                self._arm(entry, key, cancel, alive)  # its watcher is late, not gone
                 return
             del self.watched[key]
         with contextlib.suppress(PairLensError):
@@ -341,7 +372,22 @@ def _release(backend: Backend, computation: Computation, finished: bool) -> None
     release twice: the job's count fell below its watchers and an abandoned-job timer cancelled a watched job)."""
     if computation.watching and computation.job_id is not None:
         computation.watching = False
-        registry().detach(computation.key, computation.job_id, finished, backend.cancel)
+        registry().detach(computation.key, computation.job_id, finished, backend.cancel, session_connected)
+
+
+def session_connected(session: str) -> bool:
+    """Whether a browser session (a tab) is still connected to this server. Only a True from the runtime
+    counts: Streamlit's AppTest stands a mock runtime in, whose answers are mocks, and it has no tabs."""
+    return runtime.exists() and runtime.get_instance().is_active_session(session) is True
+
+
+def keep_computing(keys: Iterable[Hashable]) -> None:
+    """Tell the registry which computations this session's page shows running (none: an empty iterable).
+    While the session stays connected their jobs outlive a late watcher; a page run that no longer shows
+    one (new texts, another page of the app) lets it be cancelled as before."""
+    context = get_script_run_ctx()
+    if context is not None:
+        registry().show_computing(context.session_id, keys)
 
 
 def wait(

@@ -183,6 +183,7 @@ def show_pairs(frame: Any, settings: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    backend.keep_computing(())  # this session's page no longer shows a map computing
     st.title("Corpus analysis")
     st.caption(
         "Explain many text pairs at once and see how attributions behave over all of them: how few token "

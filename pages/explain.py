@@ -222,6 +222,7 @@ def compute_columns(
         if computation is not None:
             computations[name] = computation
     pending = [c for c in computations.values() if c.pending]
+    backend.keep_computing(c.key for c in pending)  # before any wait: what the last run showed is replaced now
     if pending:
         bars = {c.model: slots[c.model].empty() for c in pending}
         cancels = {c.model: slots[c.model].empty() for c in pending}
@@ -372,6 +373,7 @@ def show_results(models: list[ModelInfo]) -> None:
     notice_slot = st.container()
     problems = input_problems(state)
     if problems:
+        backend.keep_computing(())
         with notice_slot:
             render.render_notices(notices)
         render.render_prompt(" ".join(problems))

@@ -185,6 +185,7 @@ def render_share(query: str, texts: list[str], models: list[str], pair: tuple[st
 
 
 def main() -> None:
+    backend.keep_computing(())  # this session's page no longer shows a map computing
     render.inject_css()
     st.title("Rank candidates")
     st.caption(

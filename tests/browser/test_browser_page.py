@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,61 @@ def test_a_slow_model_never_greys_the_other_column_or_the_tools(server: str, tin
             " === JSON.stringify([{opacity: 1, stale: false}])",
             timeout=30_000,
         )
+    finally:
+        page.close()
+
+
+def test_a_slow_column_keeps_computing_while_its_tab_stalls(server: str, tiny_bert: Path, browser: Any) -> None:
+    """A hidden tab's timers are throttled (to once a minute after five minutes in Chrome), so the slow
+    column's watcher can stop rerunning for longer than the page's grace for abandoned jobs. Here the tab's
+    scripts are paused for 8 s (the debugger, as a frozen tab): the map goes on computing and its progress
+    carries on from where it was, instead of starting again from nothing. Closing the tab still cancels it."""
+    from urllib.parse import urlencode
+
+    query = urlencode(
+        [("a", TEXT_A), ("b", TEXT_B), ("model", "all-MiniLM-L6-v2"), ("layer", "0"), ("model", str(tiny_bert)),
+         ("layer", "default"), ("steps", "1024"), ("top", "3")]
+    )  # fmt: skip
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    try:
+        page.goto(f"{server}/?{query}")
+        progress = page.locator("[data-testid=stProgress]").filter(has_text="all-MiniLM-L6-v2:")
+        compute = page.get_by_role("button", name="Compute it")
+        progress.or_(compute).first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        if compute.count():
+            compute.click()
+        wait_maps(page, 1)
+        percent = "(() => { const m = [...document.querySelectorAll('[data-testid=stProgress]')]"
+        percent += ".map(e => e.innerText.match(/(\\d+) % of/)).find(Boolean); return m ? +m[1] : -1; })"
+        # 5 % of 20,480 tangent passes took seconds of computing; a job started again after the pause would
+        # have had 3 s at most to get there
+        page.wait_for_function(f"() => {percent}() >= 5", timeout=180_000)
+        before = page.evaluate(f"{percent}()")
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Debugger.enable")
+        cdp.send("Debugger.pause")
+        time.sleep(8)  # > one watcher run (WATCH_SECONDS) + the grace (ABANDON_GRACE)
+        cdp.send("Debugger.resume")
+        cdp.detach()
+        page.wait_for_function(f"() => {percent}() !== {before}", timeout=30_000)  # the watcher's next run
+        page.wait_for_timeout(3000)
+        after = page.evaluate(f"{percent}()")
+        assert after > before, (before, after)  # a job started again would show less than before
+    finally:
+        page.close()
+    # a closed tab still lets its job go: the same request 8 s later starts from the beginning
+    time.sleep(8)
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    try:
+        page.goto(f"{server}/?{query}")
+        compute = page.get_by_role("button", name="Compute it")
+        page.locator("[data-testid=stProgress]").filter(has_text="all-MiniLM-L6-v2:").or_(compute).first.wait_for(
+            timeout=RENDER_TIMEOUT_MS
+        )
+        if compute.count():
+            compute.click()
+        page.wait_for_function(f"() => {percent}() >= 0", timeout=60_000)
+        assert page.evaluate(f"{percent}()") < after
     finally:
         page.close()
 

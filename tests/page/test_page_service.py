@@ -105,7 +105,12 @@ def test_progress_bar_then_a_closed_session_cancels_its_work(slow_toys: dict[str
     assert slow_toys["finished"] == []
 
 
-def test_a_rerun_with_other_inputs_cancels_the_old_work(slow_toys: dict[str, list[Any]]) -> None:
+@pytest.mark.parametrize("connected", [False, True], ids=["closed", "connected"])
+def test_a_rerun_with_other_inputs_cancels_the_old_work(
+    slow_toys: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch, connected: bool
+) -> None:
+    """Also while the session stays connected (a real tab): its page shows the new texts computing now."""
+    monkeypatch.setattr(backend, "session_connected", lambda session: connected)
     at = page(a="dogs run fast", b="puppies play")
     stop_after(at, 2.5)
     at.session_state["text_a"] = "cats sleep"  # what typing and pressing Explain leave behind
@@ -115,6 +120,24 @@ def test_a_rerun_with_other_inputs_cancels_the_old_work(slow_toys: dict[str, lis
     assert [c[0] for c in slow_toys["cancelled"]] == ["dogs run fast"]
     assert slow_toys["finished"] == [("cats sleep", "puppies play")]
     assert len(charts(at)) == 1
+
+
+def test_a_connected_sessions_late_job_is_kept_until_it_opens_another_page(
+    slow_toys: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled tab stays connected: past the grace its job goes on while its page shows it computing;
+    once the session opens another page of the app, the job is let go."""
+    monkeypatch.setattr(backend, "ABANDON_GRACE", 0.2)
+    monkeypatch.setattr(backend, "session_connected", lambda session: True)
+    monkeypatch.setitem(globals(), "UNITS", 200)  # 20 s of work: it cannot finish before it is let go
+    at = page(a="dogs run fast", b="puppies play")
+    stop_after(at, 2.5)
+    time.sleep(1.0)  # five graces
+    assert slow_toys["cancelled"] == [] and slow_toys["finished"] == []
+    at.switch_page("pages/corpus.py").run()
+    assert not at.exception
+    wait_for(lambda: slow_toys["cancelled"], timeout=10)
+    assert [c[0] for c in slow_toys["cancelled"]] == ["dogs run fast"]
 
 
 def test_a_rerun_with_the_same_inputs_takes_the_job_up_again(
@@ -191,6 +214,38 @@ def test_waiting_twice_for_a_computation_lets_go_of_its_job_once(monkeypatch: py
     assert fake.cancelled == []  # watched: never cancelled
     backend.wait([watcher], lambda _: None, budget=0.05)  # the watcher lets go and nobody takes it up
     wait_for(lambda: fake.cancelled == [watcher.job_id], timeout=2)
+
+
+def test_a_job_a_connected_page_still_shows_outlives_a_late_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hidden tab's throttled timers can hold a column's watcher back for a minute: while that session is
+    connected and its page shows the job computing, the grace starts again instead of cancelling. Once the
+    session's page shows other computations, or the session is gone, the job is cancelled as before."""
+    monkeypatch.setattr(backend, "ABANDON_GRACE", 0.1)
+    fake = FakeBackend()
+    registry = backend.Registry(max_outcomes=2)
+    connected = {"tab-1"}
+    job = registry.attach("k", lambda: fake.submit(None))
+    registry.show_computing("tab-1", ["k"])
+    registry.detach("k", job, False, fake.cancel, lambda session: session in connected)
+    time.sleep(0.5)  # five graces
+    assert fake.cancelled == []
+    assert registry.attach("k", lambda: fake.submit(None)) == job  # the late watcher takes its job up again
+    registry.detach("k", job, False, fake.cancel, lambda session: session in connected)
+    registry.show_computing("tab-1", ["other"])  # new texts: this job is shown no more
+    wait_for(lambda: fake.cancelled == [job], timeout=2)
+
+    second = registry.attach("k", lambda: fake.submit(None))
+    registry.show_computing("tab-1", ["k"])
+    registry.show_computing("tab-2", ["k"])  # a session that is not connected counts for nothing
+    registry.detach("k", second, False, fake.cancel, lambda session: session in connected)
+    time.sleep(0.3)
+    assert fake.cancelled == [job]
+    connected.clear()  # the tab is closed
+    wait_for(lambda: fake.cancelled == [job, second], timeout=2)
+    assert registry.shown == {}  # closed sessions are forgotten
+    registry.show_computing("tab-3", ["k"])
+    registry.show_computing("tab-3", [])
+    assert registry.shown == {}
 
 
 def test_registry_says_which_jobs_are_being_watched() -> None:
