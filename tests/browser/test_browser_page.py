@@ -251,25 +251,40 @@ GREYED_JS = """(selector) => [...document.querySelectorAll(selector)].map(el => 
 })"""
 
 
-def test_a_slow_model_never_greys_the_other_column_or_the_tools(server: str, tiny_bert: Path, browser: Any) -> None:
-    """MiniLM at layer 0 with 256 fixed steps computes for many seconds; meanwhile the tiny model's map
-    beside it is drawn and not greyed, the toolbar works (not greyed either), the slow column shows its
-    progress, and its Cancel button stops it."""
+def slow_column_url(server: str, tiny_bert: Path, steps: int) -> str:
+    """MiniLM at layer 0 with `steps` fixed steps (a slow column) beside the tiny model (a quick one)."""
     from urllib.parse import urlencode
 
     query = urlencode(
         [("a", TEXT_A), ("b", TEXT_B), ("model", "all-MiniLM-L6-v2"), ("layer", "0"), ("model", str(tiny_bert)),
-         ("layer", "default"), ("steps", "256"), ("top", "3")]
+         ("layer", "default"), ("steps", str(steps)), ("top", "3")]
     )  # fmt: skip
+    return f"{server}/?{query}"
+
+
+def open_computing(browser: Any, url: str) -> tuple[Any, Any]:
+    """A new tab on `url` once its MiniLM column computes ('Compute it' pressed if the page asks): (page, bar)."""
     page = browser.new_page(viewport={"width": 1440, "height": 1100})
     try:
-        page.goto(f"{server}/?{query}")
+        page.goto(url)
         progress = page.locator("[data-testid=stProgress]").filter(has_text="all-MiniLM-L6-v2:")
         compute = page.get_by_role("button", name="Compute it")
         progress.or_(compute).first.wait_for(timeout=RENDER_TIMEOUT_MS)
         if compute.count():  # estimated above the page's threshold: the user agrees to wait
             compute.click()
         progress.first.wait_for(timeout=RENDER_TIMEOUT_MS)
+    except BaseException:
+        page.close()
+        raise
+    return page, progress
+
+
+def test_a_slow_model_never_greys_the_other_column_or_the_tools(server: str, tiny_bert: Path, browser: Any) -> None:
+    """MiniLM at layer 0 with 256 fixed steps computes for many seconds; meanwhile the tiny model's map
+    beside it is drawn and not greyed, the toolbar works (not greyed either), the slow column shows its
+    progress, and its Cancel button stops it."""
+    page, progress = open_computing(browser, slow_column_url(server, tiny_bert, 256))
+    try:
         wait_maps(page, 1)
         seen: list[str] = []
         for _ in range(4):  # over about 2 s of computing (the watcher redraws the bar on each of its runs)
@@ -309,20 +324,9 @@ def test_a_slow_column_keeps_computing_while_its_tab_stalls(server: str, tiny_be
     column's watcher can stop rerunning for longer than the page's grace for abandoned jobs. Here the tab's
     scripts are paused for 8 s (the debugger, as a frozen tab): the map goes on computing and its progress
     carries on from where it was, instead of starting again from nothing. Closing the tab still cancels it."""
-    from urllib.parse import urlencode
-
-    query = urlencode(
-        [("a", TEXT_A), ("b", TEXT_B), ("model", "all-MiniLM-L6-v2"), ("layer", "0"), ("model", str(tiny_bert)),
-         ("layer", "default"), ("steps", "1024"), ("top", "3")]
-    )  # fmt: skip
-    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    url = slow_column_url(server, tiny_bert, 1024)
+    page, _ = open_computing(browser, url)
     try:
-        page.goto(f"{server}/?{query}")
-        progress = page.locator("[data-testid=stProgress]").filter(has_text="all-MiniLM-L6-v2:")
-        compute = page.get_by_role("button", name="Compute it")
-        progress.or_(compute).first.wait_for(timeout=RENDER_TIMEOUT_MS)
-        if compute.count():
-            compute.click()
         wait_maps(page, 1)
         percent = "(() => { const m = [...document.querySelectorAll('[data-testid=stProgress]')]"
         percent += ".map(e => e.innerText.match(/(\\d+) % of/)).find(Boolean); return m ? +m[1] : -1; })"
@@ -344,15 +348,8 @@ def test_a_slow_column_keeps_computing_while_its_tab_stalls(server: str, tiny_be
         page.close()
     # a closed tab still lets its job go: the same request 8 s later starts from the beginning
     time.sleep(8)
-    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    page, _ = open_computing(browser, url)
     try:
-        page.goto(f"{server}/?{query}")
-        compute = page.get_by_role("button", name="Compute it")
-        page.locator("[data-testid=stProgress]").filter(has_text="all-MiniLM-L6-v2:").or_(compute).first.wait_for(
-            timeout=RENDER_TIMEOUT_MS
-        )
-        if compute.count():
-            compute.click()
         page.wait_for_function(f"() => {percent}() >= 0", timeout=60_000)
         assert page.evaluate(f"{percent}()") < after
     finally:
