@@ -731,10 +731,11 @@ def compose(
     layout: dict[str, Any] = {}
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    content_w = sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + bar_w
+    panels_w = sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1)
+    content_w = panels_w + bar_w
     x = EDGE + max(0.0, (width - 2 * EDGE - content_w) / 2) if style.canvas is not None else EDGE
     # one colour bar, the first panel's: above the panels from their left edge (keys_left), else right of them
-    colorbar_x = x if style.keys_left else x + sum(g.width for g in grids) + GAP * 6 * (len(grids) - 1) + 12
+    colorbar_x = x if style.keys_left else x + panels_w + 12
     body_h = max(g.height for g in grids)
     for index, (panel, grid) in enumerate(zip(panels, grids, strict=True)):
         y = top + (body_h - grid.height) / 2 if style.canvas is not None else top
