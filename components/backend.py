@@ -280,7 +280,7 @@ class Registry:
         job_id: str,
         finished: bool,
         cancel: Callable[[str], None],
-        alive: Callable[[str], bool] = lambda session: False,
+        alive: Callable[[str], bool],
     ) -> None:
         """Stop watching; the last watcher of an unfinished job leaves it ABANDON_GRACE seconds to be taken up.
         Then it is cancelled unless a session that `alive` says is connected still shows it computing."""

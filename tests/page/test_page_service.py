@@ -182,16 +182,21 @@ class FakeBackend:
         self.cancelled.append(job_id)
 
 
+def no_tab(session: str) -> bool:
+    """No session is connected (what AppTest's sessions are)."""
+    return False
+
+
 def test_registry_cancels_only_unwatched_jobs_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backend, "ABANDON_GRACE", 0.2)
     fake = FakeBackend()
     registry = backend.Registry(max_outcomes=2)
     first = registry.attach("k", lambda: fake.submit(None))
     assert registry.attach("k", lambda: fake.submit(None)) == first and fake.submitted == 1
-    registry.detach("k", first, False, fake.cancel)
+    registry.detach("k", first, False, fake.cancel, no_tab)
     time.sleep(0.4)
     assert fake.cancelled == []  # one watcher is left
-    registry.detach("k", first, False, fake.cancel)
+    registry.detach("k", first, False, fake.cancel, no_tab)
     wait_for(lambda: fake.cancelled == [first], timeout=2)
     assert registry.attach("k", lambda: fake.submit(None)) == "job-2"  # a cancelled job is not taken up
 
@@ -254,7 +259,7 @@ def test_registry_says_which_jobs_are_being_watched() -> None:
     assert not registry.is_watched("k")
     job = registry.attach("k", lambda: fake.submit(None))
     assert registry.is_watched("k")
-    registry.detach("k", job, True, fake.cancel)
+    registry.detach("k", job, True, fake.cancel, no_tab)
     assert not registry.is_watched("k")
 
 
