@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from downloads import download_everything
-from page_driver import ARTIFACTS, RENDER_TIMEOUT_MS, launch
+from page_driver import ARTIFACTS, RENDER_TIMEOUT_MS, launch, wait_heatmap
 
 QUERY = "How do cats spend the day?"
 CANDIDATES = ["Dogs bark at the mailman.", "Cats sleep for most of the day.", "The stock market fell sharply."]
@@ -40,9 +40,16 @@ def test_rank_uploaded_candidates_and_open_a_contrast(server: str, tmp_path: Pat
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1600})
             page.goto(server)  # the sidebar's link opens the page, as a user gets there
+            # once the first page has drawn its map, as a user sees it: a fresh CI server once never showed
+            # the rank page when the link was clicked while its first run was still loading the model
+            wait_heatmap(page)
             page.get_by_role("link", name="Rank candidates").click(timeout=RENDER_TIMEOUT_MS)
             query = page.locator(".st-key-rank_query textarea")
-            query.wait_for(timeout=RENDER_TIMEOUT_MS)
+            try:
+                query.wait_for(timeout=RENDER_TIMEOUT_MS)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "rank-page-not-shown.png"), full_page=True)
+                raise
             page.locator(".st-key-rank_upload input[type='file']").set_input_files(str(upload))
             page.get_by_text("candidates.json").wait_for(timeout=RENDER_TIMEOUT_MS)
             query.fill(QUERY)
