@@ -6,6 +6,14 @@ from pathlib import Path
 
 import streamlit as st
 
+# The library and the pages' parts, imported by their package names before any page runs. Two runs of one
+# session overlap when a page link is clicked while the first page is still importing (torch takes
+# seconds): a page's `from attribution.ranking import ...` would then find the half-imported package and
+# import its parts alongside the first run: both pages failed, and sometimes later visitors' pages too.
+# `import attribution` instead waits until the first run has imported it.
+import attribution  # noqa: F401
+from components import backend, corpus_page, faithfulness, rank, render  # noqa: F401
+
 PAGES = Path(__file__).resolve().parent / "pages"
 ASSETS = Path(__file__).resolve().parent / "assets"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from downloads import download_everything
-from page_driver import ARTIFACTS, RENDER_TIMEOUT_MS, launch, wait_heatmap
+from page_driver import ARTIFACTS, RENDER_TIMEOUT_MS, launch, serve, wait_heatmap
 
 QUERY = "How do cats spend the day?"
 CANDIDATES = ["Dogs bark at the mailman.", "Cats sleep for most of the day.", "The stock market fell sharply."]
@@ -40,9 +40,7 @@ def test_rank_uploaded_candidates_and_open_a_contrast(server: str, tmp_path: Pat
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1600})
             page.goto(server)  # the sidebar's link opens the page, as a user gets there
-            # once the first page has drawn its map, as a user sees it: a fresh CI server once never showed
-            # the rank page when the link was clicked while its first run was still loading the model
-            wait_heatmap(page)
+            wait_heatmap(page)  # a link clicked while the first page still imports: test_two_visitors_... below
             page.get_by_role("link", name="Rank candidates").click(timeout=RENDER_TIMEOUT_MS)
             query = page.locator(".st-key-rank_query textarea")
             try:
@@ -87,5 +85,27 @@ def test_rank_uploaded_candidates_and_open_a_contrast(server: str, tmp_path: Pat
             page.locator(".st-key-rank_go button").click()
             page.wait_for_function("() => location.search.includes('prompts=none')", timeout=RENDER_TIMEOUT_MS)
             page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        finally:
+            browser.close()
+
+
+def test_two_visitors_on_a_freshly_started_server_both_get_their_page() -> None:
+    """The explainer and the rank page opened at once on a server that has not imported the library yet:
+    both pages draw (once, two first runs importing at the same time broke the server for everyone;
+    tests/page/test_overlapping_runs.py holds the deterministic case)."""
+    from playwright.sync_api import sync_playwright
+
+    with serve() as url, sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            explainer, ranker = context.new_page(), context.new_page()
+            explainer.goto(url, wait_until="commit")
+            ranker.goto(f"{url}/Rank", wait_until="commit")
+            ranker.locator(".st-key-rank_query textarea").wait_for(timeout=RENDER_TIMEOUT_MS)
+            wait_heatmap(explainer)
+            for page in (explainer, ranker):
+                assert page.get_by_text("This app has encountered an error").count() == 0
+                assert page.locator("[data-testid=stException]").count() == 0
         finally:
             browser.close()
