@@ -215,14 +215,12 @@ class ResultCache:
         self.put(result_key(identity, text_a, text_b, options, pos), result)
 
     def get(self, key: str) -> Attribution | None:
-        now = time.time_ns()
-
         def read(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
             if row is None:
                 return None
             with contextlib.suppress(sqlite3.OperationalError):  # busy: the recency update can wait
-                conn.execute("UPDATE results SET last_used = ? WHERE key = ?", (now, key))
+                conn.execute("UPDATE results SET last_used = ? WHERE key = ?", (time.time_ns(), key))
             return bytes(row[0])
 
         blob = self._do(read, None)
@@ -239,10 +237,12 @@ class ResultCache:
         blob = zlib.compress(json.dumps(result.to_dict(), separators=(",", ":")).encode("utf-8"), 6)
         if len(blob) > self.max_bytes:
             return
-        now = time.time_ns()
 
         def write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
+                # stamped once the write lock is held: an entry that waited for another process's
+                # writes is still the newest, never the first its own eviction removes
+                now = time.time_ns()
                 conn.execute(
                     "INSERT OR REPLACE INTO results (key, value, size, created, last_used) VALUES (?, ?, ?, ?, ?)",
                     (key, blob, len(blob), now, now),
