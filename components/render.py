@@ -203,16 +203,23 @@ def render_submit_shortcut() -> None:
     st.html(SUBMIT_SHORTCUT_JS, unsafe_allow_javascript=True)
 
 
-CUSTOM_MODELS_LOCAL = (
-    "Or type a Hugging Face hub id (e.g. sentence-transformers/all-distilroberta-v1) or the path of a "
-    "sentence-transformers folder into the model box and press Enter; a model that cannot be used says why in "
-    "its column."
+CUSTOM_MODELS_LOCAL = "Or type a Hugging Face hub id or a model folder into the box and press Enter."
+CUSTOM_MODELS_LOCAL_HELP = (
+    "A hub id such as sentence-transformers/all-distilroberta-v1, or the path of a sentence-transformers "
+    "folder on this machine. A model that cannot be used (offline, not a sentence encoder, an unsupported "
+    "architecture) says why in its column."
 )
-CUSTOM_MODELS_SHARED = (
+CUSTOM_MODELS_SHARED = "Only the models listed; the operator can allow others with PAIRLENS_ALLOW_CUSTOM_MODELS=1."
+CUSTOM_MODELS_SHARED_HELP = (
     "This server offers only the models listed. Its operator can let users type hub ids and model folders "
     "with PAIRLENS_ALLOW_CUSTOM_MODELS=1; run the page on your own machine (make run, bound to localhost) to "
     "use any model."
 )
+
+
+def install_command(hint: str) -> str:
+    """The first command of a model's install hint ('make mpnet  (or: pip install ...)' -> 'make mpnet')."""
+    return hint.split("  (or:")[0].strip()
 
 
 def render_inputs(models: Sequence[ModelInfo], state: PageState, allow_custom: bool) -> bool:
@@ -288,12 +295,21 @@ def render_inputs(models: Sequence[ModelInfo], state: PageState, allow_custom: b
                 help="Or the prompt itself, e.g. 'query: ' (used instead of the prompt name).",
             )
         submitted = col_go.form_submit_button("Explain", type="primary", width=120)
-    st.caption(CUSTOM_MODELS_LOCAL if allow_custom else CUSTOM_MODELS_SHARED)
-    if missing:
-        st.caption(
-            "Not installed: " + "; ".join(f"**{short_model_name(m.name)}** — `{m.install_hint}`" for m in missing)
-        )
+    render_model_sources(missing, allow_custom)
     return bool(submitted)
+
+
+def render_model_sources(missing: Sequence[ModelInfo], allow_custom: bool) -> None:
+    """One line under the model box: where other models come from, and the listed ones not installed
+    (the full commands in its help, so the line stays one line and the maps start higher)."""
+    line = CUSTOM_MODELS_LOCAL if allow_custom else CUSTOM_MODELS_SHARED
+    help_text = CUSTOM_MODELS_LOCAL_HELP if allow_custom else CUSTOM_MODELS_SHARED_HELP
+    if missing:
+        line += " Not installed: " + "; ".join(
+            f"**{short_model_name(m.name)}** (`{install_command(m.install_hint)}`)" for m in missing
+        )
+        help_text += "\n\n" + "\n\n".join(f"**{short_model_name(m.name)}**: `{m.install_hint}`" for m in missing)
+    st.caption(line, help=help_text)
 
 
 def _architecture_note(architecture: str | None) -> str:
@@ -358,6 +374,7 @@ def render_view_controls(max_top: int, n_models: int, has_pos: bool, pos_note: s
             help="Clip the colour range at a percentile of |value|: pale maps of long texts get contrast "
             "(cells beyond it take the end colours).",
         )
+        render_how_to_read()
 
 
 def model_columns(n_models: int) -> list[DeltaGenerator]:
@@ -394,16 +411,24 @@ def render_explain_cost(line: str | None) -> None:
         st.caption(f"{CLOCK} {line}")
 
 
-def render_model_header(info: ModelInfo | None, name: str) -> None:
-    """Model name and one-line description at the top of its column."""
+def render_model_header(info: ModelInfo | None, name: str) -> DeltaGenerator:
+    """Model name and one-line description at the top of its column; returns the description's slot,
+    which render_model_caption fills again once the model's device is known."""
     st.markdown(f"<div class='pl-model'>{html.escape(short_model_name(name))}</div>", unsafe_allow_html=True)
+    slot = st.empty()
     if info is not None:
-        st.caption(info.description)
+        slot.caption(info.description)
+    return slot
 
 
-def render_device_caption(device: str) -> None:
-    """Which device computes this model's attributions (the library chose it: PAIRLENS_DEVICE)."""
-    st.caption(f"computed on {'GPU ' if device.startswith('cuda') else ''}`{device}`")
+def render_model_caption(slot: DeltaGenerator, info: ModelInfo | None, device: str | None) -> None:
+    """The description and the device that computes this model's attributions (the library chose it:
+    PAIRLENS_DEVICE), on one line."""
+    parts = [info.description] if info is not None and info.description else []
+    if device is not None:
+        parts.append(f"computed on {'GPU ' if device.startswith('cuda') else ''}`{device}`")
+    if parts:
+        slot.caption(" · ".join(parts))
 
 
 def render_layer_select(model: str, num_layers: int, default_layer: int) -> None:
@@ -741,8 +766,8 @@ def render_share(query: dict[str, str | list[str]], results: Sequence[Attributio
 
 
 def render_how_to_read() -> None:
-    """The longer explanation, collapsed."""
-    with st.expander("How to read the map", icon=":material/help:"):
+    """The longer explanation, behind a button (in the view toolbar, or alone when nothing is shown)."""
+    with st.popover("How to read the map", icon=":material/help:", key="pl-how-to-read"):
         st.markdown(HOW_TO_READ)
 
 

@@ -157,17 +157,14 @@ def input_problems(state: PageState) -> list[str]:
 def start_column(name: str, state: PageState, info: ModelInfo | None, notices: list[str]) -> backend.Computation | None:
     """Inside a model's column: header, layer choice, then start the computation (None, with an
     error box, when the model cannot be used)."""
-    head, layer_slot = st.columns([3, 1.4], vertical_alignment="bottom")
+    head, layer_slot = st.columns([2.6, 1.8], vertical_alignment="bottom")
     with head:
-        render.render_model_header(info, name)
+        caption = render.render_model_header(info, name)
     try:
         with st.spinner(f"Loading {short_model_name(name)} (once per server)…", show_time=True):
             num_layers, default_layer = backend.model_layers(name)
         layer, notice = checked_layer(state.layer_of(name), num_layers, short_model_name(name))
-        device = backend.model_device(name)
-        if device is not None:
-            with head:
-                render.render_device_caption(device)
+        render.render_model_caption(caption, info, backend.model_device(name))
         if notice:
             notices.append(notice)
             st.session_state[layer_key(name)] = layer
@@ -340,9 +337,8 @@ def main() -> None:
     render.render_pending(pending_texts())
     if pending_texts():
         render.render_explain_cost(explain_cost_line(from_session(st.session_state)))
-    render.render_submit_shortcut()
-    render.render_how_to_read()
     results_area(models)
+    render.render_submit_shortcut()  # last: an element of no height, whose gap would push the maps down
 
 
 @st.fragment
@@ -377,6 +373,7 @@ def show_results(models: list[ModelInfo]) -> None:
         with notice_slot:
             render.render_notices(notices)
         render.render_prompt(" ".join(problems))
+        render.render_how_to_read()  # the view toolbar, which holds it, is not drawn without results
         render.write_query(to_query(state))
         return
 

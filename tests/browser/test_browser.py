@@ -98,6 +98,32 @@ def test_the_benchmarks_first_map_mark_is_set_when_the_map_is_painted(server: st
             browser.close()
 
 
+def test_a_new_visitor_sees_the_score_and_the_map_in_the_first_screen(server: str) -> None:
+    """At 1440 x 900 (a laptop screen), the default page as `make run` serves it (bound to localhost, so a
+    line says how to type any model; all-mpnet-base-v2 listed, installed or not): a new session sees the score
+    card and the top of the first map (its title, colour legend and column totals) without scrolling, and
+    "How to read the map" opens its explanation where it is."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
+            page.goto(server)
+            wait_heatmap(page)
+            page.wait_for_timeout(500)  # the layout settles (fonts, the score card's bars)
+            figure = page.locator(".js-plotly-plot").first.bounding_box()
+            score = page.locator(".pl-score-value").first.bounding_box()
+            assert figure is not None and score is not None
+            assert figure["y"] <= 900 - 120, f"the map starts {figure['y']:.0f} px down the 900 px screen"
+            assert score["y"] + score["height"] <= 900, "the score is below the fold"
+            page.get_by_role("button", name="How to read the map").click(timeout=RENDER_TIMEOUT_MS)
+            page.get_by_text("Integrated Jacobians (Moeller et al., EMNLP 2023)").wait_for(timeout=RENDER_TIMEOUT_MS)
+        finally:
+            browser.close()
+
+
 def test_user_text_shows_literally_in_tick_labels(server: str) -> None:
     """Escaped tokens render as the characters typed: no markup, no visible entities."""
     from playwright.sync_api import sync_playwright
