@@ -200,7 +200,8 @@ def render_pending(labels: Sequence[str]) -> None:
 
 def render_submit_shortcut() -> None:
     """Ctrl+Enter (Cmd+Enter) in a text box presses Explain; Explain waits for the box's text to be sent."""
-    st.html(SUBMIT_SHORTCUT_JS, unsafe_allow_javascript=True)
+    # In the sidebar: an element of no height still adds a gap, which in the main area pushed the maps down.
+    st.sidebar.html(SUBMIT_SHORTCUT_JS, unsafe_allow_javascript=True)
 
 
 CUSTOM_MODELS_LOCAL = "Or type a Hugging Face hub id or a model folder into the box and press Enter."
@@ -416,8 +417,7 @@ def render_model_header(info: ModelInfo | None, name: str) -> DeltaGenerator:
     which render_model_caption fills again once the model's device is known."""
     st.markdown(f"<div class='pl-model'>{html.escape(short_model_name(name))}</div>", unsafe_allow_html=True)
     slot = st.empty()
-    if info is not None:
-        slot.caption(info.description)
+    render_model_caption(slot, info, None)
     return slot
 
 

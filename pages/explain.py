@@ -337,8 +337,8 @@ def main() -> None:
     render.render_pending(pending_texts())
     if pending_texts():
         render.render_explain_cost(explain_cost_line(from_session(st.session_state)))
+    render.render_submit_shortcut()
     results_area(models)
-    render.render_submit_shortcut()  # last: an element of no height, whose gap would push the maps down
 
 
 @st.fragment

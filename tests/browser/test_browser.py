@@ -101,8 +101,9 @@ def test_the_benchmarks_first_map_mark_is_set_when_the_map_is_painted(server: st
 def test_a_new_visitor_sees_the_score_and_the_map_in_the_first_screen(server: str) -> None:
     """At 1440 x 900 (a laptop screen), the default page as `make run` serves it (bound to localhost, so a
     line says how to type any model; all-mpnet-base-v2 listed, installed or not): a new session sees the score
-    card and the top of the first map (its title, colour legend and column totals) without scrolling, and
-    "How to read the map" opens its explanation where it is."""
+    card and the top of the first map (its title, colour legend and column totals) without scrolling;
+    "How to read the map" opens its explanation, with and without results; the model line's help says how
+    to type a model and how to install a listed one."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -118,6 +119,21 @@ def test_a_new_visitor_sees_the_score_and_the_map_in_the_first_screen(server: st
             assert figure is not None and score is not None
             assert figure["y"] <= 900 - 120, f"the map starts {figure['y']:.0f} px down the 900 px screen"
             assert score["y"] + score["height"] <= 900, "the score is below the fold"
+            page.get_by_role("button", name="How to read the map").click(timeout=RENDER_TIMEOUT_MS)
+            page.get_by_text("Integrated Jacobians (Moeller et al., EMNLP 2023)").wait_for(timeout=RENDER_TIMEOUT_MS)
+            page.keyboard.press("Escape")
+
+            # the one line on other models: its help holds the example hub id and each install command
+            sources = page.locator("[data-testid=stElementContainer]", has_text="Or type a Hugging Face hub id").last
+            sources.locator("[data-testid=stTooltipHoverTarget]").hover()
+            tip = page.locator("[data-testid=stTooltipContent]").first
+            tip.get_by_text("sentence-transformers/all-distilroberta-v1", exact=False).wait_for(timeout=30_000)
+            if "Not installed" in sources.inner_text():
+                assert "make mpnet" in tip.inner_text()
+
+            # with nothing to show (text A empty) "How to read the map" stands alone and opens as well
+            page.goto(pair_url(server, "", "Someone plays music."))
+            page.get_by_text("Text A is empty").first.wait_for(timeout=RENDER_TIMEOUT_MS)
             page.get_by_role("button", name="How to read the map").click(timeout=RENDER_TIMEOUT_MS)
             page.get_by_text("Integrated Jacobians (Moeller et al., EMNLP 2023)").wait_for(timeout=RENDER_TIMEOUT_MS)
         finally:

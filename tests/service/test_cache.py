@@ -190,8 +190,8 @@ def test_an_entry_that_waited_for_the_write_lock_is_stamped_when_written(tmp_pat
     path = tmp_path / "full.sqlite"
     cache = ResultCache(path, 4 * size + size // 2)  # room for 4 entries
     cache.put("old", result)
-    blob = cache._do(lambda c: c.execute("SELECT value FROM results WHERE key = 'old'").fetchone()[0], None)
     other = sqlite3.connect(str(path), timeout=10.0, isolation_level=None)
+    blob = other.execute("SELECT value FROM results WHERE key = 'old'").fetchone()[0]
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock ...
     waiting = threading.Thread(target=cache.put, args=("waited", result))
     waiting.start()
