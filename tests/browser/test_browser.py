@@ -483,3 +483,27 @@ def test_a_layer_change_with_unsubmitted_text_explains_the_shown_text(server: st
             )
         finally:
             browser.close()
+
+
+def test_ctrl_enter_explains_in_a_narrow_window_with_the_sidebar_collapsed(server: str) -> None:
+    """The shortcut's script is drawn in the sidebar (no gap above the maps); a phone-sized window collapses
+    the sidebar, and Ctrl+Enter still explains the typed text."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 700, "height": 900})
+            page.goto(server)
+            wait_heatmap(page)
+            assert page.locator("[data-testid=stSidebar]").get_attribute("aria-expanded") != "true"
+            box = page.get_by_label("Text B — columns")
+            box.fill("Kids are playing outside.")
+            box.press("Control+Enter")
+            page.wait_for_function(
+                "() => { const p = document.querySelector('.js-plotly-plot');"
+                " return p && p.layout && p.layout.xaxis.ticktext.includes('Kids'); }",
+                timeout=RENDER_TIMEOUT_MS,
+            )
+        finally:
+            browser.close()
