@@ -26,6 +26,7 @@ RENDER_TIMEOUT_MS = 300_000
 # The first heatmap on a page: its row labels, outlined cells and computed matrix.
 PLOT_JS = "document.querySelector('.js-plotly-plot')"
 TICKS_JS = f"() => {{ const p = {PLOT_JS}; return p && p.layout ? p.layout.yaxis.ticktext : []; }}"
+COLUMN_TICKS_JS = f"() => {{ const p = {PLOT_JS}; return p && p.layout ? p.layout.xaxis.ticktext : []; }}"
 SHAPES_JS = f"() => {{ const p = {PLOT_JS}; return p && p.layout ? (p.layout.shapes || []).length : -1; }}"
 MATRIX_JS = f"() => {{ const p = {PLOT_JS}; const z = p.calcdata[0][0].z; return Array.from(z, r => Array.from(r)); }}"
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from page_driver import (
     ARTIFACTS,
+    COLUMN_TICKS_JS,
     MAP_PAINTED_MARK_JS,
     RENDER_TIMEOUT_MS,
     TICKS_JS,
@@ -476,11 +477,7 @@ def test_a_layer_change_with_unsubmitted_text_explains_the_shown_text(server: st
             other = page.get_by_label("Text B — columns")
             other.fill("Kids are playing outside.")
             other.press("Control+Enter")  # submits like Explain
-            page.wait_for_function(
-                "() => { const p = document.querySelector('.js-plotly-plot');"
-                " return p && p.layout && p.layout.xaxis.ticktext.includes('Kids'); }",
-                timeout=RENDER_TIMEOUT_MS,
-            )
+            page.wait_for_function(f"() => ({COLUMN_TICKS_JS})().includes('Kids')", timeout=RENDER_TIMEOUT_MS)
         finally:
             browser.close()
 
@@ -500,10 +497,6 @@ def test_ctrl_enter_explains_in_a_narrow_window_with_the_sidebar_collapsed(serve
             box = page.get_by_label("Text B — columns")
             box.fill("Kids are playing outside.")
             box.press("Control+Enter")
-            page.wait_for_function(
-                "() => { const p = document.querySelector('.js-plotly-plot');"
-                " return p && p.layout && p.layout.xaxis.ticktext.includes('Kids'); }",
-                timeout=RENDER_TIMEOUT_MS,
-            )
+            page.wait_for_function(f"() => ({COLUMN_TICKS_JS})().includes('Kids')", timeout=RENDER_TIMEOUT_MS)
         finally:
             browser.close()
